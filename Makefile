@@ -1,0 +1,65 @@
+# drillerd — see README.md.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+# End-to-end tests start real processes; scale their timeouts with
+# DRILLERD_E2E_TIMEOUT_SCALE=2 on a slow machine.
+TEST_TIMEOUT ?= 60m
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: all deps apt-deps go-deps tools build test unit e2e lint fmt cluster-up cluster-down clean
+
+all: build
+
+## deps: install every prerequisite on a fresh machine (Debian packages, Go modules, control-plane binaries)
+deps: apt-deps go-deps tools
+
+APT_PACKAGES := postgresql postgresql-contrib
+apt-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+go-deps:
+	$(GO) mod download
+	cd test/tools/kubernetes && $(GO) mod download
+	cd test/tools/snapshot-controller && $(GO) mod download
+	cd test/tools/etcd && $(GO) mod download
+	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+## tools: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, snapshot-controller
+tools:
+	@test/tools/build.sh >/dev/null
+
+## build: build the commands into bin/
+build:
+	$(GO) build -o $(BIN)/localcluster ./test/cmd/localcluster
+
+## test: lint, then every unit and end-to-end test (the e2e tests start their own cluster unless one is up)
+test: lint tools
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+## unit: only the fast tests that need no cluster
+unit:
+	$(GO) test -count=1 -short ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## cluster-up: start the local cluster in the background (writes .localcluster/kubeconfig)
+cluster-up: build tools
+	$(BIN)/localcluster up
+
+## cluster-down: stop the local cluster and everything it started
+cluster-down:
+	@if [ -x $(BIN)/localcluster ]; then $(BIN)/localcluster down; else $(GO) run ./test/cmd/localcluster down; fi
+
+clean:
+	rm -rf $(BIN)

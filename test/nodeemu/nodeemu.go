@@ -1,0 +1,271 @@
+// Package nodeemu emulates one Kubernetes node and a hostpath CSI driver for
+// the local test cluster, where no container engine is available.
+//
+// # Design
+//
+// The emulator plays four roles that a real cluster runs as separate
+// processes, and nothing else; everything around it (scheduler, PV
+// controller, snapshot-controller, namespace controller) is the real thing:
+//
+//   - node agent (kubelet): registers the Node and its CSINode, renews its
+//     Lease, runs pods bound to it. A container whose image is postgres* runs
+//     the machine's PostgreSQL as an unprivileged user on the pod's volume,
+//     listening on a loopback address of its own (127.0.x.y) that becomes
+//     status.podIP. Container paths (PGDATA, args such as hba_file=...) are
+//     translated through the pod's volume mounts. Any other image ends in
+//     ErrImagePull / ImagePullBackOff. Ready means accepting connections.
+//   - external-provisioner: a claim of a StorageClass of DriverName gets a PV
+//     backed by a new directory, cloned from the physical snapshot when the
+//     claim's dataSource is a VolumeSnapshot. Released PVs with reclaim
+//     policy Delete are removed with their directory.
+//   - csi-snapshotter: a dynamic VolumeSnapshotContent of DriverName gets a
+//     physical copy of its source volume, taken while the database process
+//     is stopped (SIGSTOP, like fsfreeze), then its status; a pre-provisioned
+//     content gets its status from the physical copy its handle names.
+//     Deleting a content with policy Delete removes the physical copy, even
+//     when other contents share the handle; Retain keeps it.
+//   - ground truth: for each volume and pod it records, as JSON under
+//     GroundTruthDir, when the volume became usable, when each database
+//     process started and when it first accepted connections.
+//
+// Fault knobs are annotations (see the Annotation* constants) or Defaults.
+package nodeemu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	snapshotclient "github.com/kubernetes-csi/external-snapshotter/client/v8/clientset/versioned"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/record"
+
+	"github.com/drillerd/drillerd/test/nodeemu/csistore"
+)
+
+// DriverName is the CSI driver the emulator implements.
+const DriverName = "hostpath.csi.drillerd.dev"
+
+// GroundTruthDir is the directory, below Config.StateDir, of the ground-truth
+// records (volumes/<pv>.json, pods/<namespace>_<pod>.json).
+const GroundTruthDir = "groundtruth"
+
+// CSIStoreDir is the directory, below Config.StateDir, of the emulated
+// driver's volumes and physical snapshots (package csistore).
+const CSIStoreDir = "csi"
+
+// Fault knobs. Durations use Go syntax ("1.5s"); rates are bytes per second.
+const (
+	annotationPrefix = "emulator.drillerd.dev/"
+	// AnnotationStartDelay on a Pod delays every container start (image pull).
+	AnnotationStartDelay = annotationPrefix + "start-delay"
+	// AnnotationCrashAfter on a Pod kills each database process this long
+	// after it started, as a crash would.
+	AnnotationCrashAfter = annotationPrefix + "crash-after"
+	// AnnotationProvisionDelay on a PVC delays its provisioning.
+	AnnotationProvisionDelay = annotationPrefix + "provision-delay"
+	// AnnotationRestoreBytesPerSecond on a PVC limits how fast a volume is
+	// restored from a snapshot.
+	AnnotationRestoreBytesPerSecond = annotationPrefix + "restore-bytes-per-second"
+	// AnnotationSnapshotDelay on a VolumeSnapshot delays cutting it.
+	AnnotationSnapshotDelay = annotationPrefix + "snapshot-delay"
+	// AnnotationSnapshotError on a VolumeSnapshot makes cutting it fail with
+	// the annotation's value as the driver's error.
+	AnnotationSnapshotError = annotationPrefix + "snapshot-error"
+)
+
+// Defaults apply where an object carries no knob annotation.
+type Defaults struct {
+	StartDelay            time.Duration
+	ProvisionDelay        time.Duration
+	SnapshotDelay         time.Duration
+	RestoreBytesPerSecond int64
+	// RestartBackoff is the first crash-loop back-off; default 10s as the
+	// kubelet's, doubling up to 5 minutes.
+	RestartBackoff time.Duration
+}
+
+// Config configures an Emulator.
+type Config struct {
+	RestConfig *rest.Config
+	NodeName   string
+	// StateDir holds volumes, snapshots, pod runtime directories and ground truth.
+	StateDir string
+	// LogPath receives the emulator's log; empty means stderr.
+	LogPath string
+	// RunAs is the unprivileged user database processes run as; default nobody.
+	RunAs    string
+	Defaults Defaults
+}
+
+// Emulator is a running node emulator.
+type Emulator struct {
+	cfg       Config
+	client    kubernetes.Interface
+	snapshots snapshotclient.Interface
+	store     *csistore.Store
+	truth     *groundTruth
+	log       *log.Logger
+	logFile   io.Closer
+	recorders map[string]record.EventRecorder
+	events    record.EventBroadcaster
+	uid, gid  uint32
+
+	kubeletMu sync.Mutex
+	kubelet   *kubelet
+}
+
+// New prepares an emulator; Run starts it.
+func New(cfg Config) (*Emulator, error) {
+	if cfg.RestConfig == nil || cfg.NodeName == "" || cfg.StateDir == "" {
+		return nil, errors.New("nodeemu: RestConfig, NodeName and StateDir are required")
+	}
+	if cfg.RunAs == "" {
+		cfg.RunAs = "nobody"
+	}
+	if cfg.Defaults.RestartBackoff == 0 {
+		cfg.Defaults.RestartBackoff = 10 * time.Second
+	}
+	u, err := user.Lookup(cfg.RunAs)
+	if err != nil {
+		return nil, fmt.Errorf("nodeemu: while looking up the database user %q: %w", cfg.RunAs, err)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+
+	restCfg := rest.CopyConfig(cfg.RestConfig)
+	restCfg.QPS, restCfg.Burst = 50, 100
+	restCfg.UserAgent = "nodeemu/" + cfg.NodeName
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := snapshotclient.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{cfg.StateDir, filepath.Join(cfg.StateDir, "pods")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	store, err := csistore.Open(filepath.Join(cfg.StateDir, CSIStoreDir))
+	if err != nil {
+		return nil, err
+	}
+	truth, err := newGroundTruth(filepath.Join(cfg.StateDir, GroundTruthDir))
+	if err != nil {
+		return nil, err
+	}
+	var out io.Writer = os.Stderr
+	var closer io.Closer
+	if cfg.LogPath != "" {
+		f, err := os.OpenFile(cfg.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		out, closer = f, f
+	}
+	e := &Emulator{
+		cfg: cfg, client: client, snapshots: snaps, store: store, truth: truth,
+		log: log.New(out, "", log.LstdFlags|log.Lmicroseconds), logFile: closer,
+		recorders: map[string]record.EventRecorder{},
+		uid:       uint32(uid), gid: uint32(gid),
+	}
+	e.events = record.NewBroadcaster()
+	e.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
+	for _, component := range []string{"kubelet", DriverName + "_csi-provisioner", "csi-snapshotter " + DriverName} {
+		e.recorders[component] = e.events.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component, Host: cfg.NodeName})
+	}
+	return e, nil
+}
+
+func (e *Emulator) kubeletEvents() record.EventRecorder     { return e.recorders["kubelet"] }
+func (e *Emulator) provisionerEvents() record.EventRecorder { return e.recorders[DriverName+"_csi-provisioner"] }
+func (e *Emulator) snapshotterEvents() record.EventRecorder {
+	return e.recorders["csi-snapshotter "+DriverName]
+}
+
+// Run registers the node and runs every role until ctx is canceled; then it
+// stops every database process it started and returns.
+func (e *Emulator) Run(ctx context.Context) error {
+	defer func() {
+		e.events.Shutdown()
+		if e.logFile != nil {
+			e.logFile.Close()
+		}
+	}()
+	if err := e.registerNode(ctx); err != nil {
+		return err
+	}
+	e.log.Printf("node %s registered", e.cfg.NodeName)
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	run := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	run("node heartbeat", e.heartbeat)
+	run("kubelet", e.runKubelet)
+	run("provisioner", e.runProvisioner)
+	run("snapshotter", e.runSnapshotter)
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// durationKnob reads a duration annotation, falling back to def.
+func durationKnob(annotations map[string]string, key string, def time.Duration) time.Duration {
+	if v, ok := annotations[key]; ok {
+		if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+			return d
+		}
+	}
+	return def
+}
+
+func int64Knob(annotations map[string]string, key string, def int64) int64 {
+	if v, ok := annotations[key]; ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			return n
+		}
+	}
+	return def
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
