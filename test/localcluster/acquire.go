@@ -2,6 +2,7 @@ package localcluster
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -85,8 +86,13 @@ func Acquire(ctx context.Context, progress io.Writer) (info Info, release func()
 }
 
 // TestMain runs m against a cluster from Acquire, stored in *cluster, and
-// returns the exit code.
+// returns the exit code. With -short it acquires nothing: end-to-end tests
+// skip themselves then.
 func TestMain(m *testing.M, cluster *Info) int {
+	flag.Parse()
+	if testing.Short() {
+		return m.Run()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	info, release, err := Acquire(ctx, os.Stderr)
 	cancel()

@@ -190,6 +190,8 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		"--etcd-servers="+c.EtcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
+		// Loopback cannot back the kubernetes Service; nothing here routes to it.
+		"--endpoint-reconciler-type=none",
 		fmt.Sprintf("--secure-port=%d", apiPort),
 		"--cert-dir="+filepath.Join(state, "pki"),
 		"--tls-cert-file="+p.path("apiserver.crt"),

@@ -30,9 +30,6 @@ import (
 var cluster localcluster.Info
 
 func TestMain(m *testing.M) {
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
 	os.Exit(localcluster.TestMain(m, &cluster))
 }
 
