@@ -55,10 +55,10 @@ func (pw *podWorker) tryMountVolumes() error {
 			claimName := v.PersistentVolumeClaim.ClaimName
 			claim, err := pw.e.client.CoreV1().PersistentVolumeClaims(pw.pod.Namespace).Get(ctx, claimName, metav1.GetOptions{})
 			if err != nil {
-				return fmt.Errorf("Unable to attach or mount volumes: unmounted volumes=[%s]: persistentvolumeclaim %q not found", v.Name, claimName)
+				return fmt.Errorf("unable to attach or mount volumes: unmounted volumes=[%s]: persistentvolumeclaim %q not found", v.Name, claimName)
 			}
 			if claim.Spec.VolumeName == "" || claim.Status.Phase != corev1.ClaimBound {
-				return fmt.Errorf("Unable to attach or mount volumes: unmounted volumes=[%s]: persistentvolumeclaim %q is not bound", v.Name, claimName)
+				return fmt.Errorf("unable to attach or mount volumes: unmounted volumes=[%s]: persistentvolumeclaim %q is not bound", v.Name, claimName)
 			}
 			pv, err := pw.e.client.CoreV1().PersistentVolumes().Get(ctx, claim.Spec.VolumeName, metav1.GetOptions{})
 			if err != nil {
