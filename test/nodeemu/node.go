@@ -30,9 +30,9 @@ func (e *Emulator) registerNode(ctx context.Context) error {
 		ObjectMeta: metav1.ObjectMeta{
 			Name: name,
 			Labels: map[string]string{
-				corev1.LabelHostname:   name,
-				corev1.LabelOSStable:   "linux",
-				corev1.LabelArchStable: "amd64",
+				corev1.LabelHostname:          name,
+				corev1.LabelOSStable:          "linux",
+				corev1.LabelArchStable:        "amd64",
 				"node.kubernetes.io/emulated": "true",
 			},
 		},

@@ -192,8 +192,10 @@ func New(cfg Config) (*Emulator, error) {
 	return e, nil
 }
 
-func (e *Emulator) kubeletEvents() record.EventRecorder     { return e.recorders["kubelet"] }
-func (e *Emulator) provisionerEvents() record.EventRecorder { return e.recorders[DriverName+"_csi-provisioner"] }
+func (e *Emulator) kubeletEvents() record.EventRecorder { return e.recorders["kubelet"] }
+func (e *Emulator) provisionerEvents() record.EventRecorder {
+	return e.recorders[DriverName+"_csi-provisioner"]
+}
 func (e *Emulator) snapshotterEvents() record.EventRecorder {
 	return e.recorders["csi-snapshotter "+DriverName]
 }

@@ -155,7 +155,9 @@ func TestShouldDeleteFollowsTheSidecar(t *testing.T) {
 	}
 }
 
-type contentBuilder struct{ c *snapshotv1.VolumeSnapshotContent }
+type contentBuilder struct {
+	c *snapshotv1.VolumeSnapshotContent
+}
 
 func newContent() *contentBuilder {
 	return &contentBuilder{c: &snapshotv1.VolumeSnapshotContent{
@@ -164,7 +166,10 @@ func newContent() *contentBuilder {
 	}}
 }
 
-func (b *contentBuilder) Deleted(at metav1.Time) *contentBuilder { b.c.DeletionTimestamp = &at; return b }
+func (b *contentBuilder) Deleted(at metav1.Time) *contentBuilder {
+	b.c.DeletionTimestamp = &at
+	return b
+}
 func (b *contentBuilder) PreProvisioned(handle string) *contentBuilder {
 	b.c.Spec.Source = snapshotv1.VolumeSnapshotContentSource{SnapshotHandle: ptr.To(handle)}
 	return b

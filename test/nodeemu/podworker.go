@@ -258,14 +258,14 @@ func (pw *podWorker) containerStatuses(states []*containerState) []corev1.Contai
 	var out []corev1.ContainerStatus
 	for _, cs := range states {
 		st := corev1.ContainerStatus{
-			Name:         cs.spec.Name,
-			Image:        cs.spec.Image,
-			State:        cs.state,
+			Name:                 cs.spec.Name,
+			Image:                cs.spec.Image,
+			State:                cs.state,
 			LastTerminationState: cs.last,
-			Ready:        cs.ready,
-			RestartCount: cs.restarts,
-			Started:      ptr.To(cs.started),
-			ContainerID:  cs.containerID,
+			Ready:                cs.ready,
+			RestartCount:         cs.restarts,
+			Started:              ptr.To(cs.started),
+			ContainerID:          cs.containerID,
 		}
 		if isPostgresImage(cs.spec.Image) {
 			st.ImageID = emulatedImageID

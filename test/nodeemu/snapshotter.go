@@ -236,4 +236,3 @@ func (s *snapshotter) snapshotKnobs(ctx context.Context, content *snapshotv1.Vol
 	}
 	return snap.Annotations
 }
-
