@@ -59,6 +59,8 @@ const DefaultHostAuthMethod = "scram-sha-256"
 
 // ErrNoPassword is the image entrypoint's refusal to initialise a database
 // without a superuser password unless host authentication is trust.
+//
+//lint:ignore ST1005 the image's own message, word for word
 var ErrNoPassword = errors.New(`Database is uninitialized and superuser password is not specified.
        You must specify POSTGRES_PASSWORD to a non-empty value for the
        superuser. For example, "-e POSTGRES_PASSWORD=password" on "docker run".
@@ -160,21 +162,16 @@ func (s Spec) environ(binDir string) []string {
 }
 
 // command prepares a command that runs as the database user in a process
-// group of its own. With a context, cancelling it sends SIGTERM to the group
+// group of its own. Cancelling ctx sends SIGTERM to the group
 // (initdb then cleans up after itself) and SIGKILL a little later.
 func (s Spec) command(ctx context.Context, name string, args ...string) (*exec.Cmd, error) {
 	bin, err := s.binary(name)
 	if err != nil {
 		return nil, err
 	}
-	var cmd *exec.Cmd
-	if ctx != nil {
-		cmd = exec.CommandContext(ctx, bin, args...)
-		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-		cmd.WaitDelay = 10 * time.Second
-	} else {
-		cmd = exec.Command(bin, args...)
-	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Dir = s.RuntimeDir
 	cmd.Env = s.environ(filepath.Dir(bin))
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -432,11 +429,24 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 func (t *tailBuffer) lastLines(n int) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	lines := strings.Split(strings.TrimSpace(string(t.buf)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
+	var lines []string
+	for _, line := range strings.Split(string(t.buf), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			lines = append(lines, line)
+		}
 	}
-	return strings.TrimSpace(strings.Join(lines, " | "))
+	if len(lines) <= n {
+		return strings.Join(lines, " | ")
+	}
+	last := lines[len(lines)-n:]
+	// The reason is often a few lines up, followed by cleanup messages.
+	for i := len(lines) - n - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], "FATAL:") || strings.Contains(lines[i], "ERROR:") {
+			last = append([]string{lines[i]}, last...)
+			break
+		}
+	}
+	return strings.Join(last, " | ")
 }
 
 // quoteIdent quotes an SQL identifier.
@@ -526,12 +536,12 @@ func Start(s Spec) (*Process, error) {
 	if err := s.validate(); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(s.DataDir); err != nil {
-		return nil, fmt.Errorf("pgproc: PGDATA: %w", err)
-	}
 	socket := filepath.Join(s.RuntimeDir, fmt.Sprintf(".s.PGSQL.%d", s.Port))
 	if len(socket) >= 100 {
 		return nil, fmt.Errorf("pgproc: unix socket path %s is too long (%d bytes, at most 99)", socket, len(socket))
+	}
+	if _, err := os.Stat(s.DataDir); err != nil {
+		return nil, fmt.Errorf("pgproc: PGDATA: %w", err)
 	}
 	if err := s.ensureRuntimeDir(); err != nil {
 		return nil, err
@@ -548,7 +558,7 @@ func Start(s Spec) (*Process, error) {
 		"-c", "unix_socket_directories=" + s.RuntimeDir,
 	}
 	args = append(args, s.Args...)
-	cmd, err := s.command(nil, "postgres", args...)
+	cmd, err := s.command(context.Background(), "postgres", args...)
 	if err != nil {
 		return nil, err
 	}
