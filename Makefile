@@ -6,8 +6,10 @@ BIN := bin
 # DRILLERD_E2E_TIMEOUT_SCALE=2 on a slow machine.
 TEST_TIMEOUT ?= 60m
 STATICCHECK_VERSION ?= v0.8.2
+CONTROLLER_GEN_VERSION ?= v0.23.0
+CONTROLLER_GEN := $(shell $(GO) env GOPATH)/bin/controller-gen
 
-.PHONY: all deps apt-deps go-deps tools build test unit e2e lint fmt cluster-up cluster-down clean
+.PHONY: generate all deps apt-deps go-deps tools build test unit e2e lint fmt cluster-up cluster-down clean
 
 all: build
 
@@ -27,7 +29,8 @@ go-deps:
 	cd test/tools/kubernetes && $(GO) mod download
 	cd test/tools/snapshot-controller && $(GO) mod download
 	cd test/tools/etcd && $(GO) mod download
-	@command -v staticcheck >/dev/null 2>&1 || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@test -x "$$($(GO) env GOPATH)/bin/staticcheck" || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@test -x $(CONTROLLER_GEN) || GOFLAGS= $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 
 ## tools: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, snapshot-controller
 tools:
@@ -45,7 +48,8 @@ test: lint tools
 unit:
 	$(GO) test -count=1 -short ./...
 
-lint:
+lint: generate
+	@git diff --exit-code --stat -- api deploy/crds || { echo "generated files are stale: run make generate and commit"; exit 1; }
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	PATH="$$PATH:$$($(GO) env GOPATH)/bin" staticcheck ./...
@@ -63,3 +67,9 @@ cluster-down:
 
 clean:
 	rm -rf $(BIN)
+
+## generate: deepcopy functions and CRD manifests from api/
+generate:
+	@test -x $(CONTROLLER_GEN) || GOFLAGS= $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+	$(CONTROLLER_GEN) object paths=./api/...
+	$(CONTROLLER_GEN) crd:allowDangerousTypes=true paths=./api/... output:crd:artifacts:config=deploy/crds

@@ -1,0 +1,249 @@
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Trigger says what started a run.
+// +kubebuilder:validation:Enum=Schedule;HTTP;CLI;Manual
+type Trigger string
+
+// Triggers.
+const (
+	TriggerSchedule Trigger = "Schedule"
+	TriggerHTTP     Trigger = "HTTP"
+	TriggerCLI      Trigger = "CLI"
+	TriggerManual   Trigger = "Manual"
+)
+
+// DrillRunSpec is one request to run a drill. It cannot change once created.
+type DrillRunSpec struct {
+	// DrillName is the RestoreDrill, in this namespace, to run.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	DrillName string `json:"drillName"`
+
+	// Trigger records what started the run.
+	// +optional
+	// +kubebuilder:default=Manual
+	Trigger Trigger `json:"trigger,omitempty"`
+
+	// SnapshotName pins a VolumeSnapshot (of the drill's source claim)
+	// instead of the newest ready one.
+	// +optional
+	SnapshotName string `json:"snapshotName,omitempty"`
+
+	// ScheduledTime is the schedule tick a scheduled run belongs to.
+	// +optional
+	ScheduledTime *metav1.Time `json:"scheduledTime,omitempty"`
+}
+
+// Phase is the step a run is in.
+// +kubebuilder:validation:Enum=Pending;SelectingSnapshot;Provisioning;RestoringVolume;StartingDatabase;Validating;TearingDown;Done
+type Phase string
+
+// Phases, in order.
+const (
+	PhasePending           Phase = "Pending"
+	PhaseSelectingSnapshot Phase = "SelectingSnapshot"
+	PhaseProvisioning      Phase = "Provisioning"
+	PhaseRestoringVolume   Phase = "RestoringVolume"
+	PhaseStartingDatabase  Phase = "StartingDatabase"
+	PhaseValidating        Phase = "Validating"
+	PhaseTearingDown       Phase = "TearingDown"
+	PhaseDone              Phase = "Done"
+)
+
+// RunResult is the verdict of a run.
+// +kubebuilder:validation:Enum=Succeeded;Failed;Error
+type RunResult string
+
+const (
+	// ResultSucceeded: every check passed and both targets were met.
+	ResultSucceeded RunResult = "Succeeded"
+	// ResultFailed: the backup could not be restored, a check failed, or a
+	// target was missed. A real finding about the backup.
+	ResultFailed RunResult = "Failed"
+	// ResultError: the drill could not run (API errors, quota, timeouts of
+	// the platform). Nothing was learnt about the backup.
+	ResultError RunResult = "Error"
+)
+
+// RPOBasis says what the RPO was measured from.
+// +kubebuilder:validation:Enum=Data;Snapshot
+type RPOBasis string
+
+const (
+	// RPOBasisData: the newest write in the restored data (freshness query).
+	RPOBasisData RPOBasis = "Data"
+	// RPOBasisSnapshot: the snapshot's creation time.
+	RPOBasisSnapshot RPOBasis = "Snapshot"
+)
+
+// DrillRunStatus is the record of a run.
+type DrillRunStatus struct {
+	// Phase is the current step; Done when finished.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+	// Result is set when the run is Done.
+	// +optional
+	Result RunResult `json:"result,omitempty"`
+	// Reason is a CamelCase word for a non-success (e.g. CheckFailed,
+	// NoReadySnapshot, RTOTargetMissed, VolumeTimeout).
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// Message explains the result for people.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// Snapshot is the VolumeSnapshot the run restored.
+	// +optional
+	Snapshot *SnapshotRef `json:"snapshot,omitempty"`
+	// SandboxNamespace is the throwaway namespace of the restore.
+	// +optional
+	SandboxNamespace string `json:"sandboxNamespace,omitempty"`
+	// Phases is the timeline: when each step started and ended.
+	// +optional
+	Phases []PhaseTiming `json:"phases,omitempty"`
+	// Checks are the results of the drill's checks.
+	// +optional
+	Checks []CheckResult `json:"checks,omitempty"`
+	// RTO measured: from the start of provisioning until every check passed.
+	// +optional
+	RTO *RTOMeasurement `json:"rto,omitempty"`
+	// RPO measured: drill start minus the newest recoverable write.
+	// +optional
+	RPO *RPOMeasurement `json:"rpo,omitempty"`
+	// StartTime is when drillerd started the run.
+	// +optional
+	StartTime *metav1.Time `json:"startTime,omitempty"`
+	// CompletionTime is when the run was Done.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+	// Deadline is when the run times out as a whole (timeouts.total).
+	// +optional
+	Deadline *metav1.Time `json:"deadline,omitempty"`
+	// SandboxExpiry is when a kept sandbox (keepOnFailure) is removed.
+	// +optional
+	SandboxExpiry *metav1.Time `json:"sandboxExpiry,omitempty"`
+	// SandboxRemoved says the sandbox is gone.
+	// +optional
+	SandboxRemoved bool `json:"sandboxRemoved,omitempty"`
+}
+
+// SnapshotRef identifies the restored snapshot.
+type SnapshotRef struct {
+	// Name of the VolumeSnapshot.
+	Name string `json:"name"`
+	// ContentName of its VolumeSnapshotContent.
+	// +optional
+	ContentName string `json:"contentName,omitempty"`
+	// SnapshotHandle is the storage system's snapshot id.
+	// +optional
+	SnapshotHandle string `json:"snapshotHandle,omitempty"`
+	// CreationTime is when the snapshot was cut.
+	// +optional
+	CreationTime *metav1.Time `json:"creationTime,omitempty"`
+	// RestoreSize is the minimum size of a volume restored from it.
+	// +optional
+	RestoreSize *resource.Quantity `json:"restoreSize,omitempty"`
+}
+
+// PhaseTiming is one step of the timeline.
+type PhaseTiming struct {
+	// Name of the phase.
+	Name Phase `json:"name"`
+	// StartTime of the phase.
+	StartTime metav1.Time `json:"startTime"`
+	// EndTime of the phase; unset while it runs.
+	// +optional
+	EndTime *metav1.Time `json:"endTime,omitempty"`
+	// Seconds the phase took.
+	// +optional
+	Seconds *float64 `json:"seconds,omitempty"`
+}
+
+// CheckResult is the outcome of one check.
+type CheckResult struct {
+	// Name of the check.
+	Name string `json:"name"`
+	// Passed says whether the expectation held.
+	Passed bool `json:"passed"`
+	// Value observed (for built-ins, a summary such as "12 tables, 10342 rows").
+	// +optional
+	Value string `json:"value,omitempty"`
+	// Expected, in words (">= 1000").
+	// +optional
+	Expected string `json:"expected,omitempty"`
+	// Seconds the check took.
+	// +optional
+	Seconds float64 `json:"seconds,omitempty"`
+	// Message says why it failed.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// RTOMeasurement is the measured recovery time against its target.
+type RTOMeasurement struct {
+	// Seconds from the start of provisioning until every check passed.
+	Seconds float64 `json:"seconds"`
+	// TargetSeconds is spec.targets.rto; unset without a target.
+	// +optional
+	TargetSeconds *float64 `json:"targetSeconds,omitempty"`
+	// Met is false when the target was missed.
+	Met bool `json:"met"`
+}
+
+// RPOMeasurement is the measured data loss window against its target.
+type RPOMeasurement struct {
+	// Seconds between the drill's start and the newest recoverable write.
+	Seconds float64 `json:"seconds"`
+	// TargetSeconds is spec.targets.rpo; unset without a target.
+	// +optional
+	TargetSeconds *float64 `json:"targetSeconds,omitempty"`
+	// Met is false when the target was missed.
+	Met bool `json:"met"`
+	// Basis of Seconds: Data (freshness query) or Snapshot (creation time).
+	Basis RPOBasis `json:"basis"`
+	// DataSeconds from the freshness query, when it ran.
+	// +optional
+	DataSeconds *float64 `json:"dataSeconds,omitempty"`
+	// SnapshotSeconds from the snapshot's creation time.
+	// +optional
+	SnapshotSeconds *float64 `json:"snapshotSeconds,omitempty"`
+}
+
+// DrillRun is one execution of a RestoreDrill: snapshot selection, restore
+// into a sandbox, validation, measurement, verdict and teardown.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=dr,categories=drillerd
+// +kubebuilder:validation:XValidation:rule="self.spec == oldSelf.spec",message="spec is immutable: create a new DrillRun instead"
+// +kubebuilder:printcolumn:name="Drill",type=string,JSONPath=`.spec.drillName`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Result",type=string,JSONPath=`.status.result`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.reason`,priority=1
+// +kubebuilder:printcolumn:name="RTO(s)",type=number,JSONPath=`.status.rto.seconds`
+// +kubebuilder:printcolumn:name="RPO(s)",type=number,JSONPath=`.status.rpo.seconds`
+// +kubebuilder:printcolumn:name="Snapshot",type=string,JSONPath=`.status.snapshot.name`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type DrillRun struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   DrillRunSpec   `json:"spec"`
+	Status DrillRunStatus `json:"status,omitempty"`
+}
+
+// DrillRunList is a list of DrillRuns.
+// +kubebuilder:object:root=true
+type DrillRunList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DrillRun `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&DrillRun{}, &DrillRunList{})
+}

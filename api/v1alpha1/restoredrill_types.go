@@ -1,0 +1,386 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RestoreDrillSpec is the plan of a restore drill.
+// +kubebuilder:validation:XValidation:rule="!has(self.timeZone) || has(self.schedule)",message="timeZone needs a schedule"
+type RestoreDrillSpec struct {
+	// Schedule is when drills run, as a 5-field cron expression ("0 3 * * *")
+	// or a descriptor (@daily, @hourly, @every 6h). Without a schedule the
+	// drill runs only on demand (HTTP API, `drillerd run`, or a DrillRun
+	// created by hand).
+	// +optional
+	// +kubebuilder:validation:MaxLength=100
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every ([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+|(\\\\S+ ){4}\\\\S+)$')",message="schedule must be a 5-field cron expression such as \"0 3 * * *\" or a descriptor such as @daily or \"@every 6h\""
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('@') || (size(self.split(' ')) == 5 && self.split(' ')[0].matches('^(?i)([*]|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]+)?(,([*]|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]+)?)*$') && self.split(' ')[1].matches('^(?i)([*]|(1?[0-9]|2[0-3])(-(1?[0-9]|2[0-3]))?)(/[0-9]+)?(,([*]|(1?[0-9]|2[0-3])(-(1?[0-9]|2[0-3]))?)(/[0-9]+)?)*$') && self.split(' ')[2].matches('^(?i)([?]|([*]|([1-9]|[12][0-9]|3[01])(-([1-9]|[12][0-9]|3[01]))?)(/[0-9]+)?)(,([?]|([*]|([1-9]|[12][0-9]|3[01])(-([1-9]|[12][0-9]|3[01]))?)(/[0-9]+)?))*$') && self.split(' ')[3].matches('^(?i)([*]|([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[0-9]+)?(,([*]|([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[0-9]+)?)*$') && self.split(' ')[4].matches('^(?i)([?]|([*]|([0-6]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-6]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[0-9]+)?)(,([?]|([*]|([0-6]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-6]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[0-9]+)?))*$'))",message="schedule has a field out of range: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, day of week 0-6 or SUN-SAT"
+	Schedule string `json:"schedule,omitempty"`
+
+	// TimeZone is the IANA time zone of Schedule (e.g. Europe/Berlin);
+	// default UTC.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^(UTC|[A-Za-z]+(/[A-Za-z0-9_+-]+){1,2})$`
+	TimeZone *string `json:"timeZone,omitempty"`
+
+	// Suspend stops scheduled runs; on-demand runs still work.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// Source names the database volume whose snapshots are drilled.
+	Source SourceSpec `json:"source"`
+
+	// Sandbox configures the throwaway namespace the restore runs in.
+	// +optional
+	Sandbox SandboxSpec `json:"sandbox,omitempty"`
+
+	// Database describes how to start the database on the restored volume.
+	Database DatabaseSpec `json:"database"`
+
+	// Checks run, in order, against the restored database. Every check must
+	// pass for the drill to succeed.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:XValidation:rule="self.all(c, self.exists_one(d, (has(d.name) ? d.name : d.builtin) == (has(c.name) ? c.name : c.builtin)))",message="check names must be unique (a builtin check without a name is named after its builtin)"
+	Checks []Check `json:"checks,omitempty"`
+
+	// Freshness measures the data RPO: a query returning the newest write in
+	// the restored data. Without it the RPO is the snapshot's age.
+	// +optional
+	Freshness *FreshnessSpec `json:"freshness,omitempty"`
+
+	// Targets are the recovery objectives a drill is held to.
+	// +optional
+	Targets Targets `json:"targets,omitempty"`
+
+	// Timeouts bound the drill and its steps.
+	// +optional
+	Timeouts Timeouts `json:"timeouts,omitempty"`
+
+	// HistoryLimit is how many finished DrillRuns are kept; default 10.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	HistoryLimit *int32 `json:"historyLimit,omitempty"`
+}
+
+// SourceSpec selects the snapshots to drill.
+type SourceSpec struct {
+	// PersistentVolumeClaimName is the database's claim, in the drill's
+	// namespace; its VolumeSnapshots (spec.source.persistentVolumeClaimName)
+	// are the candidates. The claim itself is never touched.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	PersistentVolumeClaimName string `json:"persistentVolumeClaimName"`
+
+	// SnapshotSelector further restricts candidates by label.
+	// +optional
+	SnapshotSelector *metav1.LabelSelector `json:"snapshotSelector,omitempty"`
+
+	// MaxSnapshotAge fails the drill (on RPO) when the newest ready snapshot
+	// is older than this.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="maxSnapshotAge must be a positive duration such as 48h"
+	MaxSnapshotAge *metav1.Duration `json:"maxSnapshotAge,omitempty"`
+}
+
+// SandboxSpec configures the throwaway restore environment.
+type SandboxSpec struct {
+	// StorageClassName to restore onto; default: the source claim's class.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+
+	// KeepOnFailure keeps a failed drill's sandbox this long for debugging,
+	// then removes it. Default: removed at once.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="keepOnFailure must not be negative"
+	KeepOnFailure *metav1.Duration `json:"keepOnFailure,omitempty"`
+
+	// Resources of the database container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// DatabaseEngine names a database engine.
+// +kubebuilder:validation:Enum=postgres
+type DatabaseEngine string
+
+// EnginePostgres is PostgreSQL.
+const EnginePostgres DatabaseEngine = "postgres"
+
+// DatabaseSpec describes the database to start on the restored volume.
+type DatabaseSpec struct {
+	// Engine of the database; only postgres today.
+	// +optional
+	// +kubebuilder:default=postgres
+	Engine DatabaseEngine `json:"engine,omitempty"`
+
+	// Image of the database server, the same major version as production
+	// (e.g. postgres:16).
+	// +kubebuilder:validation:MinLength=1
+	Image string `json:"image"`
+
+	// DataSubPath is where PGDATA lives inside the volume (e.g. pgdata);
+	// empty means the volume root.
+	// +optional
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.matches('(^|/)[.][.](/|$)')",message="dataSubPath must be a relative path inside the volume (no leading / and no ..)"
+	DataSubPath string `json:"dataSubPath,omitempty"`
+
+	// DatabaseName the checks connect to; default postgres.
+	// +optional
+	// +kubebuilder:default=postgres
+	DatabaseName string `json:"databaseName,omitempty"`
+
+	// Port the server listens on; default 5432.
+	// +optional
+	// +kubebuilder:default=5432
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port,omitempty"`
+
+	// Args are extra server arguments, e.g. ["-c", "shared_buffers=256MB"].
+	// +optional
+	Args []string `json:"args,omitempty"`
+
+	// Auth is how drillerd logs in to the restored database.
+	// +optional
+	Auth AuthSpec `json:"auth,omitempty"`
+}
+
+// AuthMode is how drillerd authenticates to the restored database.
+// +kubebuilder:validation:Enum=Trust;Secret
+type AuthMode string
+
+const (
+	// AuthTrust replaces pg_hba.conf in the sandbox so that drillerd needs
+	// no production password (the sandbox admits only drillerd).
+	AuthTrust AuthMode = "Trust"
+	// AuthSecret logs in with a user and password from a Secret in the
+	// drill's namespace.
+	AuthSecret AuthMode = "Secret"
+)
+
+// AuthSpec selects the authentication mode.
+// +kubebuilder:validation:XValidation:rule="self.mode != 'Secret' || has(self.secretRef)",message="auth.secretRef is required when mode is Secret"
+type AuthSpec struct {
+	// Mode is Trust (default) or Secret.
+	// +optional
+	// +kubebuilder:default=Trust
+	Mode AuthMode `json:"mode,omitempty"`
+
+	// SecretRef names the credentials for mode Secret.
+	// +optional
+	SecretRef *SecretCredentials `json:"secretRef,omitempty"`
+}
+
+// SecretCredentials point at a user name and password in a Secret.
+type SecretCredentials struct {
+	// Name of the Secret, in the drill's namespace.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// UsernameKey is the key of the user name; default username.
+	// +optional
+	// +kubebuilder:default=username
+	UsernameKey string `json:"usernameKey,omitempty"`
+	// PasswordKey is the key of the password; default password.
+	// +optional
+	// +kubebuilder:default=password
+	PasswordKey string `json:"passwordKey,omitempty"`
+}
+
+// Builtin names a built-in check.
+// +kubebuilder:validation:Enum=TablesReadable;Amcheck
+type Builtin string
+
+const (
+	// BuiltinTablesReadable reads every user table end to end.
+	BuiltinTablesReadable Builtin = "TablesReadable"
+	// BuiltinAmcheck verifies every btree index with amcheck.
+	BuiltinAmcheck Builtin = "Amcheck"
+)
+
+// Check is one validation of the restored database: a SQL query with an
+// expectation on its first value, or a built-in.
+// +kubebuilder:validation:XValidation:rule="has(self.sql) != has(self.builtin)",message="a check needs exactly one of sql or builtin"
+// +kubebuilder:validation:XValidation:rule="has(self.builtin) || has(self.name)",message="a sql check needs a name"
+// +kubebuilder:validation:XValidation:rule="!has(self.sql) || (has(self.expect) && (has(self.expect.equals) || has(self.expect.min) || has(self.expect.max) || has(self.expect.regex) || (has(self.expect.notEmpty) && self.expect.notEmpty)))",message="a sql check needs an expectation: expect.equals, min, max, regex or notEmpty"
+type Check struct {
+	// Name identifies the check in results; required for sql checks, a
+	// builtin check defaults to the builtin's name.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name,omitempty"`
+
+	// SQL is a read-only query; its first column of the first row is
+	// compared with Expect. It runs in a read-only transaction.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=65536
+	SQL string `json:"sql,omitempty"`
+
+	// Builtin is a built-in check: TablesReadable or Amcheck.
+	// +optional
+	Builtin Builtin `json:"builtin,omitempty"`
+
+	// Expect is what the SQL value must satisfy; all given conditions must hold.
+	// +optional
+	Expect *Expectation `json:"expect,omitempty"`
+
+	// Timeout of this check's statements; default 1m.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="timeout must be a positive duration such as 30s"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// Expectation on a check's value. Numbers compare numerically.
+type Expectation struct {
+	// Equals: the value equals this (numerically when both are numbers).
+	// +optional
+	Equals *string `json:"equals,omitempty"`
+	// Min: the value is a number >= this.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^-?[0-9]+(\.[0-9]+)?$`
+	Min *string `json:"min,omitempty"`
+	// Max: the value is a number <= this.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^-?[0-9]+(\.[0-9]+)?$`
+	Max *string `json:"max,omitempty"`
+	// Regex: the value matches this RE2 expression.
+	// +optional
+	Regex *string `json:"regex,omitempty"`
+	// NotEmpty: the query returns a row whose value is not NULL or empty.
+	// +optional
+	NotEmpty bool `json:"notEmpty,omitempty"`
+}
+
+// FreshnessSpec measures the newest recoverable write.
+type FreshnessSpec struct {
+	// SQL returns one timestamp: the newest write in the restored data,
+	// e.g. SELECT max(created_at) FROM orders.
+	// +kubebuilder:validation:MinLength=1
+	SQL string `json:"sql"`
+}
+
+// Targets are recovery objectives.
+type Targets struct {
+	// RTO: the restore must produce a database that passed every check
+	// within this time.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="targets.rto must be a positive duration such as 15m"
+	RTO *metav1.Duration `json:"rto,omitempty"`
+	// RPO: the newest recoverable write must be at most this old when the
+	// drill starts.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="targets.rpo must be a positive duration such as 26h"
+	RPO *metav1.Duration `json:"rpo,omitempty"`
+}
+
+// Timeouts bound a drill. A timeout ends the drill with a result naming the
+// stuck object.
+type Timeouts struct {
+	// Total bounds the whole drill; default 1h.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="timeouts.total must be a positive duration"
+	Total *metav1.Duration `json:"total,omitempty"`
+	// Volume bounds restoring the volume (snapshot copy ready, claim bound); default 20m.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="timeouts.volume must be a positive duration"
+	Volume *metav1.Duration `json:"volume,omitempty"`
+	// Database bounds starting the database until it accepts connections; default 10m.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="timeouts.database must be a positive duration"
+	Database *metav1.Duration `json:"database,omitempty"`
+	// Checks bounds running every check; default 10m.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="timeouts.checks must be a positive duration"
+	Checks *metav1.Duration `json:"checks,omitempty"`
+}
+
+// RestoreDrillStatus is what drillerd observed of a drill.
+type RestoreDrillStatus struct {
+	// LastRun summarises the newest finished run.
+	// +optional
+	LastRun *RunSummary `json:"lastRun,omitempty"`
+	// LastSuccessTime is when a run last succeeded.
+	// +optional
+	LastSuccessTime *metav1.Time `json:"lastSuccessTime,omitempty"`
+	// NextScheduleTime is when the schedule next starts a run.
+	// +optional
+	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`
+	// ObservedGeneration is the spec generation the status reflects.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready (the spec is usable), Succeeded (the last run).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// RunSummary is a finished run in brief.
+type RunSummary struct {
+	// Name of the DrillRun.
+	Name string `json:"name"`
+	// Result of the run.
+	Result RunResult `json:"result"`
+	// Reason of a result other than Succeeded.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// RTOSeconds measured by the run.
+	// +optional
+	RTOSeconds *float64 `json:"rtoSeconds,omitempty"`
+	// RPOSeconds measured by the run.
+	// +optional
+	RPOSeconds *float64 `json:"rpoSeconds,omitempty"`
+	// CompletionTime of the run.
+	// +optional
+	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+}
+
+// RestoreDrill is the plan for proving, on a schedule or on demand, that a
+// database can be restored from its newest VolumeSnapshot within its RTO
+// and RPO targets.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=rd,categories=drillerd
+// +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=`.spec.schedule`
+// +kubebuilder:printcolumn:name="Last Result",type=string,JSONPath=`.status.lastRun.result`
+// +kubebuilder:printcolumn:name="RTO(s)",type=number,JSONPath=`.status.lastRun.rtoSeconds`
+// +kubebuilder:printcolumn:name="RPO(s)",type=number,JSONPath=`.status.lastRun.rpoSeconds`
+// +kubebuilder:printcolumn:name="Last Success",type=date,JSONPath=`.status.lastSuccessTime`
+// +kubebuilder:printcolumn:name="Next Run",type=date,JSONPath=`.status.nextScheduleTime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type RestoreDrill struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RestoreDrillSpec   `json:"spec"`
+	Status RestoreDrillStatus `json:"status,omitempty"`
+}
+
+// RestoreDrillList is a list of RestoreDrills.
+// +kubebuilder:object:root=true
+type RestoreDrillList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []RestoreDrill `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&RestoreDrill{}, &RestoreDrillList{})
+}
+
+// CheckName is the name a check is reported under.
+func (c Check) CheckName() string {
+	if c.Name != "" {
+		return c.Name
+	}
+	return string(c.Builtin)
+}
