@@ -244,6 +244,3 @@ type DrillRunList struct {
 	Items           []DrillRun `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&DrillRun{}, &DrillRunList{})
-}

@@ -373,9 +373,6 @@ type RestoreDrillList struct {
 	Items           []RestoreDrill `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&RestoreDrill{}, &RestoreDrillList{})
-}
 
 // CheckName is the name a check is reported under.
 func (c Check) CheckName() string {
