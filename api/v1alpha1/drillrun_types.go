@@ -243,4 +243,3 @@ type DrillRunList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []DrillRun `json:"items"`
 }
-

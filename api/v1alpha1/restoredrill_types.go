@@ -373,7 +373,6 @@ type RestoreDrillList struct {
 	Items           []RestoreDrill `json:"items"`
 }
 
-
 // CheckName is the name a check is reported under.
 func (c Check) CheckName() string {
 	if c.Name != "" {
