@@ -153,11 +153,11 @@ type SnapshotRef struct {
 type PhaseTiming struct {
 	// Name of the phase.
 	Name Phase `json:"name"`
-	// StartTime of the phase.
-	StartTime metav1.Time `json:"startTime"`
+	// StartTime of the phase (microsecond precision).
+	StartTime metav1.MicroTime `json:"startTime"`
 	// EndTime of the phase; unset while it runs.
 	// +optional
-	EndTime *metav1.Time `json:"endTime,omitempty"`
+	EndTime *metav1.MicroTime `json:"endTime,omitempty"`
 	// Seconds the phase took.
 	// +optional
 	Seconds *float64 `json:"seconds,omitempty"`

@@ -1,0 +1,142 @@
+package rto
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+)
+
+var t0 = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+
+func TestMeasureRTO(t *testing.T) {
+	tests := []struct {
+		name        string
+		took        time.Duration
+		target      time.Duration
+		wantSeconds float64
+		wantMet     bool
+		wantTarget  bool
+	}{
+		{"within target", 90 * time.Second, 15 * time.Minute, 90, true, true},
+		{"exactly the target", 15 * time.Minute, 15 * time.Minute, 900, true, true},
+		{"over target", 15*time.Minute + time.Millisecond, 15 * time.Minute, 900.001, false, true},
+		{"no target is met", 2 * time.Hour, 0, 7200, true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := MeasureRTO(t0, t0.Add(tt.took), tt.target)
+			if m.Seconds != tt.wantSeconds || m.Met != tt.wantMet || (m.TargetSeconds != nil) != tt.wantTarget {
+				t.Errorf("MeasureRTO = %+v, want seconds %v met %v target set %v", m, tt.wantSeconds, tt.wantMet, tt.wantTarget)
+			}
+		})
+	}
+}
+
+func TestMeasureRPO(t *testing.T) {
+	newest := t0.Add(-3 * time.Hour)
+	tests := []struct {
+		name        string
+		newestWrite *time.Time
+		snapshot    time.Time
+		target      time.Duration
+		want        *drillsv1.RPOMeasurement
+	}{
+		{
+			name: "data basis wins when the freshness query ran", newestWrite: &newest, snapshot: t0.Add(-2 * time.Hour), target: 26 * time.Hour,
+			want: &drillsv1.RPOMeasurement{Seconds: 10800, Basis: drillsv1.RPOBasisData, Met: true, DataSeconds: ptr(10800.0), SnapshotSeconds: ptr(7200.0), TargetSeconds: ptr(93600.0)},
+		},
+		{
+			name: "snapshot basis without freshness", snapshot: t0.Add(-30 * time.Hour), target: 26 * time.Hour,
+			want: &drillsv1.RPOMeasurement{Seconds: 108000, Basis: drillsv1.RPOBasisSnapshot, Met: false, SnapshotSeconds: ptr(108000.0), TargetSeconds: ptr(93600.0)},
+		},
+		{name: "nothing known", want: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := MeasureRPO(t0, tt.newestWrite, tt.snapshot, tt.target)
+			if (got == nil) != (tt.want == nil) {
+				t.Fatalf("MeasureRPO = %+v, want %+v", got, tt.want)
+			}
+			if got == nil {
+				return
+			}
+			if got.Seconds != tt.want.Seconds || got.Basis != tt.want.Basis || got.Met != tt.want.Met ||
+				!sameFloat(got.DataSeconds, tt.want.DataSeconds) || !sameFloat(got.SnapshotSeconds, tt.want.SnapshotSeconds) || !sameFloat(got.TargetSeconds, tt.want.TargetSeconds) {
+				t.Errorf("MeasureRPO = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	passed := drillsv1.CheckResult{Name: "orders-present", Passed: true, Value: "1200", Expected: ">= 1000"}
+	failed := drillsv1.CheckResult{Name: "orders-present", Passed: false, Value: "999", Expected: ">= 1000"}
+	rtoMet := &drillsv1.RTOMeasurement{Seconds: 60, TargetSeconds: ptr(900.0), Met: true}
+	rtoMissed := &drillsv1.RTOMeasurement{Seconds: 1000, TargetSeconds: ptr(900.0), Met: false}
+	rpoMet := &drillsv1.RPOMeasurement{Seconds: 3600, TargetSeconds: ptr(93600.0), Met: true, Basis: drillsv1.RPOBasisData}
+	rpoMissed := &drillsv1.RPOMeasurement{Seconds: 100000, TargetSeconds: ptr(93600.0), Met: false, Basis: drillsv1.RPOBasisData}
+
+	tests := []struct {
+		name         string
+		status       drillsv1.DrillRunStatus
+		tooOld       string
+		wantResult   drillsv1.RunResult
+		wantReason   string
+		wantMentions []string
+	}{
+		{"everything held", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMet}, "", drillsv1.ResultSucceeded, "", []string{"1 checks passed", "RTO 1m00s", "RPO 1h00m (Data)"}},
+		{"a failed check names the check", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{failed}, RTO: rtoMet, RPO: rpoMet}, "", drillsv1.ResultFailed, ReasonCheckFailed, []string{"check orders-present failed", `got "999", want >= 1000`}},
+		{"missed RPO", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMissed}, "", drillsv1.ResultFailed, ReasonRPOTargetMissed, []string{"RPO 27h46m (basis Data) exceeds the target 26h00m"}},
+		{"missed RTO", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMissed, RPO: rpoMet}, "", drillsv1.ResultFailed, ReasonRTOTargetMissed, []string{"RTO 16m40s exceeds the target 15m00s"}},
+		{"check failure outranks targets; all are listed", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{failed}, RTO: rtoMissed, RPO: rpoMissed}, "", drillsv1.ResultFailed, ReasonCheckFailed, []string{"check orders-present", "RPO", "RTO"}},
+		{"an old snapshot is a finding", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMet}, "newest snapshot is 50h old", drillsv1.ResultFailed, ReasonSnapshotTooOld, []string{"50h old"}},
+		{"no checks, no targets", drillsv1.DrillRunStatus{}, "", drillsv1.ResultSucceeded, "", []string{"0 checks passed"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := Decide(tt.status, tt.tooOld)
+			if v.Result != tt.wantResult || v.Reason != tt.wantReason {
+				t.Errorf("Decide = %s/%s (%s), want %s/%s", v.Result, v.Reason, v.Message, tt.wantResult, tt.wantReason)
+			}
+			for _, m := range tt.wantMentions {
+				if !strings.Contains(v.Message, m) {
+					t.Errorf("message %q does not mention %q", v.Message, m)
+				}
+			}
+		})
+	}
+}
+
+func TestPhaseTimeline(t *testing.T) {
+	var s drillsv1.DrillRunStatus
+	StartPhase(&s, drillsv1.PhaseSelectingSnapshot, t0)
+	StartPhase(&s, drillsv1.PhaseProvisioning, t0.Add(1500*time.Millisecond))
+	StartPhase(&s, drillsv1.PhaseRestoringVolume, t0.Add(2*time.Second))
+	EndPhase(&s, t0.Add(5*time.Second))
+	EndPhase(&s, t0.Add(9*time.Second)) // nothing running: no change
+
+	if s.Phase != drillsv1.PhaseRestoringVolume || len(s.Phases) != 3 {
+		t.Fatalf("phase %s with %d timings, want RestoringVolume with 3", s.Phase, len(s.Phases))
+	}
+	wantSeconds := []float64{1.5, 0.5, 3}
+	for i, p := range s.Phases {
+		if p.Seconds == nil || *p.Seconds != wantSeconds[i] {
+			t.Errorf("phase %s took %v, want %v", p.Name, p.Seconds, wantSeconds[i])
+		}
+	}
+	if start, ok := PhaseStart(s, drillsv1.PhaseProvisioning); !ok || !start.Equal(t0.Add(1500*time.Millisecond)) {
+		t.Errorf("PhaseStart(Provisioning) = %v %v", start, ok)
+	}
+	if _, ok := PhaseStart(s, drillsv1.PhaseValidating); ok {
+		t.Error("PhaseStart(Validating) found a phase that never ran")
+	}
+}
+
+func sameFloat(a, b *float64) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
+}
