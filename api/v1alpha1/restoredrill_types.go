@@ -173,6 +173,13 @@ type AuthSpec struct {
 	// +kubebuilder:default=Trust
 	Mode AuthMode `json:"mode,omitempty"`
 
+	// User drillerd connects as in mode Trust; it must exist in the
+	// restored database. Default postgres.
+	// +optional
+	// +kubebuilder:default=postgres
+	// +kubebuilder:validation:MaxLength=63
+	User string `json:"user,omitempty"`
+
 	// SecretRef names the credentials for mode Secret.
 	// +optional
 	SecretRef *SecretCredentials `json:"secretRef,omitempty"`

@@ -86,9 +86,10 @@ func Acquire(ctx context.Context, progress io.Writer) (info Info, release func()
 }
 
 // TestMain runs m against a cluster from Acquire, stored in *cluster, and
-// returns the exit code. With -short it acquires nothing: end-to-end tests
-// skip themselves then.
-func TestMain(m *testing.M, cluster *Info) int {
+// returns the exit code. Each setUp function runs once the cluster is there;
+// the functions they return run after the tests. With -short it acquires
+// nothing: end-to-end tests skip themselves then.
+func TestMain(m *testing.M, cluster *Info, setUp ...func(Info) (func(), error)) int {
 	flag.Parse()
 	if testing.Short() {
 		return m.Run()
@@ -102,5 +103,13 @@ func TestMain(m *testing.M, cluster *Info) int {
 	}
 	*cluster = info
 	defer release()
+	for _, f := range setUp {
+		tearDown, err := f(info)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "setting up: %v\n", err)
+			return 1
+		}
+		defer tearDown()
+	}
 	return m.Run()
 }

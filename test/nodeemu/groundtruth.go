@@ -95,3 +95,20 @@ func readJSON(path string, v any) error {
 	}
 	return json.Unmarshal(data, v)
 }
+
+// ListVolumeTruth reads the ground truth of every provisioned volume.
+func ListVolumeTruth(dir string) ([]VolumeTruth, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "volumes", "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	var out []VolumeTruth
+	for _, p := range paths {
+		var v VolumeTruth
+		if err := readJSON(p, &v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}

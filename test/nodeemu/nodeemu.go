@@ -86,6 +86,13 @@ const (
 	AnnotationSnapshotError = annotationPrefix + "snapshot-error"
 )
 
+// StorageClass parameters of the emulated driver: the same knobs for every
+// claim of the class (a claim's annotation wins).
+const (
+	ParameterProvisionDelay        = "provisionDelay"
+	ParameterRestoreBytesPerSecond = "restoreBytesPerSecond"
+)
+
 // Defaults apply where an object carries no knob annotation.
 type Defaults struct {
 	StartDelay            time.Duration

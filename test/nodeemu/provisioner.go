@@ -87,7 +87,8 @@ func (p *provisioner) syncClaim(ctx context.Context, key string) (time.Duration,
 	events.Eventf(claim, corev1.EventTypeNormal, "Provisioning", "External provisioner is provisioning volume for claim %q", key)
 	truth := VolumeTruth{PersistentVolume: pvName, Claim: key, ProvisionStarted: time.Now()}
 
-	if err := sleepCtx(ctx, durationKnob(claim.Annotations, AnnotationProvisionDelay, p.e.cfg.Defaults.ProvisionDelay)); err != nil {
+	delay := durationKnob(class.Parameters, ParameterProvisionDelay, p.e.cfg.Defaults.ProvisionDelay)
+	if err := sleepCtx(ctx, durationKnob(claim.Annotations, AnnotationProvisionDelay, delay)); err != nil {
 		return 0, err
 	}
 	requested := claim.Spec.Resources.Requests[corev1.ResourceStorage]
@@ -108,7 +109,8 @@ func (p *provisioner) syncClaim(ctx context.Context, key string) (time.Duration,
 			err := fmt.Errorf("requested volume size %d is less than the size %d for the source snapshot %s", requested.Value(), restoreSize, name)
 			return p.failed(claim, class, err, 30*time.Second)
 		}
-		rate := int64Knob(claim.Annotations, AnnotationRestoreBytesPerSecond, p.e.cfg.Defaults.RestoreBytesPerSecond)
+		rate := int64Knob(class.Parameters, ParameterRestoreBytesPerSecond, p.e.cfg.Defaults.RestoreBytesPerSecond)
+		rate = int64Knob(claim.Annotations, AnnotationRestoreBytesPerSecond, rate)
 		truth.SnapshotHandle = handle
 		path, err = p.e.store.CloneVolume(ctx, pvName, handle, int(p.e.uid), int(p.e.gid), rate)
 		if err != nil {

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// ServeConfig is the configuration of `drillerd serve`.
+type ServeConfig struct {
+	Kubeconfig             string
+	MetricsBindAddress     string
+	HealthProbeBindAddress string
+	LeaderElect            bool
+	LeaderElectionID       string
+	Namespace              string
+	PodLabels              string
+	MaxConcurrentDrills    int
+	LogFormat              string
+	LogLevel               string
+}
+
+// DefaultServeConfig returns the defaults.
+func DefaultServeConfig() ServeConfig {
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "drillerd-system"
+	}
+	return ServeConfig{
+		MetricsBindAddress:     ":8080",
+		HealthProbeBindAddress: ":8081",
+		LeaderElectionID:       "drillerd.drills.drillerd.dev",
+		Namespace:              ns,
+		PodLabels:              "app.kubernetes.io/name=drillerd",
+		MaxConcurrentDrills:    2,
+		LogFormat:              "json",
+		LogLevel:               "info",
+	}
+}
+
+// BindFlags registers the flags on fs.
+func (c *ServeConfig) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig file; default: in-cluster configuration, then $KUBECONFIG")
+	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", c.MetricsBindAddress, "address of /metrics; 0 disables it")
+	fs.StringVar(&c.HealthProbeBindAddress, "health-probe-bind-address", c.HealthProbeBindAddress, "address of /healthz and /readyz; 0 disables them")
+	fs.BoolVar(&c.LeaderElect, "leader-elect", c.LeaderElect, "elect a leader (Lease) so that only one replica runs drills")
+	fs.StringVar(&c.LeaderElectionID, "leader-election-id", c.LeaderElectionID, "name of the leader election Lease")
+	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "namespace drillerd runs in (sandbox NetworkPolicies admit drillerd pods from it); default $POD_NAMESPACE")
+	fs.StringVar(&c.PodLabels, "pod-labels", c.PodLabels, "labels of drillerd's pods, key=value[,key=value], admitted by sandbox NetworkPolicies")
+	fs.IntVar(&c.MaxConcurrentDrills, "max-concurrent-drills", c.MaxConcurrentDrills, "how many drills progress at once")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info or error")
+}
+
+// Validate names the first bad flag and how to fix it.
+func (c *ServeConfig) Validate() error {
+	var errs []error
+	if c.MaxConcurrentDrills < 1 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-drills=%d: must be at least 1", c.MaxConcurrentDrills))
+	}
+	if c.LogFormat != "json" && c.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("--log-format=%q: use json or console", c.LogFormat))
+	}
+	if _, err := parseLabels(c.PodLabels); err != nil {
+		errs = append(errs, fmt.Errorf("--pod-labels=%q: %v; use key=value[,key=value]", c.PodLabels, err))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level=%q: use debug, info or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// RunConfig is the configuration of `drillerd run`.
+type RunConfig struct {
+	Kubeconfig string
+	Namespace  string
+	Drill      string
+	Snapshot   string
+	Wait       bool
+	Output     string
+	Timeout    time.Duration
+}
+
+// BindFlags registers the flags on fs.
+func (c *RunConfig) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig file; default $KUBECONFIG or ~/.kube/config")
+	fs.StringVar(&c.Namespace, "n", c.Namespace, "namespace of the RestoreDrill")
+	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "namespace of the RestoreDrill")
+	fs.StringVar(&c.Snapshot, "snapshot", c.Snapshot, "restore this VolumeSnapshot instead of the newest ready one")
+	fs.BoolVar(&c.Wait, "wait", true, "wait for the verdict and print the report")
+	fs.StringVar(&c.Output, "output", "text", "report format: text or json")
+	fs.StringVar(&c.Output, "o", "text", "report format: text or json")
+	fs.DurationVar(&c.Timeout, "timeout", 2*time.Hour, "how long to wait for the verdict")
+}
+
+// Validate names the first bad argument and how to fix it.
+func (c *RunConfig) Validate() error {
+	switch {
+	case c.Drill == "":
+		return errors.New("missing RestoreDrill name: drillerd run -n NAMESPACE DRILL")
+	case c.Output != "text" && c.Output != "json":
+		return fmt.Errorf("--output=%q: use text or json", c.Output)
+	case c.Timeout <= 0:
+		return fmt.Errorf("--timeout=%s: must be positive", c.Timeout)
+	}
+	return nil
+}

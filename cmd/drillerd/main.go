@@ -1,0 +1,134 @@
+// Command drillerd proves that databases can be restored from their
+// Kubernetes VolumeSnapshots.
+//
+//	drillerd serve                       run the controller
+//	drillerd run -n NS DRILL [--wait]    start a drill and print its report
+//	drillerd version
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes of `drillerd run`.
+const (
+	exitSucceeded = 0
+	exitFailed    = 1
+	exitError     = 2
+	exitUsage     = 64
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(exitUsage)
+	}
+	switch os.Args[1] {
+	case "serve":
+		cfg := DefaultServeConfig()
+		fs := flag.NewFlagSet("serve", flag.ExitOnError)
+		cfg.BindFlags(fs)
+		_ = fs.Parse(os.Args[2:])
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintf(os.Stderr, "drillerd serve: %v\n", err)
+			os.Exit(exitUsage)
+		}
+		if err := serve(cfg); err != nil {
+			fmt.Fprintf(os.Stderr, "drillerd serve: %v\n", err)
+			os.Exit(1)
+		}
+	case "run":
+		var cfg RunConfig
+		fs := flag.NewFlagSet("run", flag.ExitOnError)
+		cfg.BindFlags(fs)
+		_ = fs.Parse(reorderFlags(fs, os.Args[2:]))
+		cfg.Drill = fs.Arg(0)
+		if err := cfg.Validate(); err != nil {
+			fmt.Fprintf(os.Stderr, "drillerd run: %v\n", err)
+			os.Exit(exitUsage)
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		code := runDrill(ctx, cfg, os.Stdout, os.Stderr)
+		stop()
+		os.Exit(code)
+	case "version", "--version":
+		fmt.Println("drillerd", version)
+	default:
+		usage()
+		os.Exit(exitUsage)
+	}
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage:
+  drillerd serve [flags]                      run the controller (see drillerd serve -h)
+  drillerd run -n NAMESPACE DRILL [flags]     start a drill, wait, print the report; exit 0 Succeeded, 1 Failed, 2 Error
+  drillerd version
+`)
+}
+
+// reorderFlags lets flags follow the positional argument (run DRILL -n ns).
+func reorderFlags(fs *flag.FlagSet, args []string) []string {
+	var flags, positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if len(a) > 1 && a[0] == '-' {
+			flags = append(flags, a)
+			name := a[1:]
+			if name[0] == '-' {
+				name = name[1:]
+			}
+			if f := fs.Lookup(name); f != nil && !isBool(f) && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		positional = append(positional, a)
+	}
+	return append(flags, positional...)
+}
+
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
+}
+
+// newScheme knows drillerd's, the core and the snapshot types.
+func newScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, drillsv1.AddToScheme, snapshotv1.AddToScheme} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// restConfig loads --kubeconfig, else in-cluster, else $KUBECONFIG or ~/.kube/config.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	if cfg, err := rest.InClusterConfig(); err == nil {
+		return cfg, nil
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+}

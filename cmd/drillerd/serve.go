@@ -1,0 +1,65 @@
+package main
+
+import (
+	"fmt"
+
+	"go.uber.org/zap/zapcore"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/drillerd/drillerd/internal/drill"
+)
+
+// serve runs the controller until SIGTERM (a second SIGTERM exits at once).
+func serve(cfg ServeConfig) error {
+	level := map[string]zapcore.Level{"debug": zapcore.DebugLevel, "info": zapcore.InfoLevel, "error": zapcore.ErrorLevel}[cfg.LogLevel]
+	ctrl.SetLogger(zap.New(zap.UseDevMode(cfg.LogFormat == "console"), zap.Level(level)))
+	log := ctrl.Log.WithName("drillerd")
+
+	restCfg, err := restConfig(cfg.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("while loading the kubeconfig: %w", err)
+	}
+	scheme, err := newScheme()
+	if err != nil {
+		return err
+	}
+	podLabels, _ := parseLabels(cfg.PodLabels)
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                        scheme,
+		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
+		HealthProbeBindAddress:        cfg.HealthProbeBindAddress,
+		LeaderElection:                cfg.LeaderElect,
+		LeaderElectionID:              cfg.LeaderElectionID,
+		LeaderElectionNamespace:       cfg.Namespace,
+		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cache.Options{ByObject: drill.CacheByObject()},
+	})
+	if err != nil {
+		return fmt.Errorf("while creating the controller manager: %w", err)
+	}
+	reconciler := &drill.Reconciler{
+		Client:            mgr.GetClient(),
+		APIReader:         mgr.GetAPIReader(),
+		Clock:             clock.RealClock{},
+		Recorder:          mgr.GetEventRecorderFor("drillerd"),
+		Database:          drill.ConnectPgx,
+		DrillerdNamespace: cfg.Namespace,
+		DrillerdLabels:    podLabels,
+	}
+	if err := reconciler.SetupWithManager(mgr, cfg.MaxConcurrentDrills); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return err
+	}
+	log.Info("starting", "version", version, "namespace", cfg.Namespace, "maxConcurrentDrills", cfg.MaxConcurrentDrills, "leaderElect", cfg.LeaderElect)
+	return mgr.Start(ctrl.SetupSignalHandler())
+}

@@ -1,0 +1,269 @@
+package drill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/rto"
+)
+
+// Default timeouts (spec.timeouts).
+const (
+	DefaultTotalTimeout    = time.Hour
+	DefaultVolumeTimeout   = 20 * time.Minute
+	DefaultDatabaseTimeout = 10 * time.Minute
+	DefaultChecksTimeout   = 10 * time.Minute
+	teardownRecheck        = 5 * time.Second
+)
+
+// Reconciler runs DrillRuns.
+type Reconciler struct {
+	// Client reads DrillRuns, RestoreDrills and the labelled sandbox
+	// objects from the cache, and writes.
+	Client client.Client
+	// APIReader reads source objects, Secrets and events directly, so
+	// that drillerd caches none of them cluster-wide.
+	APIReader client.Reader
+	Clock     clock.PassiveClock
+	Recorder  record.EventRecorder
+	// Database opens the connection checks run on.
+	Database Connector
+	// DrillerdNamespace and DrillerdLabels are what sandbox NetworkPolicies admit.
+	DrillerdNamespace string
+	DrillerdLabels    map[string]string
+}
+
+// step is one phase's work: done=true moves to the next phase.
+type step func(ctx context.Context, w *work) (done bool, requeue time.Duration, err error)
+
+// work is one reconcile of one run.
+type work struct {
+	run     *drillsv1.DrillRun
+	drill   *drillsv1.RestoreDrill
+	sandbox restore.Sandbox
+	now     time.Time
+	log     logr.Logger
+}
+
+// Reconcile advances a run as far as it can.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	run := &drillsv1.DrillRun{}
+	if err := r.Client.Get(ctx, req.NamespacedName, run); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues("run", run.Name, "drill", run.Spec.DrillName, "namespace", run.Namespace)
+	ctx = ctrl.LoggerInto(ctx, log)
+	if run.Status.Phase == drillsv1.PhaseDone {
+		return r.expireKeptSandbox(ctx, run)
+	}
+
+	w := &work{run: run, now: r.Clock.Now(), log: log}
+	drill := &drillsv1.RestoreDrill{}
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: run.Namespace, Name: run.Spec.DrillName}, drill)
+	switch {
+	case apierrors.IsNotFound(err):
+		drill = nil
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("while reading RestoreDrill %s: %w", run.Spec.DrillName, err)
+	}
+	w.drill = drill
+	if drill != nil {
+		w.sandbox = restore.Sandbox{Run: run, Drill: drill, DrillerdNamespace: r.DrillerdNamespace, DrillerdLabels: r.DrillerdLabels}
+	}
+
+	if run.Status.Phase == "" || run.Status.Phase == drillsv1.PhasePending {
+		r.start(w)
+		if drill == nil {
+			r.decide(w, rto.Errored(rto.ReasonDrillNotFound, "RestoreDrill %s/%s does not exist", run.Namespace, run.Spec.DrillName))
+		}
+		if err := r.writeStatus(ctx, w); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+
+	for {
+		if run.Status.Result == "" && run.Status.Deadline != nil && !w.now.Before(run.Status.Deadline.Time) {
+			r.decide(w, rto.Errored(rto.ReasonTimeout, "the drill did not finish within timeouts.total (%s); it was in phase %s", totalTimeout(drill), run.Status.Phase))
+		}
+		phase := run.Status.Phase
+		if run.Status.Result != "" && phase != drillsv1.PhaseTearingDown && phase != drillsv1.PhaseDone {
+			rto.StartPhase(&run.Status, drillsv1.PhaseTearingDown, w.now)
+			if err := r.writeStatus(ctx, w); err != nil {
+				return ctrl.Result{}, err
+			}
+			continue
+		}
+		s, next := r.stepFor(phase)
+		if s == nil {
+			return ctrl.Result{}, nil
+		}
+		done, requeue, err := s(ctx, w)
+		if err != nil {
+			if werr := r.writeStatus(ctx, w); werr != nil {
+				log.Error(werr, "while recording progress")
+			}
+			return ctrl.Result{}, fmt.Errorf("in phase %s: %w", phase, err)
+		}
+		if !done {
+			if err := r.writeStatus(ctx, w); err != nil {
+				return ctrl.Result{}, err
+			}
+			return ctrl.Result{RequeueAfter: requeue}, nil
+		}
+		w.now = r.Clock.Now()
+		if next == drillsv1.PhaseDone {
+			r.finish(w)
+		} else if run.Status.Phase == phase {
+			rto.StartPhase(&run.Status, next, w.now)
+		}
+		if err := r.writeStatus(ctx, w); err != nil {
+			return ctrl.Result{}, err
+		}
+		if next == drillsv1.PhaseDone {
+			r.afterFinish(ctx, w)
+			if run.Status.SandboxExpiry != nil && !run.Status.SandboxRemoved {
+				return ctrl.Result{RequeueAfter: run.Status.SandboxExpiry.Sub(w.now)}, nil
+			}
+			return ctrl.Result{}, nil
+		}
+		log.V(1).Info("phase done", "phase", phase, "next", run.Status.Phase)
+	}
+}
+
+func (r *Reconciler) stepFor(phase drillsv1.Phase) (step, drillsv1.Phase) {
+	switch phase {
+	case drillsv1.PhaseSelectingSnapshot:
+		return r.selectSnapshot, drillsv1.PhaseProvisioning
+	case drillsv1.PhaseProvisioning:
+		return r.provision, drillsv1.PhaseRestoringVolume
+	case drillsv1.PhaseRestoringVolume:
+		return r.restoreVolume, drillsv1.PhaseStartingDatabase
+	case drillsv1.PhaseStartingDatabase:
+		return r.startDatabase, drillsv1.PhaseValidating
+	case drillsv1.PhaseValidating:
+		return r.validate, drillsv1.PhaseTearingDown
+	case drillsv1.PhaseTearingDown:
+		return r.tearDown, drillsv1.PhaseDone
+	}
+	return nil, ""
+}
+
+func (r *Reconciler) start(w *work) {
+	s := &w.run.Status
+	start := metav1.NewTime(w.now)
+	s.StartTime = &start
+	deadline := metav1.NewTime(w.now.Add(totalTimeout(w.drill)))
+	s.Deadline = &deadline
+	rto.StartPhase(s, drillsv1.PhaseSelectingSnapshot, w.now)
+	r.Recorder.Eventf(w.run, corev1.EventTypeNormal, "Started", "drill %s started (trigger %s)", w.run.Spec.DrillName, w.run.Spec.Trigger)
+}
+
+// decide records the verdict once; later findings do not overwrite it.
+func (r *Reconciler) decide(w *work, v rto.Verdict) {
+	s := &w.run.Status
+	if s.Result != "" {
+		return
+	}
+	s.Result, s.Reason, s.Message = v.Result, v.Reason, v.Message
+	w.log.Info("verdict", "result", v.Result, "reason", v.Reason, "message", v.Message)
+}
+
+func (r *Reconciler) finish(w *work) {
+	s := &w.run.Status
+	rto.EndPhase(s, w.now)
+	s.Phase = drillsv1.PhaseDone
+	done := metav1.NewTime(w.now)
+	s.CompletionTime = &done
+}
+
+// afterFinish announces the verdict and updates the drill's summary.
+func (r *Reconciler) afterFinish(ctx context.Context, w *work) {
+	s := w.run.Status
+	eventType := corev1.EventTypeNormal
+	if s.Result != drillsv1.ResultSucceeded {
+		eventType = corev1.EventTypeWarning
+	}
+	r.Recorder.Eventf(w.run, eventType, string(s.Result), "%s: %s", reasonOr(s.Reason, "Succeeded"), s.Message)
+	if w.drill == nil {
+		return
+	}
+	r.Recorder.Eventf(w.drill, eventType, "Run"+string(s.Result), "run %s: %s", w.run.Name, s.Message)
+	if err := updateDrillSummary(ctx, r.Client, w.drill, w.run); err != nil {
+		w.log.Error(err, "while updating the RestoreDrill's status")
+	}
+}
+
+func (r *Reconciler) writeStatus(ctx context.Context, w *work) error {
+	if err := r.Client.Status().Update(ctx, w.run); err != nil {
+		return fmt.Errorf("while writing DrillRun status: %w", err)
+	}
+	return nil
+}
+
+// phaseDeadline is when the current phase times out.
+func phaseDeadline(w *work, d time.Duration) time.Time {
+	start, ok := rto.PhaseStart(w.run.Status, w.run.Status.Phase)
+	if !ok {
+		start = w.now
+	}
+	return start.Add(d)
+}
+
+// lastEvent describes the newest event about an object, for messages that
+// name why something is stuck.
+func (r *Reconciler) lastEvent(ctx context.Context, obj client.Object, kind string) string {
+	list := &corev1.EventList{}
+	err := r.APIReader.List(ctx, list, client.InNamespace(obj.GetNamespace()),
+		client.MatchingFields{"involvedObject.kind": kind, "involvedObject.name": obj.GetName()})
+	if err != nil {
+		return ""
+	}
+	return restore.LastEvent(list.Items)
+}
+
+func withEvent(msg, event string) string {
+	if event == "" {
+		return msg
+	}
+	return msg + ": " + event
+}
+
+func totalTimeout(d *drillsv1.RestoreDrill) time.Duration {
+	if d != nil && d.Spec.Timeouts.Total != nil {
+		return d.Spec.Timeouts.Total.Duration
+	}
+	return DefaultTotalTimeout
+}
+
+func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
+	if d != nil && d.Duration > 0 {
+		return d.Duration
+	}
+	return def
+}
+
+func reasonOr(reason, def string) string {
+	if reason == "" {
+		return def
+	}
+	return reason
+}
+
+var errSandboxTaken = errors.New("sandbox object exists but belongs to another run")
+
+var _ = snapshotv1.GroupName

@@ -1,0 +1,98 @@
+// Package report renders a finished drill run for people.
+package report
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/rto"
+)
+
+// Text writes the run's report: snapshot, phases, checks, RTO and RPO
+// against their targets, and the verdict.
+func Text(w io.Writer, drill *drillsv1.RestoreDrill, run *drillsv1.DrillRun) {
+	s := run.Status
+	fmt.Fprintf(w, "Drill %s/%s, run %s (trigger %s)\n", run.Namespace, run.Spec.DrillName, run.Name, run.Spec.Trigger)
+	if sn := s.Snapshot; sn != nil {
+		line := "Snapshot  " + sn.Name
+		if sn.CreationTime != nil {
+			line += fmt.Sprintf(", cut %s", sn.CreationTime.UTC().Format(time.RFC3339))
+			if s.StartTime != nil {
+				line += fmt.Sprintf(" (%s before the drill)", rto.Human(s.StartTime.Sub(sn.CreationTime.Time).Seconds()))
+			}
+		}
+		if sn.RestoreSize != nil {
+			line += ", restore size " + sn.RestoreSize.String()
+		}
+		fmt.Fprintln(w, line)
+	}
+	if s.SandboxNamespace != "" {
+		state := "removed"
+		switch {
+		case s.SandboxExpiry != nil && !s.SandboxRemoved:
+			state = "kept for debugging until " + s.SandboxExpiry.UTC().Format(time.RFC3339)
+		case !s.SandboxRemoved:
+			state = "not yet removed"
+		}
+		fmt.Fprintf(w, "Sandbox   %s (%s)\n", s.SandboxNamespace, state)
+	}
+
+	if len(s.Phases) > 0 {
+		fmt.Fprintln(w, "\nPhases")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, p := range s.Phases {
+			took := "running"
+			if p.Seconds != nil {
+				took = rto.Human(*p.Seconds)
+			}
+			fmt.Fprintf(tw, "  %s\t%s\n", p.Name, took)
+		}
+		tw.Flush()
+	}
+	if len(s.Checks) > 0 {
+		fmt.Fprintln(w, "\nChecks")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, c := range s.Checks {
+			mark := "PASS"
+			if !c.Passed {
+				mark = "FAIL"
+			}
+			detail := c.Value
+			if c.Expected != "" {
+				detail += " (want " + c.Expected + ")"
+			}
+			if !c.Passed && c.Message != "" {
+				detail += ": " + c.Message
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", mark, c.Name, rto.Human(c.Seconds), strings.TrimSpace(detail))
+		}
+		tw.Flush()
+	}
+	fmt.Fprintln(w)
+	if m := s.RTO; m != nil {
+		fmt.Fprintf(w, "RTO       %s%s\n", rto.Human(m.Seconds), target(m.TargetSeconds, m.Met))
+	}
+	if m := s.RPO; m != nil {
+		fmt.Fprintf(w, "RPO       %s, basis %s%s\n", rto.Human(m.Seconds), m.Basis, target(m.TargetSeconds, m.Met))
+	}
+	verdict := string(s.Result)
+	if s.Reason != "" {
+		verdict += " (" + s.Reason + ")"
+	}
+	fmt.Fprintf(w, "Verdict   %s: %s\n", verdict, s.Message)
+}
+
+func target(seconds *float64, met bool) string {
+	if seconds == nil {
+		return ", no target"
+	}
+	word := "met"
+	if !met {
+		word = "MISSED"
+	}
+	return fmt.Sprintf(", target %s: %s", rto.Human(*seconds), word)
+}

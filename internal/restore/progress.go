@@ -1,0 +1,115 @@
+package restore
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// SnapshotCopyReady reports whether the sandbox's VolumeSnapshot is ready,
+// and the snapshot-controller's error when it failed.
+func SnapshotCopyReady(vs *snapshotv1.VolumeSnapshot) (ready bool, failure string) {
+	if vs.Status == nil {
+		return false, ""
+	}
+	if vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse {
+		return true, ""
+	}
+	if vs.Status.Error != nil && vs.Status.Error.Message != nil {
+		return false, *vs.Status.Error.Message
+	}
+	return false, ""
+}
+
+// ClaimBound reports whether the restored claim is bound to a volume.
+func ClaimBound(pvc *corev1.PersistentVolumeClaim) bool {
+	return pvc.Status.Phase == corev1.ClaimBound && pvc.Spec.VolumeName != ""
+}
+
+// PodProgress is what the database pod says about its start.
+type PodProgress struct {
+	// Ready: the database accepts connections (readiness) and has an IP.
+	Ready bool
+	// Terminated: the database exited; Failure says how.
+	Terminated bool
+	// Failure describes a terminated container, or a container stuck
+	// waiting for a reason that needs a person (ErrImagePull, ...).
+	Failure string
+}
+
+// stuckReasons are waiting reasons that do not go away by waiting.
+var stuckReasons = map[string]bool{
+	"ErrImagePull": true, "ImagePullBackOff": true, "InvalidImageName": true, "ErrImageNeverPull": true,
+	"CrashLoopBackOff": true, "CreateContainerConfigError": true, "CreateContainerError": true, "RunContainerError": true,
+}
+
+// DatabasePodProgress reads the database pod's status.
+func DatabasePodProgress(pod *corev1.Pod) PodProgress {
+	var p PodProgress
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name != DatabaseContainerName {
+			continue
+		}
+		if t := cs.State.Terminated; t != nil {
+			p.Terminated = true
+			p.Failure = fmt.Sprintf("container %s terminated: %s (exit code %d)", cs.Name, t.Reason, t.ExitCode)
+			if t.Message != "" {
+				p.Failure += ": " + firstLine(t.Message)
+			}
+		}
+		if w := cs.State.Waiting; w != nil && stuckReasons[w.Reason] {
+			p.Failure = fmt.Sprintf("container %s is waiting: %s", cs.Name, w.Reason)
+			if w.Message != "" {
+				p.Failure += ": " + firstLine(w.Message)
+			}
+		}
+	}
+	if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
+		p.Terminated = true
+		if p.Failure == "" {
+			p.Failure = fmt.Sprintf("pod %s: %s %s", pod.Status.Phase, pod.Status.Reason, pod.Status.Message)
+		}
+	}
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue && pod.Status.PodIP != "" {
+			p.Ready = true
+		}
+	}
+	return p
+}
+
+// LastEvent is "Reason: message" of the newest event in events, warnings
+// first; empty when there is none.
+func LastEvent(events []corev1.Event) string {
+	if len(events) == 0 {
+		return ""
+	}
+	sorted := append([]corev1.Event(nil), events...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		wi, wj := sorted[i].Type == corev1.EventTypeWarning, sorted[j].Type == corev1.EventTypeWarning
+		if wi != wj {
+			return wi
+		}
+		return eventTime(sorted[i]).After(eventTime(sorted[j]))
+	})
+	return sorted[0].Reason + ": " + firstLine(sorted[0].Message)
+}
+
+func eventTime(e corev1.Event) time.Time {
+	switch {
+	case !e.LastTimestamp.IsZero():
+		return e.LastTimestamp.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	}
+	return e.CreationTimestamp.Time
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}

@@ -1,0 +1,240 @@
+package restore
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path"
+	"strings"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+)
+
+// Ownership labels.
+const (
+	LabelManagedBy        = "app.kubernetes.io/managed-by"
+	ManagedByValue        = "drillerd"
+	LabelRun              = "drills.drillerd.dev/run"
+	LabelRunName          = "drills.drillerd.dev/run-name"
+	LabelRunNamespace     = "drills.drillerd.dev/run-namespace"
+	LabelDrill            = "drills.drillerd.dev/drill"
+	NamespacePrefix       = "drill-"
+	SourceSnapshotName    = "source"
+	DataClaimName         = "data"
+	DatabasePodName       = "db"
+	HBAConfigMapName      = "pg-hba"
+	DatabaseContainerName = "database"
+	dataMountPath         = "/var/lib/postgresql/data"
+	hbaMountPath          = "/etc/drillerd"
+)
+
+// Sandbox describes the sandbox of one run.
+type Sandbox struct {
+	Run   *drillsv1.DrillRun
+	Drill *drillsv1.RestoreDrill
+	// DrillerdNamespace and DrillerdLabels select the drillerd pods the
+	// NetworkPolicy admits.
+	DrillerdNamespace string
+	DrillerdLabels    map[string]string
+}
+
+// Labels are the ownership labels of every sandbox object.
+func (s Sandbox) Labels() map[string]string {
+	return map[string]string{
+		LabelManagedBy:    ManagedByValue,
+		LabelRun:          string(s.Run.UID),
+		LabelRunName:      s.Run.Name,
+		LabelRunNamespace: s.Run.Namespace,
+		LabelDrill:        truncate(s.Drill.Name, 63),
+	}
+}
+
+// NamespaceName is drill-<drill>-<8 characters of the run's uid>.
+func (s Sandbox) NamespaceName() string {
+	return NamespaceName(s.Drill.Name, string(s.Run.UID))
+}
+
+// NamespaceName builds the sandbox namespace name of a run.
+func NamespaceName(drill, runUID string) string {
+	sum := sha256.Sum256([]byte(runUID))
+	suffix := hex.EncodeToString(sum[:])[:8]
+	name := truncate(strings.ToLower(drill), 63-len(NamespacePrefix)-1-len(suffix))
+	return strings.TrimSuffix(NamespacePrefix+name, "-") + "-" + suffix
+}
+
+// ContentName is the name of the run's VolumeSnapshotContent copy.
+func (s Sandbox) ContentName() string { return "drill-" + string(s.Run.UID) }
+
+func (s Sandbox) meta(name string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: s.NamespaceName(), Labels: s.Labels()}
+}
+
+// Namespace is the sandbox namespace.
+func (s Sandbox) Namespace() *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:   s.NamespaceName(),
+		Labels: s.Labels(),
+		Annotations: map[string]string{
+			"drills.drillerd.dev/purpose": fmt.Sprintf("restore drill %s/%s, run %s; removed by drillerd", s.Drill.Namespace, s.Drill.Name, s.Run.Name),
+		},
+	}}
+}
+
+// NetworkPolicy denies all traffic to and from the sandbox except
+// connections from drillerd: the restored data is production data.
+func (s Sandbox) NetworkPolicy() *networkingv1.NetworkPolicy {
+	from := networkingv1.NetworkPolicyPeer{
+		NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": s.DrillerdNamespace}},
+		PodSelector:       &metav1.LabelSelector{MatchLabels: s.DrillerdLabels},
+	}
+	return &networkingv1.NetworkPolicy{
+		ObjectMeta: s.meta("deny-all-but-drillerd"),
+		Spec: networkingv1.NetworkPolicySpec{
+			PodSelector: metav1.LabelSelector{},
+			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
+			Ingress:     []networkingv1.NetworkPolicyIngressRule{{From: []networkingv1.NetworkPolicyPeer{from}}},
+			Egress:      []networkingv1.NetworkPolicyEgressRule{},
+		},
+	}
+}
+
+// ContentCopy is a pre-provisioned content pointing at the source's
+// physical snapshot, with deletionPolicy Retain (safety rule 2).
+func (s Sandbox) ContentCopy(source *snapshotv1.VolumeSnapshotContent, handle string) *snapshotv1.VolumeSnapshotContent {
+	return &snapshotv1.VolumeSnapshotContent{
+		ObjectMeta: metav1.ObjectMeta{Name: s.ContentName(), Labels: s.Labels()},
+		Spec: snapshotv1.VolumeSnapshotContentSpec{
+			Driver:                  source.Spec.Driver,
+			DeletionPolicy:          snapshotv1.VolumeSnapshotContentRetain,
+			Source:                  snapshotv1.VolumeSnapshotContentSource{SnapshotHandle: ptr.To(handle)},
+			VolumeSnapshotClassName: source.Spec.VolumeSnapshotClassName,
+			SourceVolumeMode:        source.Spec.SourceVolumeMode,
+			VolumeSnapshotRef:       corev1.ObjectReference{Namespace: s.NamespaceName(), Name: SourceSnapshotName},
+		},
+	}
+}
+
+// SnapshotCopy is the sandbox's VolumeSnapshot bound to the content copy.
+func (s Sandbox) SnapshotCopy() *snapshotv1.VolumeSnapshot {
+	return &snapshotv1.VolumeSnapshot{
+		ObjectMeta: s.meta(SourceSnapshotName),
+		Spec:       snapshotv1.VolumeSnapshotSpec{Source: snapshotv1.VolumeSnapshotSource{VolumeSnapshotContentName: ptr.To(s.ContentName())}},
+	}
+}
+
+// Claim is the restored volume: at least the snapshot's restore size and
+// the source claim's request, on the drill's storage class or the source's.
+func (s Sandbox) Claim(source *corev1.PersistentVolumeClaim, restoreSize *resource.Quantity) *corev1.PersistentVolumeClaim {
+	size := source.Spec.Resources.Requests[corev1.ResourceStorage]
+	if q, ok := source.Status.Capacity[corev1.ResourceStorage]; ok && q.Cmp(size) > 0 {
+		size = q
+	}
+	if restoreSize != nil && restoreSize.Cmp(size) > 0 {
+		size = *restoreSize
+	}
+	class := source.Spec.StorageClassName
+	if s.Drill.Spec.Sandbox.StorageClassName != nil {
+		class = s.Drill.Spec.Sandbox.StorageClassName
+	}
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: s.meta(DataClaimName),
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: class,
+			VolumeMode:       source.Spec.VolumeMode,
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: size}},
+			DataSource:       &corev1.TypedLocalObjectReference{APIGroup: ptr.To(snapshotv1.GroupName), Kind: "VolumeSnapshot", Name: SourceSnapshotName},
+		},
+	}
+}
+
+// HBAConfigMap admits connections without a password (mode Trust): the
+// NetworkPolicy admits only drillerd, and no production password is needed.
+func (s Sandbox) HBAConfigMap() *corev1.ConfigMap {
+	return &corev1.ConfigMap{
+		ObjectMeta: s.meta(HBAConfigMapName),
+		Data: map[string]string{"pg_hba.conf": "# drillerd sandbox: only drillerd can reach this database (NetworkPolicy)\n" +
+			"local all all trust\nhost all all all trust\n"},
+	}
+}
+
+// DatabasePod runs the database on the restored claim.
+func (s Sandbox) DatabasePod() *corev1.Pod {
+	db := s.Drill.Spec.Database
+	port := db.Port
+	if port == 0 {
+		port = 5432
+	}
+	args := []string{
+		"-c", "listen_addresses=*",
+		"-c", fmt.Sprintf("port=%d", port),
+		// The copy must never ship WAL to production's archive.
+		"-c", "archive_mode=off",
+	}
+	mounts := []corev1.VolumeMount{{Name: "data", MountPath: dataMountPath}}
+	volumes := []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
+		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: DataClaimName},
+	}}}
+	if db.Auth.Mode != drillsv1.AuthSecret {
+		args = append(args, "-c", "hba_file="+hbaMountPath+"/pg_hba.conf")
+		mounts = append(mounts, corev1.VolumeMount{Name: "hba", MountPath: hbaMountPath, ReadOnly: true})
+		volumes = append(volumes, corev1.Volume{Name: "hba", VolumeSource: corev1.VolumeSource{
+			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: HBAConfigMapName}},
+		}})
+	}
+	args = append(args, db.Args...)
+	pgdata := dataMountPath
+	if db.DataSubPath != "" {
+		pgdata = path.Join(dataMountPath, db.DataSubPath)
+	}
+	return &corev1.Pod{
+		ObjectMeta: s.meta(DatabasePodName),
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			AutomountServiceAccountToken:  ptr.To(false),
+			TerminationGracePeriodSeconds: ptr.To(int64(10)),
+			EnableServiceLinks:            ptr.To(false),
+			Containers: []corev1.Container{{
+				Name:         DatabaseContainerName,
+				Image:        db.Image,
+				Args:         args,
+				Env:          []corev1.EnvVar{{Name: "PGDATA", Value: pgdata}},
+				Ports:        []corev1.ContainerPort{{Name: "postgres", ContainerPort: port}},
+				Resources:    s.Drill.Spec.Sandbox.Resources,
+				VolumeMounts: mounts,
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"pg_isready", "-p", fmt.Sprint(port)}}},
+					PeriodSeconds: 2,
+				},
+			}},
+			Volumes: volumes,
+		},
+	}
+}
+
+// IsOwnedSandbox is the gate to deleting a namespace: drillerd's label and
+// the name prefix.
+func IsOwnedSandbox(ns *corev1.Namespace) bool {
+	return ns.Labels[LabelManagedBy] == ManagedByValue && ns.Labels[LabelRun] != "" && strings.HasPrefix(ns.Name, NamespacePrefix)
+}
+
+// IsOwnedContent is the gate to deleting a VolumeSnapshotContent: drillerd's
+// labels, and never one that would delete the physical snapshot.
+func IsOwnedContent(c *snapshotv1.VolumeSnapshotContent) bool {
+	return c.Labels[LabelManagedBy] == ManagedByValue && c.Labels[LabelRun] != "" &&
+		c.Spec.DeletionPolicy == snapshotv1.VolumeSnapshotContentRetain
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

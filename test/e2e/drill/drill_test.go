@@ -1,0 +1,385 @@
+package drill_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/test/fixture"
+	"github.com/drillerd/drillerd/test/nodeemu"
+)
+
+// slowRestoreClass makes restores take long enough that the RTO can be
+// compared with the emulator's ground truth to a few percent.
+const (
+	slowRestoreClass = "hostpath-slow-restore"
+	slowRestoreDelay = "20s"
+)
+
+// production is the database every drill here restores.
+type production struct {
+	env       *fixture.Env
+	ns        string
+	pg        *fixture.PostgresStatefulSet
+	c         client.Client
+	oldestRun time.Time
+}
+
+// TestDrills runs every scenario against one production database with two
+// snapshots: "before-orders" (no orders table yet) and "nightly".
+func TestDrills(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: needs the local cluster")
+	}
+	env := fixture.New(t, cluster)
+	p := setUpProduction(t, env)
+
+	t.Run("passing drill measures the real RTO and RPO", p.passingDrill)
+	t.Run("wrong expected count fails naming the check", p.failingCheck)
+	t.Run("snapshot whose data lacks a table fails", p.snapshotLackingTable)
+	t.Run("no ready snapshot", p.noReadySnapshot)
+	t.Run("freshness beyond the RPO target fails on RPO", p.freshnessBeyondRPO)
+	t.Run("image that cannot start fails within the database timeout", p.imageCannotStart)
+}
+
+func setUpProduction(t *testing.T, env *fixture.Env) *production {
+	scheme := runtime.NewScheme()
+	if err := drillsv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(env.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ensureSlowClass(t, env)
+
+	ns := env.Namespace("prod")
+	pg := fixture.NewPostgres(ns, "orders")
+	pod := env.CreatePostgres(pg)
+	db := env.Connect(pod)
+	env.Exec(db, `CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL)`)
+	env.Exec(db, `INSERT INTO customers (name) SELECT 'customer ' || g FROM generate_series(1, 50) g`)
+	env.CreateSnapshot(ns, "before-orders", pg.ClaimName(), nil)
+
+	env.Exec(db, `CREATE TABLE orders (id serial PRIMARY KEY, customer int NOT NULL, note text, created_at timestamptz NOT NULL DEFAULT now())`)
+	env.Exec(db, `CREATE INDEX orders_created_at ON orders (created_at)`)
+	env.Exec(db, `INSERT INTO orders (customer, note) SELECT g % 50 + 1, repeat('x', 3000) FROM generate_series(1, 1200) g`)
+	env.Exec(db, `CREATE TABLE audit_log (id serial PRIMARY KEY, created_at timestamptz NOT NULL)`)
+	env.Exec(db, `INSERT INTO audit_log (created_at) SELECT now() - interval '30 hours' FROM generate_series(1, 10)`)
+	time.Sleep(1100 * time.Millisecond) // the nightly snapshot must be the newest by creation time
+	env.CreateSnapshot(ns, "nightly", pg.ClaimName(), nil)
+	return &production{env: env, ns: ns, pg: pg, c: c}
+}
+
+func ensureSlowClass(t *testing.T, env *fixture.Env) {
+	binding := storagev1.VolumeBindingImmediate
+	sc := &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: slowRestoreClass},
+		Provisioner:       nodeemu.DriverName,
+		ReclaimPolicy:     ptr.To(corev1.PersistentVolumeReclaimDelete),
+		VolumeBindingMode: &binding,
+		Parameters:        map[string]string{nodeemu.ParameterProvisionDelay: slowRestoreDelay},
+	}
+	if _, err := env.Client.StorageV1().StorageClasses().Create(env.Ctx, sc, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+}
+
+// drill builds a RestoreDrill of the production claim.
+type drill struct{ d *drillsv1.RestoreDrill }
+
+func (p *production) newDrill(name string) *drill {
+	return &drill{d: &drillsv1.RestoreDrill{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: name},
+		Spec: drillsv1.RestoreDrillSpec{
+			Source: drillsv1.SourceSpec{PersistentVolumeClaimName: p.pg.ClaimName()},
+			Database: drillsv1.DatabaseSpec{
+				Image: "postgres:16", DataSubPath: "pgdata", DatabaseName: fixture.DBName,
+				Auth: drillsv1.AuthSpec{Mode: drillsv1.AuthTrust, User: fixture.DBUser},
+			},
+			Timeouts: drillsv1.Timeouts{Database: &metav1.Duration{Duration: 60 * time.Second}},
+		},
+	}}
+}
+
+func (b *drill) check(name, sql string, expect drillsv1.Expectation) *drill {
+	b.d.Spec.Checks = append(b.d.Spec.Checks, drillsv1.Check{Name: name, SQL: sql, Expect: &expect})
+	return b
+}
+func (b *drill) builtin(which drillsv1.Builtin) *drill {
+	b.d.Spec.Checks = append(b.d.Spec.Checks, drillsv1.Check{Builtin: which})
+	return b
+}
+func (b *drill) freshness(sql string) *drill {
+	b.d.Spec.Freshness = &drillsv1.FreshnessSpec{SQL: sql}
+	return b
+}
+func (b *drill) targets(rtoTarget, rpoTarget time.Duration) *drill {
+	b.d.Spec.Targets = drillsv1.Targets{RTO: &metav1.Duration{Duration: rtoTarget}, RPO: &metav1.Duration{Duration: rpoTarget}}
+	return b
+}
+func (b *drill) source(claim string) *drill { b.d.Spec.Source.PersistentVolumeClaimName = claim; return b }
+func (b *drill) image(image string) *drill  { b.d.Spec.Database.Image = image; return b }
+func (b *drill) storageClass(name string) *drill {
+	b.d.Spec.Sandbox.StorageClassName = &name
+	return b
+}
+func (b *drill) databaseTimeout(d time.Duration) *drill {
+	b.d.Spec.Timeouts.Database = &metav1.Duration{Duration: d}
+	return b
+}
+
+// run creates the drill, runs `drillerd run` and returns the finished run
+// and the command's exit code. Afterwards it checks that no sandbox is
+// left and that no source object changed.
+func (p *production) run(t *testing.T, b *drill, args ...string) (*drillsv1.DrillRun, int) {
+	t.Helper()
+	env := p.env
+	if err := p.c.Create(env.Ctx, b.d); err != nil {
+		t.Fatalf("creating RestoreDrill: %v", err)
+	}
+	t.Cleanup(func() { _ = p.c.Delete(context.Background(), b.d) })
+	before := p.sourceState(t)
+
+	cmdArgs := append([]string{"run", "--kubeconfig", cluster.Kubeconfig, "-n", p.ns, b.d.Name, "--output", "json", "--timeout", "5m"}, args...)
+	cmd := exec.CommandContext(env.Ctx, drillerd, cmdArgs...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	code := 0
+	var exitErr *exec.ExitError
+	if errors.As(err, &exitErr) {
+		code = exitErr.ExitCode()
+	} else if err != nil {
+		t.Fatalf("drillerd run: %v", err)
+	}
+	run := &drillsv1.DrillRun{}
+	if err := json.Unmarshal(out, run); err != nil {
+		t.Fatalf("drillerd run printed no DrillRun (exit %d): %v\nstdout: %s\nstderr: %s", code, err, out, stderr.String())
+	}
+	t.Logf("run %s: %s %s: %s (RTO %v, RPO %v)", run.Name, run.Status.Result, run.Status.Reason, run.Status.Message, run.Status.RTO, run.Status.RPO)
+	p.assertNoSandboxLeft(t, run)
+	if after := p.sourceState(t); after != before {
+		t.Errorf("source objects changed during the drill:\nbefore %s\nafter  %s", before, after)
+	}
+	return run, code
+}
+
+// sourceState fingerprints the source claim, snapshots and contents.
+func (p *production) sourceState(t *testing.T) string {
+	t.Helper()
+	env := p.env
+	var b strings.Builder
+	claim, err := env.Client.CoreV1().PersistentVolumeClaims(p.ns).Get(env.Ctx, p.pg.ClaimName(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.WriteString("pvc:" + claim.ResourceVersion)
+	snaps, err := env.Snapshots.SnapshotV1().VolumeSnapshots(p.ns).List(env.Ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range snaps.Items {
+		b.WriteString(" snap/" + s.Name + ":" + s.ResourceVersion)
+		content := env.Content(&s)
+		b.WriteString(" content/" + content.Name + ":" + content.ResourceVersion)
+	}
+	return b.String()
+}
+
+func (p *production) assertNoSandboxLeft(t *testing.T, run *drillsv1.DrillRun) {
+	t.Helper()
+	env := p.env
+	if !run.Status.SandboxRemoved && run.Status.SandboxNamespace != "" {
+		t.Errorf("run is Done but its sandbox %s is not removed", run.Status.SandboxNamespace)
+	}
+	owned := restore.LabelRun + "=" + string(run.UID)
+	nss, err := env.Client.CoreV1().Namespaces().List(env.Ctx, metav1.ListOptions{LabelSelector: owned})
+	if err != nil || len(nss.Items) > 0 {
+		t.Errorf("sandbox namespaces left: %v %v", nss, err)
+	}
+	if _, err := env.Snapshots.SnapshotV1().VolumeSnapshotContents().Get(env.Ctx, "drill-"+string(run.UID), metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("content copy drill-%s left (%v)", run.UID, err)
+	}
+	if run.Status.SandboxNamespace == "" {
+		return
+	}
+	env.WaitFor(fixture.ShortTimeout, "restored PVs to be deleted", func(ctx context.Context) (bool, error) {
+		pvs, err := env.Client.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		for _, pv := range pvs.Items {
+			if pv.Spec.ClaimRef != nil && pv.Spec.ClaimRef.Namespace == run.Status.SandboxNamespace {
+				return false, errors.New("PV " + pv.Name + " of the sandbox still exists")
+			}
+		}
+		return true, nil
+	})
+}
+
+func (p *production) passingDrill(t *testing.T) {
+	d := p.newDrill("orders-db").
+		check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1000")}).
+		builtin(drillsv1.BuiltinTablesReadable).
+		builtin(drillsv1.BuiltinAmcheck).
+		freshness("SELECT max(created_at) FROM orders").
+		targets(15*time.Minute, 26*time.Hour).
+		storageClass(slowRestoreClass)
+	run, code := p.run(t, d)
+	if code != 0 || run.Status.Result != drillsv1.ResultSucceeded {
+		t.Fatalf("exit %d, result %s (%s: %s), want 0 and Succeeded", code, run.Status.Result, run.Status.Reason, run.Status.Message)
+	}
+	if len(run.Status.Checks) != 3 {
+		t.Errorf("checks = %+v, want 3 results", run.Status.Checks)
+	}
+	for _, c := range run.Status.Checks {
+		if !c.Passed {
+			t.Errorf("check %s did not pass: %+v", c.Name, c)
+		}
+	}
+	if run.Status.Snapshot == nil || run.Status.Snapshot.Name != "nightly" {
+		t.Errorf("restored snapshot %+v, want the newest, nightly", run.Status.Snapshot)
+	}
+
+	// The RTO is the real time: compare with what the node saw, from the
+	// start of the restore to the database's first accepted connection.
+	volume, err := nodeemu.ReadVolumeTruth(cluster.GroundTruth, restoredPV(t, p.env, run))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod, err := nodeemu.ReadPodTruth(cluster.GroundTruth, run.Status.SandboxNamespace, restore.DatabasePodName)
+	if err != nil || len(pod.Processes) == 0 {
+		t.Fatalf("pod ground truth: %+v %v", pod, err)
+	}
+	span := pod.Processes[0].FirstAccepting.Sub(volume.ProvisionStarted).Seconds()
+	if rtoSeconds := run.Status.RTO.Seconds; math.Abs(rtoSeconds-span) > 0.05*span {
+		t.Errorf("RTO %.2fs is not within 5%% of the ground-truth span %.2fs", rtoSeconds, span)
+	}
+	if !run.Status.RTO.Met || ptr.Deref(run.Status.RTO.TargetSeconds, 0) != 900 {
+		t.Errorf("RTO %+v, want met against 900s", run.Status.RTO)
+	}
+	rpo := run.Status.RPO
+	if rpo == nil || rpo.Basis != drillsv1.RPOBasisData || rpo.DataSeconds == nil || rpo.SnapshotSeconds == nil || !rpo.Met {
+		t.Fatalf("RPO %+v, want basis Data with both values, met", rpo)
+	}
+	if *rpo.DataSeconds < *rpo.SnapshotSeconds || *rpo.DataSeconds > *rpo.SnapshotSeconds+600 {
+		t.Errorf("data RPO %.1fs should be a little older than the snapshot's age %.1fs", *rpo.DataSeconds, *rpo.SnapshotSeconds)
+	}
+
+	// The drill's status summarises the run.
+	stored := &drillsv1.RestoreDrill{}
+	if err := p.c.Get(p.env.Ctx, client.ObjectKeyFromObject(d.d), stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored.Status.LastRun == nil || stored.Status.LastRun.Name != run.Name || stored.Status.LastSuccessTime == nil {
+		t.Errorf("RestoreDrill status %+v does not record the run", stored.Status)
+	}
+}
+
+func (p *production) failingCheck(t *testing.T) {
+	d := p.newDrill("wrong-count").check("orders-exact", "SELECT count(*) FROM orders", drillsv1.Expectation{Equals: ptr.To("999")})
+	run, code := p.run(t, d)
+	if code != 1 || run.Status.Result != drillsv1.ResultFailed || run.Status.Reason != "CheckFailed" {
+		t.Fatalf("exit %d, %s/%s, want 1 and Failed/CheckFailed", code, run.Status.Result, run.Status.Reason)
+	}
+	if !strings.Contains(run.Status.Message, "orders-exact") || !strings.Contains(run.Status.Message, "1200") {
+		t.Errorf("message %q does not name the check and the value", run.Status.Message)
+	}
+}
+
+func (p *production) snapshotLackingTable(t *testing.T) {
+	d := p.newDrill("old-snapshot").check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1")})
+	run, code := p.run(t, d, "--snapshot", "before-orders")
+	if code != 1 || run.Status.Result != drillsv1.ResultFailed || run.Status.Reason != "CheckFailed" {
+		t.Fatalf("exit %d, %s/%s, want 1 and Failed/CheckFailed", code, run.Status.Result, run.Status.Reason)
+	}
+	if run.Status.Snapshot == nil || run.Status.Snapshot.Name != "before-orders" {
+		t.Errorf("restored %+v, want the pinned before-orders", run.Status.Snapshot)
+	}
+	if !strings.Contains(run.Status.Message, `relation "orders" does not exist`) {
+		t.Errorf("message %q does not say the table is missing", run.Status.Message)
+	}
+}
+
+func (p *production) noReadySnapshot(t *testing.T) {
+	d := p.newDrill("never-snapshotted").source("data-users-0").check("one", "SELECT 1", drillsv1.Expectation{Equals: ptr.To("1")})
+	run, code := p.run(t, d)
+	if code != 1 || run.Status.Result != drillsv1.ResultFailed || run.Status.Reason != "NoReadySnapshot" {
+		t.Fatalf("exit %d, %s/%s, want 1 and Failed/NoReadySnapshot", code, run.Status.Result, run.Status.Reason)
+	}
+	if run.Status.SandboxNamespace != "" {
+		t.Errorf("a sandbox %s was created without a snapshot", run.Status.SandboxNamespace)
+	}
+}
+
+func (p *production) freshnessBeyondRPO(t *testing.T) {
+	d := p.newDrill("stale-audit").
+		check("audit-present", "SELECT count(*) FROM audit_log", drillsv1.Expectation{Min: ptr.To("1")}).
+		freshness("SELECT max(created_at) FROM audit_log").
+		targets(15*time.Minute, 26*time.Hour)
+	run, code := p.run(t, d)
+	if code != 1 || run.Status.Result != drillsv1.ResultFailed || run.Status.Reason != "RPOTargetMissed" {
+		t.Fatalf("exit %d, %s/%s, want 1 and Failed/RPOTargetMissed", code, run.Status.Result, run.Status.Reason)
+	}
+	if rpo := run.Status.RPO; rpo == nil || rpo.Basis != drillsv1.RPOBasisData || rpo.Met || rpo.Seconds < 30*3600 {
+		t.Errorf("RPO %+v, want about 30h on basis Data, not met", rpo)
+	}
+}
+
+func (p *production) imageCannotStart(t *testing.T) {
+	d := p.newDrill("bad-image").image("mysql:8").databaseTimeout(15*time.Second).check("one", "SELECT 1", drillsv1.Expectation{Equals: ptr.To("1")})
+	run, code := p.run(t, d)
+	if code != 1 || run.Status.Result != drillsv1.ResultFailed || run.Status.Reason != "DatabaseFailed" {
+		t.Fatalf("exit %d, %s/%s, want 1 and Failed/DatabaseFailed", code, run.Status.Result, run.Status.Reason)
+	}
+	if !strings.Contains(run.Status.Message, "ErrImagePull") && !strings.Contains(run.Status.Message, "ImagePullBackOff") {
+		t.Errorf("message %q does not name the pod's reason", run.Status.Message)
+	}
+	start, ok := phaseStart(run, drillsv1.PhaseStartingDatabase)
+	end, ok2 := phaseStart(run, drillsv1.PhaseTearingDown)
+	if !ok || !ok2 || end.Sub(start) > 20*time.Second {
+		t.Errorf("StartingDatabase lasted %s, want the 15s database timeout", end.Sub(start))
+	}
+}
+
+func phaseStart(run *drillsv1.DrillRun, name drillsv1.Phase) (time.Time, bool) {
+	for _, p := range run.Status.Phases {
+		if p.Name == name {
+			return p.StartTime.Time, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// restoredPV finds the PV the run's claim was bound to, from the ground
+// truth (the PV itself is gone after teardown).
+func restoredPV(t *testing.T, env *fixture.Env, run *drillsv1.DrillRun) string {
+	t.Helper()
+	entries, err := nodeemu.ListVolumeTruth(cluster.GroundTruth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range entries {
+		if v.Claim == run.Status.SandboxNamespace+"/"+restore.DataClaimName {
+			return v.PersistentVolume
+		}
+	}
+	t.Fatalf("no ground truth for the claim of sandbox %s", run.Status.SandboxNamespace)
+	return ""
+}
