@@ -133,8 +133,11 @@ func (b *drill) targets(rtoTarget, rpoTarget time.Duration) *drill {
 	b.d.Spec.Targets = drillsv1.Targets{RTO: &metav1.Duration{Duration: rtoTarget}, RPO: &metav1.Duration{Duration: rpoTarget}}
 	return b
 }
-func (b *drill) source(claim string) *drill { b.d.Spec.Source.PersistentVolumeClaimName = claim; return b }
-func (b *drill) image(image string) *drill  { b.d.Spec.Database.Image = image; return b }
+func (b *drill) source(claim string) *drill {
+	b.d.Spec.Source.PersistentVolumeClaimName = claim
+	return b
+}
+func (b *drill) image(image string) *drill { b.d.Spec.Database.Image = image; return b }
 func (b *drill) storageClass(name string) *drill {
 	b.d.Spec.Sandbox.StorageClassName = &name
 	return b

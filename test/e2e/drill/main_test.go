@@ -77,4 +77,3 @@ func setUp(info localcluster.Info) (func(), error) {
 		}
 	}, nil
 }
-
