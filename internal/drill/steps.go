@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,10 +29,14 @@ func (r *Reconciler) selectSnapshot(ctx context.Context, w *work) (bool, time.Du
 	if err := r.APIReader.List(ctx, list, client.InNamespace(w.run.Namespace)); err != nil {
 		return false, 0, fmt.Errorf("while listing VolumeSnapshots: %w", err)
 	}
-	selector, err := metav1.LabelSelectorAsSelector(src.SnapshotSelector)
-	if err != nil {
-		r.decide(w, rto.Errored(rto.ReasonInvalidSpec, "spec.source.snapshotSelector: %v", err))
-		return true, 0, nil
+	selector := labels.Everything()
+	if src.SnapshotSelector != nil {
+		var err error
+		selector, err = metav1.LabelSelectorAsSelector(src.SnapshotSelector)
+		if err != nil {
+			r.decide(w, rto.Errored(rto.ReasonInvalidSpec, "spec.source.snapshotSelector: %v", err))
+			return true, 0, nil
+		}
 	}
 	snap, err := restore.SelectSnapshot(list.Items, src.PersistentVolumeClaimName, selector, w.run.Spec.SnapshotName)
 	switch {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -282,6 +283,11 @@ func (pw *podWorker) startAndWait(cs *containerState) int32 {
 	}
 	for i := range args {
 		args[i] = table.translateArg(args[i])
+		// In a pod's network namespace every address (*, 0.0.0.0) is the
+		// pod's own; here that is its loopback address.
+		if strings.HasPrefix(args[i], "listen_addresses=") {
+			args[i] = "listen_addresses=" + pw.ip
+		}
 	}
 	pgdata := env["PGDATA"]
 	if pgdata == "" {
