@@ -46,7 +46,7 @@ func serve(cfg ServeConfig) error {
 		Client:            mgr.GetClient(),
 		APIReader:         mgr.GetAPIReader(),
 		Clock:             clock.RealClock{},
-		Recorder:          mgr.GetEventRecorderFor("drillerd"),
+		Recorder:          mgr.GetEventRecorder("drillerd"),
 		Database:          drill.ConnectPgx,
 		DrillerdNamespace: cfg.Namespace,
 		DrillerdLabels:    podLabels,

@@ -12,7 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -40,7 +40,7 @@ type Reconciler struct {
 	// that drillerd caches none of them cluster-wide.
 	APIReader client.Reader
 	Clock     clock.PassiveClock
-	Recorder  record.EventRecorder
+	Recorder  events.EventRecorder
 	// Database opens the connection checks run on.
 	Database Connector
 	// DrillerdNamespace and DrillerdLabels are what sandbox NetworkPolicies admit.
@@ -170,7 +170,7 @@ func (r *Reconciler) start(w *work) {
 	deadline := metav1.NewTime(w.now.Add(totalTimeout(w.drill)))
 	s.Deadline = &deadline
 	rto.StartPhase(s, drillsv1.PhaseSelectingSnapshot, w.now)
-	r.Recorder.Eventf(w.run, corev1.EventTypeNormal, "Started", "drill %s started (trigger %s)", w.run.Spec.DrillName, w.run.Spec.Trigger)
+	r.Recorder.Eventf(w.run, nil, corev1.EventTypeNormal, "Started", "Start", "drill %s started (trigger %s)", w.run.Spec.DrillName, w.run.Spec.Trigger)
 }
 
 // decide records the verdict once; later findings do not overwrite it.
@@ -198,11 +198,11 @@ func (r *Reconciler) afterFinish(ctx context.Context, w *work) {
 	if s.Result != drillsv1.ResultSucceeded {
 		eventType = corev1.EventTypeWarning
 	}
-	r.Recorder.Eventf(w.run, eventType, string(s.Result), "%s: %s", reasonOr(s.Reason, "Succeeded"), s.Message)
+	r.Recorder.Eventf(w.run, nil, eventType, string(s.Result), "Finish", "%s: %s", reasonOr(s.Reason, "Succeeded"), s.Message)
 	if w.drill == nil {
 		return
 	}
-	r.Recorder.Eventf(w.drill, eventType, "Run"+string(s.Result), "run %s: %s", w.run.Name, s.Message)
+	r.Recorder.Eventf(w.drill, w.run, eventType, "Run"+string(s.Result), "Finish", "run %s: %s", w.run.Name, s.Message)
 	if err := updateDrillSummary(ctx, r.Client, w.drill, w.run); err != nil {
 		w.log.Error(err, "while updating the RestoreDrill's status")
 	}

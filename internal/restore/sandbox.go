@@ -199,7 +199,9 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 		Spec: corev1.PodSpec{
 			RestartPolicy:                 corev1.RestartPolicyNever,
 			AutomountServiceAccountToken:  ptr.To(false),
-			TerminationGracePeriodSeconds: ptr.To(int64(10)),
+			// A throwaway copy: a fast shutdown is plenty, and the
+			// namespace controller waits out the grace period.
+			TerminationGracePeriodSeconds: ptr.To(int64(2)),
 			EnableServiceLinks:            ptr.To(false),
 			Containers: []corev1.Container{{
 				Name:         DatabaseContainerName,

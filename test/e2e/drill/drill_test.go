@@ -33,11 +33,10 @@ const (
 
 // production is the database every drill here restores.
 type production struct {
-	env       *fixture.Env
-	ns        string
-	pg        *fixture.PostgresStatefulSet
-	c         client.Client
-	oldestRun time.Time
+	env *fixture.Env
+	ns  string
+	pg  *fixture.PostgresStatefulSet
+	c   client.Client
 }
 
 // TestDrills runs every scenario against one production database with two
@@ -55,6 +54,7 @@ func TestDrills(t *testing.T) {
 	t.Run("no ready snapshot", p.noReadySnapshot)
 	t.Run("freshness beyond the RPO target fails on RPO", p.freshnessBeyondRPO)
 	t.Run("image that cannot start fails within the database timeout", p.imageCannotStart)
+	t.Run("a failed sandbox is kept for keepOnFailure, then removed", p.keepOnFailure)
 }
 
 func setUpProduction(t *testing.T, env *fixture.Env) *production {
@@ -133,6 +133,14 @@ func (b *drill) targets(rtoTarget, rpoTarget time.Duration) *drill {
 	b.d.Spec.Targets = drillsv1.Targets{RTO: &metav1.Duration{Duration: rtoTarget}, RPO: &metav1.Duration{Duration: rpoTarget}}
 	return b
 }
+func (b *drill) secretAuth(name, userKey, passwordKey string) *drill {
+	b.d.Spec.Database.Auth = drillsv1.AuthSpec{Mode: drillsv1.AuthSecret, SecretRef: &drillsv1.SecretCredentials{Name: name, UsernameKey: userKey, PasswordKey: passwordKey}}
+	return b
+}
+func (b *drill) keepOnFailure(d time.Duration) *drill {
+	b.d.Spec.Sandbox.KeepOnFailure = &metav1.Duration{Duration: d}
+	return b
+}
 func (b *drill) source(claim string) *drill {
 	b.d.Spec.Source.PersistentVolumeClaimName = claim
 	return b
@@ -176,7 +184,9 @@ func (p *production) run(t *testing.T, b *drill, args ...string) (*drillsv1.Dril
 		t.Fatalf("drillerd run printed no DrillRun (exit %d): %v\nstdout: %s\nstderr: %s", code, err, out, stderr.String())
 	}
 	t.Logf("run %s: %s %s: %s (RTO %v, RPO %v)", run.Name, run.Status.Result, run.Status.Reason, run.Status.Message, run.Status.RTO, run.Status.RPO)
-	p.assertNoSandboxLeft(t, run)
+	if run.Status.SandboxExpiry == nil {
+		p.assertNoSandboxLeft(t, run)
+	}
 	if after := p.sourceState(t); after != before {
 		t.Errorf("source objects changed during the drill:\nbefore %s\nafter  %s", before, after)
 	}
@@ -332,7 +342,14 @@ func (p *production) noReadySnapshot(t *testing.T) {
 }
 
 func (p *production) freshnessBeyondRPO(t *testing.T) {
-	d := p.newDrill("stale-audit").
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "orders-db-credentials"},
+		StringData: map[string]string{"user": fixture.DBUser, "password": fixture.DBPassword},
+	}
+	if _, err := p.env.Client.CoreV1().Secrets(p.ns).Create(p.env.Ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	d := p.newDrill("stale-audit").secretAuth(secret.Name, "user", "password").
 		check("audit-present", "SELECT count(*) FROM audit_log", drillsv1.Expectation{Min: ptr.To("1")}).
 		freshness("SELECT max(created_at) FROM audit_log").
 		targets(15*time.Minute, 26*time.Hour)
@@ -385,4 +402,31 @@ func restoredPV(t *testing.T, env *fixture.Env, run *drillsv1.DrillRun) string {
 	}
 	t.Fatalf("no ground truth for the claim of sandbox %s", run.Status.SandboxNamespace)
 	return ""
+}
+
+func (p *production) keepOnFailure(t *testing.T) {
+	d := p.newDrill("kept").keepOnFailure(10*time.Second).check("orders-exact", "SELECT count(*) FROM orders", drillsv1.Expectation{Equals: ptr.To("1")})
+	run, code := p.run(t, d)
+	if code != 1 || run.Status.Reason != "CheckFailed" || run.Status.SandboxExpiry == nil || run.Status.SandboxRemoved {
+		t.Fatalf("exit %d, reason %s, expiry %v, removed %v: want a failed run with a kept sandbox", code, run.Status.Reason, run.Status.SandboxExpiry, run.Status.SandboxRemoved)
+	}
+	ns, err := p.env.Client.CoreV1().Namespaces().Get(p.env.Ctx, run.Status.SandboxNamespace, metav1.GetOptions{})
+	if err != nil || ns.DeletionTimestamp != nil {
+		t.Fatalf("kept sandbox %s is not there for debugging: %v", run.Status.SandboxNamespace, err)
+	}
+	pod, err := p.env.Client.CoreV1().Pods(ns.Name).Get(p.env.Ctx, restore.DatabasePodName, metav1.GetOptions{})
+	if err != nil || pod.Status.PodIP == "" {
+		t.Fatalf("the kept sandbox's database is not running: %v", err)
+	}
+	current := &drillsv1.DrillRun{}
+	p.env.WaitFor(fixture.Scaled(60*time.Second), "the kept sandbox to be removed after keepOnFailure", func(ctx context.Context) (bool, error) {
+		if err := p.c.Get(ctx, client.ObjectKeyFromObject(run), current); err != nil {
+			return false, err
+		}
+		return current.Status.SandboxRemoved, nil
+	})
+	if time.Now().Before(run.Status.SandboxExpiry.Time) {
+		t.Errorf("sandbox removed before its expiry %s", run.Status.SandboxExpiry.Time)
+	}
+	p.assertNoSandboxLeft(t, current)
 }
