@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/report"
 	"github.com/drillerd/drillerd/internal/restore"
 	"github.com/drillerd/drillerd/test/fixture"
 	"github.com/drillerd/drillerd/test/nodeemu"
@@ -183,7 +184,9 @@ func (p *production) run(t *testing.T, b *drill, args ...string) (*drillsv1.Dril
 	if err := json.Unmarshal(out, run); err != nil {
 		t.Fatalf("drillerd run printed no DrillRun (exit %d): %v\nstdout: %s\nstderr: %s", code, err, out, stderr.String())
 	}
-	t.Logf("run %s: %s %s: %s (RTO %v, RPO %v)", run.Name, run.Status.Result, run.Status.Reason, run.Status.Message, run.Status.RTO, run.Status.RPO)
+	var text strings.Builder
+	report.Text(&text, b.d, run)
+	t.Logf("drillerd run exited %d:\n%s", code, text.String())
 	if run.Status.SandboxExpiry == nil {
 		p.assertNoSandboxLeft(t, run)
 	}
