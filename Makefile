@@ -38,11 +38,16 @@ tools:
 
 ## build: build the commands into bin/
 build:
+	$(GO) build -ldflags "-X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o $(BIN)/drillerd ./cmd/drillerd
 	$(GO) build -o $(BIN)/localcluster ./test/cmd/localcluster
 
-## test: lint, then every unit and end-to-end test (the e2e tests start their own cluster unless one is up)
-test: lint tools
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+TEST_CLUSTER := $(CURDIR)/.localcluster-test
+
+## test: lint, then every unit and end-to-end test on a local cluster of their own
+test: lint tools build
+	@$(BIN)/localcluster up --state-dir $(TEST_CLUSTER) >/dev/null
+	@DRILLERD_LOCALCLUSTER=$(TEST_CLUSTER) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...; \
+	  rc=$$?; $(BIN)/localcluster down --state-dir $(TEST_CLUSTER) >/dev/null; exit $$rc
 
 ## unit: only the fast tests that need no cluster
 unit:
