@@ -9,7 +9,7 @@ STATICCHECK_VERSION ?= v0.8.2
 CONTROLLER_GEN_VERSION ?= v0.23.0
 CONTROLLER_GEN := $(shell $(GO) env GOPATH)/bin/controller-gen
 
-.PHONY: generate all deps apt-deps go-deps tools build test unit e2e lint fmt cluster-up cluster-down clean
+.PHONY: demo generate all deps apt-deps go-deps tools build test unit e2e lint fmt cluster-up cluster-down clean
 
 all: build
 
@@ -66,8 +66,13 @@ fmt:
 cluster-up: build tools
 	$(BIN)/localcluster up
 
-## cluster-down: stop the local cluster and everything it started
+## demo: start the local cluster, a production database with a snapshot, drillerd, and run one drill
+demo: deps build
+	test/demo/demo.sh
+
+## cluster-down: stop the local cluster, drillerd started by the demo, and everything they started
 cluster-down:
+	@if [ -f .localcluster/drillerd.pid ]; then kill $$(cat .localcluster/drillerd.pid) 2>/dev/null || true; rm -f .localcluster/drillerd.pid; fi
 	@if [ -x $(BIN)/localcluster ]; then $(BIN)/localcluster down; else $(GO) run ./test/cmd/localcluster down; fi
 
 clean:

@@ -55,7 +55,11 @@ func main() {
 	case "serve":
 		err = serve(dir, *binDir, defaults)
 	case "env":
-		fmt.Printf("export KUBECONFIG=%s\n", filepath.Join(dir, "kubeconfig"))
+		info, err := localcluster.ReadInfo(dir)
+		if err != nil {
+			fail(fmt.Errorf("no running cluster in %s (make cluster-up): %w", dir, err))
+		}
+		fmt.Printf("export KUBECONFIG=%s\nexport PATH=%s:$PATH\n", info.Kubeconfig, filepath.Dir(info.KubectlBinary))
 	default:
 		usage()
 		os.Exit(2)
@@ -70,7 +74,7 @@ func usage() {
   up      start the cluster in the background; returns when it is ready
   down    stop the cluster and everything it started
   serve   run the cluster in the foreground until SIGTERM
-  env     print the KUBECONFIG export line`)
+  env     print shell lines that point KUBECONFIG and PATH (kubectl) at the cluster`)
 }
 
 func fail(err error) {
