@@ -197,8 +197,8 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: s.meta(DatabasePodName),
 		Spec: corev1.PodSpec{
-			RestartPolicy:                 corev1.RestartPolicyNever,
-			AutomountServiceAccountToken:  ptr.To(false),
+			RestartPolicy:                corev1.RestartPolicyNever,
+			AutomountServiceAccountToken: ptr.To(false),
 			// A throwaway copy: a fast shutdown is plenty, and the
 			// namespace controller waits out the grace period.
 			TerminationGracePeriodSeconds: ptr.To(int64(2)),
