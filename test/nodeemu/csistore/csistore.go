@@ -46,7 +46,8 @@ type Store struct {
 	root  string
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
-	// sleep is how a throttled copy waits; tests replace it.
+	// now and sleep are the throttle's clock; tests replace them.
+	now   func() time.Time
 	sleep func(time.Duration)
 }
 
@@ -73,7 +74,7 @@ func Open(root string) (*Store, error) {
 			}
 		}
 	}
-	return &Store{root: root, locks: map[string]*sync.Mutex{}, sleep: time.Sleep}, nil
+	return &Store{root: root, locks: map[string]*sync.Mutex{}, now: time.Now, sleep: time.Sleep}, nil
 }
 
 // lock serialises operations on one volume or snapshot.
@@ -146,7 +147,7 @@ func (s *Store) CloneVolume(ctx context.Context, id, handle string, uid, gid int
 	}
 	tmp := dir + partialSuffix
 	_ = os.RemoveAll(tmp)
-	c := &copier{ctx: ctx, rate: bytesPerSecond, sleep: s.sleep, start: time.Now()}
+	c := &copier{ctx: ctx, rate: bytesPerSecond, now: s.now, sleep: s.sleep, start: s.now()}
 	if err := c.tree(filepath.Join(s.snapshotDir(handle), "data"), tmp); err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("csistore: restoring %s from %s: %w", id, handle, err)
@@ -230,8 +231,8 @@ func (s *Store) CreateSnapshot(ctx context.Context, handle, volumeID string, fre
 		}
 		thaw = t
 	}
-	cut := time.Now()
-	c := &copier{ctx: ctx, sleep: s.sleep, start: cut}
+	cut := s.now()
+	c := &copier{ctx: ctx, now: s.now, sleep: s.sleep, start: cut}
 	err := c.tree(source, filepath.Join(tmp, "data"))
 	thaw()
 	if err != nil {
@@ -313,6 +314,7 @@ func (s *Store) ListSnapshots() ([]Snapshot, error) {
 type copier struct {
 	ctx    context.Context
 	rate   int64
+	now    func() time.Time
 	sleep  func(time.Duration)
 	start  time.Time
 	copied int64
@@ -418,7 +420,7 @@ func (c *copier) file(src, dst string, mode fs.FileMode) error {
 				return err
 			}
 			c.copied += int64(n)
-			if d := throttleDelay(c.copied, c.rate, time.Since(c.start)); d > 0 {
+			if d := throttleDelay(c.copied, c.rate, c.now().Sub(c.start)); d > 0 {
 				c.sleep(d)
 			}
 		}
