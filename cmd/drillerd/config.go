@@ -21,6 +21,7 @@ type ServeConfig struct {
 	MaxConcurrentDrills    int
 	LogFormat              string
 	LogLevel               string
+	SweepInterval          time.Duration
 }
 
 // DefaultServeConfig returns the defaults.
@@ -38,6 +39,7 @@ func DefaultServeConfig() ServeConfig {
 		MaxConcurrentDrills:    2,
 		LogFormat:              "json",
 		LogLevel:               "info",
+		SweepInterval:          10 * time.Minute,
 	}
 }
 
@@ -53,6 +55,7 @@ func (c *ServeConfig) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConcurrentDrills, "max-concurrent-drills", c.MaxConcurrentDrills, "how many drills progress at once")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info or error")
+	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "how often orphaned sandboxes are looked for (also at start-up)")
 }
 
 // Validate names the first bad flag and how to fix it.
@@ -60,6 +63,9 @@ func (c *ServeConfig) Validate() error {
 	var errs []error
 	if c.MaxConcurrentDrills < 1 {
 		errs = append(errs, fmt.Errorf("--max-concurrent-drills=%d: must be at least 1", c.MaxConcurrentDrills))
+	}
+	if c.SweepInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--sweep-interval=%s: must be positive", c.SweepInterval))
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("--log-format=%q: use json or console", c.LogFormat))

@@ -42,7 +42,9 @@ func serve(cfg ServeConfig) error {
 	if err != nil {
 		return fmt.Errorf("while creating the controller manager: %w", err)
 	}
+	gate := drill.NewGate()
 	reconciler := &drill.Reconciler{
+		Gate:              gate,
 		Client:            mgr.GetClient(),
 		APIReader:         mgr.GetAPIReader(),
 		Clock:             clock.RealClock{},
@@ -52,6 +54,17 @@ func serve(cfg ServeConfig) error {
 		DrillerdLabels:    podLabels,
 	}
 	if err := reconciler.SetupWithManager(mgr, cfg.MaxConcurrentDrills); err != nil {
+		return err
+	}
+	recovery := &drill.Recovery{
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Clock:         clock.RealClock{},
+		Log:           log.WithName("recovery"),
+		Gate:          gate,
+		SweepInterval: cfg.SweepInterval,
+	}
+	if err := mgr.Add(recovery); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

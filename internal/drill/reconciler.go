@@ -46,6 +46,8 @@ type Reconciler struct {
 	// DrillerdNamespace and DrillerdLabels are what sandbox NetworkPolicies admit.
 	DrillerdNamespace string
 	DrillerdLabels    map[string]string
+	// Gate, when set, holds reconciles back until Recovery has run.
+	Gate *Gate
 }
 
 // step is one phase's work: done=true moves to the next phase.
@@ -62,6 +64,9 @@ type work struct {
 
 // Reconcile advances a run as far as it can.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	if r.Gate != nil && !r.Gate.IsOpen() {
+		return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
+	}
 	run := &drillsv1.DrillRun{}
 	if err := r.Client.Get(ctx, req.NamespacedName, run); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)

@@ -56,6 +56,7 @@ func TestDrills(t *testing.T) {
 	t.Run("freshness beyond the RPO target fails on RPO", p.freshnessBeyondRPO)
 	t.Run("image that cannot start fails within the database timeout", p.imageCannotStart)
 	t.Run("a failed sandbox is kept for keepOnFailure, then removed", p.keepOnFailure)
+	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
 }
 
 func setUpProduction(t *testing.T, env *fixture.Env) *production {
@@ -432,4 +433,38 @@ func (p *production) keepOnFailure(t *testing.T) {
 		t.Errorf("sandbox removed before its expiry %s", run.Status.SandboxExpiry.Time)
 	}
 	p.assertNoSandboxLeft(t, current)
+}
+
+func (p *production) killedMidDrill(t *testing.T) {
+	d := p.newDrill("interrupted").storageClass(slowRestoreClass).check("one", "SELECT 1", drillsv1.Expectation{Equals: ptr.To("1")})
+	if err := p.c.Create(p.env.Ctx, d.d); err != nil {
+		t.Fatal(err)
+	}
+	before := p.sourceState(t)
+	run := &drillsv1.DrillRun{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "interrupted-1"},
+		Spec:       drillsv1.DrillRunSpec{DrillName: d.d.Name, Trigger: drillsv1.TriggerManual},
+	}
+	if err := p.c.Create(p.env.Ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	p.env.WaitFor(fixture.ShortTimeout, "the run to restore its volume", func(ctx context.Context) (bool, error) {
+		err := p.c.Get(ctx, client.ObjectKeyFromObject(run), run)
+		return err == nil && run.Status.Phase == drillsv1.PhaseRestoringVolume, err
+	})
+	daemon.kill()
+	if err := daemon.start(); err != nil {
+		t.Fatal(err)
+	}
+	p.env.WaitFor(fixture.Scaled(90*time.Second), "the interrupted run to be Done", func(ctx context.Context) (bool, error) {
+		err := p.c.Get(ctx, client.ObjectKeyFromObject(run), run)
+		return err == nil && run.Status.Phase == drillsv1.PhaseDone, err
+	})
+	if run.Status.Result != drillsv1.ResultError || run.Status.Reason != "Interrupted" {
+		t.Errorf("result %s/%s (%s), want Error/Interrupted", run.Status.Result, run.Status.Reason, run.Status.Message)
+	}
+	p.assertNoSandboxLeft(t, run)
+	if after := p.sourceState(t); after != before {
+		t.Errorf("source objects changed:\nbefore %s\nafter  %s", before, after)
+	}
 }

@@ -50,30 +50,58 @@ func setUp(info localcluster.Info) (func(), error) {
 	if out, err := wait.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("waiting for CRDs: %v\n%s", err, out)
 	}
-	logPath := filepath.Join(dir, "drillerd.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
+	daemon = &drillerdProcess{info: info, logPath: filepath.Join(dir, "drillerd.log")}
+	if err := daemon.start(); err != nil {
 		return nil, err
 	}
-	serve := exec.Command(drillerd, "serve", "--kubeconfig", info.Kubeconfig, "--metrics-bind-address", "0",
-		"--health-probe-bind-address", "0", "--log-format", "console", "--max-concurrent-drills", "4", "--namespace", "drillerd-system")
-	serve.Stdout, serve.Stderr = logFile, logFile
-	if err := serve.Start(); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(os.Stderr, "drillerd serve: pid %d, log %s\n", serve.Process.Pid, logPath)
 	return func() {
-		_ = serve.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = serve.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = serve.Process.Kill()
-		}
-		logFile.Close()
+		daemon.stop()
 		if os.Getenv("DRILLERD_KEEP_CLUSTER_STATE") == "" {
 			os.RemoveAll(dir)
 		}
 	}, nil
+}
+
+var daemon *drillerdProcess
+
+// drillerdProcess is `drillerd serve`, which a test may kill and restart.
+type drillerdProcess struct {
+	info    localcluster.Info
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+func (d *drillerdProcess) start() error {
+	logFile, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(drillerd, "serve", "--kubeconfig", d.info.Kubeconfig, "--metrics-bind-address", "0",
+		"--health-probe-bind-address", "0", "--log-format", "console", "--max-concurrent-drills", "4", "--namespace", "drillerd-system")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return err
+	}
+	d.cmd, d.done = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); logFile.Close(); close(d.done) }()
+	fmt.Fprintf(os.Stderr, "drillerd serve: pid %d, log %s\n", cmd.Process.Pid, d.logPath)
+	return nil
+}
+
+// kill ends drillerd at once, as a crash or a node failure would.
+func (d *drillerdProcess) kill() {
+	_ = d.cmd.Process.Kill()
+	<-d.done
+}
+
+// stop ends drillerd gracefully.
+func (d *drillerdProcess) stop() {
+	_ = d.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		d.kill()
+	}
 }

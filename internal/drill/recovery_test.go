@@ -1,0 +1,160 @@
+package drill
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/restore"
+)
+
+var t0 = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+
+func testScheme(t *testing.T) *runtime.Scheme {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, drillsv1.AddToScheme, snapshotv1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
+type runBuilder struct{ r *drillsv1.DrillRun }
+
+func newRun(name string) *runBuilder {
+	return &runBuilder{r: &drillsv1.DrillRun{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name, UID: types.UID("uid-" + name)},
+		Spec:       drillsv1.DrillRunSpec{DrillName: "orders-db"},
+	}}
+}
+func (b *runBuilder) In(p drillsv1.Phase) *runBuilder { b.r.Status.Phase = p; return b }
+func (b *runBuilder) Result(r drillsv1.RunResult) *runBuilder {
+	b.r.Status.Result = r
+	return b
+}
+func (b *runBuilder) SandboxRemoved() *runBuilder { b.r.Status.SandboxRemoved = true; return b }
+func (b *runBuilder) KeptUntil(t time.Time) *runBuilder {
+	b.r.Status.SandboxExpiry = &metav1.Time{Time: t}
+	return b
+}
+func (b *runBuilder) Obj() *drillsv1.DrillRun { return b.r }
+
+func TestMarkInterrupted(t *testing.T) {
+	tests := []struct {
+		name       string
+		run        *drillsv1.DrillRun
+		wantResult drillsv1.RunResult
+		wantReason string
+		wantPhase  drillsv1.Phase
+	}{
+		{"validating run is interrupted", newRun("a").In(drillsv1.PhaseValidating).Obj(), drillsv1.ResultError, "Interrupted", drillsv1.PhaseTearingDown},
+		{"restoring run is interrupted", newRun("b").In(drillsv1.PhaseRestoringVolume).Obj(), drillsv1.ResultError, "Interrupted", drillsv1.PhaseTearingDown},
+		{"new run is left to start", newRun("c").Obj(), "", "", ""},
+		{"pending run is left waiting", newRun("d").In(drillsv1.PhasePending).Obj(), "", "", drillsv1.PhasePending},
+		{"tearing down keeps its verdict", newRun("e").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultFailed).Obj(), drillsv1.ResultFailed, "", drillsv1.PhaseTearingDown},
+		{"done stays done", newRun("f").In(drillsv1.PhaseDone).Result(drillsv1.ResultSucceeded).Obj(), drillsv1.ResultSucceeded, "", drillsv1.PhaseDone},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(tt.run).WithStatusSubresource(&drillsv1.DrillRun{}).Build()
+			r := &Recovery{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate()}
+			if err := r.MarkInterrupted(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			got := &drillsv1.DrillRun{}
+			if err := c.Get(context.Background(), client.ObjectKeyFromObject(tt.run), got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.Result != tt.wantResult || got.Status.Reason != tt.wantReason || got.Status.Phase != tt.wantPhase {
+				t.Errorf("status = %s/%s in %s, want %s/%s in %s", got.Status.Result, got.Status.Reason, got.Status.Phase, tt.wantResult, tt.wantReason, tt.wantPhase)
+			}
+		})
+	}
+}
+
+func sandboxNamespace(run *drillsv1.DrillRun, name string) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{
+		restore.LabelManagedBy: restore.ManagedByValue, restore.LabelRun: string(run.UID),
+		restore.LabelRunName: run.Name, restore.LabelRunNamespace: run.Namespace,
+	}}}
+}
+
+func TestSweep(t *testing.T) {
+	gone := newRun("gone").Obj()
+	done := newRun("done").In(drillsv1.PhaseDone).Result(drillsv1.ResultSucceeded).SandboxRemoved().Obj()
+	running := newRun("running").In(drillsv1.PhaseValidating).Obj()
+	kept := newRun("kept").In(drillsv1.PhaseDone).Result(drillsv1.ResultFailed).KeptUntil(t0.Add(time.Hour)).Obj()
+	expired := newRun("expired").In(drillsv1.PhaseDone).Result(drillsv1.ResultFailed).KeptUntil(t0.Add(-time.Minute)).Obj()
+
+	tests := []struct {
+		name      string
+		runs      []client.Object
+		namespace *corev1.Namespace
+		wantSwept bool
+	}{
+		{"run deleted", nil, sandboxNamespace(gone, "drill-orders-db-aaaa"), true},
+		{"run done", []client.Object{done}, sandboxNamespace(done, "drill-orders-db-bbbb"), true},
+		{"run in progress", []client.Object{running}, sandboxNamespace(running, "drill-orders-db-cccc"), false},
+		{"kept for debugging", []client.Object{kept}, sandboxNamespace(kept, "drill-orders-db-dddd"), false},
+		{"keepOnFailure expired", []client.Object{expired}, sandboxNamespace(expired, "drill-orders-db-eeee"), true},
+		{"labelled but without the name prefix is never touched", nil, sandboxNamespace(gone, "payments"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := append([]client.Object{tt.namespace}, tt.runs...)
+			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).Build()
+			removed := 0
+			r := &Recovery{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate(),
+				OrphanRemoved: func(string) { removed++ }}
+			if err := r.Sweep(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			err := c.Get(context.Background(), client.ObjectKeyFromObject(tt.namespace), &corev1.Namespace{})
+			if swept := apierrors.IsNotFound(err); swept != tt.wantSwept {
+				t.Errorf("namespace swept = %v, want %v", swept, tt.wantSwept)
+			}
+			if (removed == 1) != tt.wantSwept {
+				t.Errorf("OrphanRemoved called %d times", removed)
+			}
+		})
+	}
+}
+
+func TestSweepDeletesOnlyRetainCopies(t *testing.T) {
+	gone := newRun("gone").Obj()
+	labels := map[string]string{restore.LabelManagedBy: restore.ManagedByValue, restore.LabelRun: string(gone.UID), restore.LabelRunName: gone.Name, restore.LabelRunNamespace: gone.Namespace}
+	retain := &snapshotv1.VolumeSnapshotContent{
+		ObjectMeta: metav1.ObjectMeta{Name: "drill-retain", Labels: labels},
+		Spec: snapshotv1.VolumeSnapshotContentSpec{DeletionPolicy: snapshotv1.VolumeSnapshotContentRetain, Driver: "d",
+			Source: snapshotv1.VolumeSnapshotContentSource{SnapshotHandle: ptr.To("h")}},
+	}
+	deleting := retain.DeepCopy()
+	deleting.Name = "drill-delete-policy"
+	deleting.Spec.DeletionPolicy = snapshotv1.VolumeSnapshotContentDelete
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(retain, deleting).Build()
+	r := &Recovery{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate()}
+	if err := r.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(retain), &snapshotv1.VolumeSnapshotContent{}); !apierrors.IsNotFound(err) {
+		t.Errorf("orphaned Retain copy not swept: %v", err)
+	}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(deleting), &snapshotv1.VolumeSnapshotContent{}); err != nil {
+		t.Errorf("a Delete-policy content was swept (it would destroy a physical snapshot): %v", err)
+	}
+}
