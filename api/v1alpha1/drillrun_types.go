@@ -5,6 +5,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// LabelDrill on a DrillRun names its RestoreDrill.
+const LabelDrill = "drills.drillerd.dev/drill"
+
 // Trigger says what started a run.
 // +kubebuilder:validation:Enum=Schedule;HTTP;CLI;Manual
 type Trigger string

@@ -317,6 +317,10 @@ type RestoreDrillStatus struct {
 	// LastSuccessTime is when a run last succeeded.
 	// +optional
 	LastSuccessTime *metav1.Time `json:"lastSuccessTime,omitempty"`
+	// LastScheduleTime is the newest schedule tick handled (run created or
+	// skipped).
+	// +optional
+	LastScheduleTime *metav1.Time `json:"lastScheduleTime,omitempty"`
 	// NextScheduleTime is when the schedule next starts a run.
 	// +optional
 	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`

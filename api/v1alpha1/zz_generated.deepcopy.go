@@ -464,6 +464,10 @@ func (in *RestoreDrillStatus) DeepCopyInto(out *RestoreDrillStatus) {
 		in, out := &in.LastSuccessTime, &out.LastSuccessTime
 		*out = (*in).DeepCopy()
 	}
+	if in.LastScheduleTime != nil {
+		in, out := &in.LastScheduleTime, &out.LastScheduleTime
+		*out = (*in).DeepCopy()
+	}
 	if in.NextScheduleTime != nil {
 		in, out := &in.NextScheduleTime, &out.NextScheduleTime
 		*out = (*in).DeepCopy()

@@ -12,6 +12,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/drillerd/drillerd/internal/drill"
+	"github.com/drillerd/drillerd/internal/scheduler"
 )
 
 // serve runs the controller until SIGTERM (a second SIGTERM exits at once).
@@ -42,6 +43,10 @@ func serve(cfg ServeConfig) error {
 	if err != nil {
 		return fmt.Errorf("while creating the controller manager: %w", err)
 	}
+	ctx := ctrl.SetupSignalHandler()
+	if err := scheduler.IndexDrillName(ctx, mgr); err != nil {
+		return err
+	}
 	gate := drill.NewGate()
 	reconciler := &drill.Reconciler{
 		Gate:              gate,
@@ -52,8 +57,17 @@ func serve(cfg ServeConfig) error {
 		Database:          drill.ConnectPgx,
 		DrillerdNamespace: cfg.Namespace,
 		DrillerdLabels:    podLabels,
+		MaxInFlight:       cfg.MaxConcurrentDrills,
 	}
 	if err := reconciler.SetupWithManager(mgr, cfg.MaxConcurrentDrills); err != nil {
+		return err
+	}
+	schedules := &scheduler.Controller{
+		Client:   mgr.GetClient(),
+		Clock:    clock.RealClock{},
+		Recorder: mgr.GetEventRecorder("drillerd"),
+	}
+	if err := schedules.SetupWithManager(mgr); err != nil {
 		return err
 	}
 	recovery := &drill.Recovery{
@@ -74,5 +88,5 @@ func serve(cfg ServeConfig) error {
 		return err
 	}
 	log.Info("starting", "version", version, "namespace", cfg.Namespace, "maxConcurrentDrills", cfg.MaxConcurrentDrills, "leaderElect", cfg.LeaderElect)
-	return mgr.Start(ctrl.SetupSignalHandler())
+	return mgr.Start(ctx)
 }

@@ -48,7 +48,12 @@ type Reconciler struct {
 	DrillerdLabels    map[string]string
 	// Gate, when set, holds reconciles back until Recovery has run.
 	Gate *Gate
+	// MaxInFlight bounds how many runs are past Pending at once; 0 = no bound.
+	MaxInFlight int
 }
+
+// pendingRecheck is how often a Pending run looks for a free slot.
+const pendingRecheck = 2 * time.Second
 
 // step is one phase's work: done=true moves to the next phase.
 type step func(ctx context.Context, w *work) (done bool, requeue time.Duration, err error)
@@ -92,6 +97,21 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	if run.Status.Phase == "" || run.Status.Phase == drillsv1.PhasePending {
+		if drill != nil {
+			if full, err := r.slotsFull(ctx, run); err != nil {
+				return ctrl.Result{}, err
+			} else if full {
+				if run.Status.Phase == "" {
+					rto.StartPhase(&run.Status, drillsv1.PhasePending, w.now)
+					run.Status.Message = fmt.Sprintf("waiting for one of the %d drill slots (--max-concurrent-drills)", r.MaxInFlight)
+					if err := r.writeStatus(ctx, w); err != nil {
+						return ctrl.Result{}, err
+					}
+				}
+				return ctrl.Result{RequeueAfter: pendingRecheck}, nil
+			}
+		}
+		run.Status.Message = ""
 		r.start(w)
 		if drill == nil {
 			r.decide(w, rto.Errored(rto.ReasonDrillNotFound, "RestoreDrill %s/%s does not exist", run.Namespace, run.Spec.DrillName))
@@ -166,6 +186,25 @@ func (r *Reconciler) stepFor(phase drillsv1.Phase) (step, drillsv1.Phase) {
 		return r.tearDown, drillsv1.PhaseDone
 	}
 	return nil, ""
+}
+
+// slotsFull reports whether MaxInFlight runs other than run are past Pending.
+func (r *Reconciler) slotsFull(ctx context.Context, run *drillsv1.DrillRun) (bool, error) {
+	if r.MaxInFlight <= 0 {
+		return false, nil
+	}
+	all := &drillsv1.DrillRunList{}
+	if err := r.Client.List(ctx, all); err != nil {
+		return false, fmt.Errorf("while counting runs in progress: %w", err)
+	}
+	inFlight := 0
+	for _, other := range all.Items {
+		p := other.Status.Phase
+		if other.UID != run.UID && p != "" && p != drillsv1.PhasePending && p != drillsv1.PhaseDone {
+			inFlight++
+		}
+	}
+	return inFlight >= r.MaxInFlight, nil
 }
 
 func (r *Reconciler) start(w *work) {

@@ -285,6 +285,7 @@ func updateDrillSummary(ctx context.Context, c client.Client, drill *drillsv1.Re
 	if err := c.Get(ctx, client.ObjectKeyFromObject(drill), fresh); err != nil {
 		return err
 	}
+	orig := fresh.DeepCopy()
 	s := run.Status
 	if last := fresh.Status.LastRun; last != nil && last.CompletionTime != nil && s.CompletionTime != nil && last.CompletionTime.After(s.CompletionTime.Time) {
 		return nil
@@ -300,5 +301,5 @@ func updateDrillSummary(ctx context.Context, c client.Client, drill *drillsv1.Re
 	if s.Result == drillsv1.ResultSucceeded {
 		fresh.Status.LastSuccessTime = s.CompletionTime
 	}
-	return c.Status().Update(ctx, fresh)
+	return c.Status().Patch(ctx, fresh, client.MergeFrom(orig))
 }
