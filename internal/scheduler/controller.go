@@ -130,7 +130,7 @@ func (c *Controller) handleTick(ctx context.Context, drill *drillsv1.RestoreDril
 		ObjectMeta: metav1.ObjectMeta{Namespace: drill.Namespace, Name: name, Labels: map[string]string{drillsv1.LabelDrill: drill.Name}},
 		Spec:       drillsv1.DrillRunSpec{DrillName: drill.Name, Trigger: drillsv1.TriggerSchedule, ScheduledTime: &metav1.Time{Time: tick}},
 	}
-	if err := controllerutil.SetOwnerReference(drill, run, c.Client.Scheme()); err != nil {
+	if err := controllerutil.SetControllerReference(drill, run, c.Client.Scheme()); err != nil {
 		return err
 	}
 	if err := c.Client.Create(ctx, run); err != nil && !apierrors.IsAlreadyExists(err) {
