@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os/exec"
 	"strings"
@@ -57,6 +58,7 @@ func TestDrills(t *testing.T) {
 	t.Run("image that cannot start fails within the database timeout", p.imageCannotStart)
 	t.Run("a failed sandbox is kept for keepOnFailure, then removed", p.keepOnFailure)
 	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
+	t.Run("a schedule every minute yields one run per tick with two replicas", p.scheduleWithTwoReplicas)
 }
 
 func setUpProduction(t *testing.T, env *fixture.Env) *production {
@@ -466,5 +468,85 @@ func (p *production) killedMidDrill(t *testing.T) {
 	p.assertNoSandboxLeft(t, run)
 	if after := p.sourceState(t); after != before {
 		t.Errorf("source objects changed:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+func (p *production) scheduleWithTwoReplicas(t *testing.T) {
+	// Only the two leader-electing replicas may run drills here.
+	daemon.stop()
+	defer func() {
+		if err := daemon.start(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	var replicas []*drillerdProcess
+	for i := range 2 {
+		r := &drillerdProcess{info: daemon.info, logPath: fmt.Sprintf("%s.replica-%d", daemon.logPath, i), args: []string{"--leader-elect"}}
+		if err := r.start(); err != nil {
+			t.Fatal(err)
+		}
+		replicas = append(replicas, r)
+	}
+	defer func() {
+		for _, r := range replicas {
+			r.stop()
+		}
+	}()
+
+	d := p.newDrill("every-minute").check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1")})
+	d.d.Spec.Schedule = "* * * * *"
+	if err := p.c.Create(p.env.Ctx, d.d); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.c.Delete(context.Background(), d.d) }()
+
+	var runs []drillsv1.DrillRun
+	p.env.WaitFor(fixture.Scaled(200*time.Second), "two scheduled runs to finish", func(ctx context.Context) (bool, error) {
+		list := &drillsv1.DrillRunList{}
+		if err := p.c.List(ctx, list, client.InNamespace(p.ns)); err != nil {
+			return false, err
+		}
+		runs = runs[:0]
+		done := 0
+		for _, r := range list.Items {
+			if r.Spec.DrillName == d.d.Name {
+				runs = append(runs, r)
+				if r.Status.Phase == drillsv1.PhaseDone {
+					done++
+				}
+			}
+		}
+		return done >= 2, nil
+	})
+	ticks := map[time.Time]int{}
+	for _, r := range runs {
+		if r.Spec.Trigger != drillsv1.TriggerSchedule || r.Spec.ScheduledTime == nil {
+			t.Errorf("run %s: trigger %s, scheduledTime %v", r.Name, r.Spec.Trigger, r.Spec.ScheduledTime)
+			continue
+		}
+		tick := r.Spec.ScheduledTime.Time
+		ticks[tick]++
+		if tick.Second() != 0 || r.Name != fmt.Sprintf("%s-%d", d.d.Name, tick.Unix()) {
+			t.Errorf("run %s for tick %s: want the tick's deterministic name", r.Name, tick)
+		}
+		if r.Status.Phase == drillsv1.PhaseDone && r.Status.Result != drillsv1.ResultSucceeded {
+			t.Errorf("scheduled run %s: %s %s", r.Name, r.Status.Result, r.Status.Message)
+		}
+	}
+	for tick, n := range ticks {
+		if n != 1 {
+			t.Errorf("tick %s has %d runs, want exactly 1", tick, n)
+		}
+	}
+	lease, err := p.env.Client.CoordinationV1().Leases("drillerd-system").Get(p.env.Ctx, "drillerd.drills.drillerd.dev", metav1.GetOptions{})
+	if err != nil || ptr.Deref(lease.Spec.HolderIdentity, "") == "" {
+		t.Errorf("no leader holds the Lease: %v", err)
+	}
+	stored := &drillsv1.RestoreDrill{}
+	if err := p.c.Get(p.env.Ctx, client.ObjectKeyFromObject(d.d), stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored.Status.NextScheduleTime == nil || stored.Status.LastRun == nil {
+		t.Errorf("drill status %+v lacks nextScheduleTime or lastRun", stored.Status)
 	}
 }

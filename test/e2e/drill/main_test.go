@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,6 +51,10 @@ func setUp(info localcluster.Info) (func(), error) {
 	if out, err := wait.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("waiting for CRDs: %v\n%s", err, out)
 	}
+	ns := exec.Command(info.KubectlBinary, "--kubeconfig", info.Kubeconfig, "create", "namespace", "drillerd-system")
+	if out, err := ns.CombinedOutput(); err != nil && !strings.Contains(string(out), "AlreadyExists") {
+		return nil, fmt.Errorf("creating drillerd-system: %v\n%s", err, out)
+	}
 	daemon = &drillerdProcess{info: info, logPath: filepath.Join(dir, "drillerd.log")}
 	if err := daemon.start(); err != nil {
 		return nil, err
@@ -68,6 +73,7 @@ var daemon *drillerdProcess
 type drillerdProcess struct {
 	info    localcluster.Info
 	logPath string
+	args    []string
 	cmd     *exec.Cmd
 	done    chan struct{}
 }
@@ -77,8 +83,9 @@ func (d *drillerdProcess) start() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(drillerd, "serve", "--kubeconfig", d.info.Kubeconfig, "--metrics-bind-address", "0",
-		"--health-probe-bind-address", "0", "--log-format", "console", "--max-concurrent-drills", "4", "--namespace", "drillerd-system")
+	args := append([]string{"serve", "--kubeconfig", d.info.Kubeconfig, "--metrics-bind-address", "0",
+		"--health-probe-bind-address", "0", "--log-format", "console", "--max-concurrent-drills", "4", "--namespace", "drillerd-system"}, d.args...)
+	cmd := exec.Command(drillerd, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
