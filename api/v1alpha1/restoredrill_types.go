@@ -324,6 +324,14 @@ type RestoreDrillStatus struct {
 	// NextScheduleTime is when the schedule next starts a run.
 	// +optional
 	NextScheduleTime *metav1.Time `json:"nextScheduleTime,omitempty"`
+	// RunCounts counts finished runs by result, for the lifetime of the
+	// drill (history pruning does not lower it).
+	// +optional
+	RunCounts map[RunResult]int64 `json:"runCounts,omitempty"`
+	// SkippedTicks counts schedule ticks that started no run, by reason
+	// (AlreadyRunning, MissedDeadline).
+	// +optional
+	SkippedTicks map[string]int64 `json:"skippedTicks,omitempty"`
 	// ObservedGeneration is the spec generation the status reflects.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`

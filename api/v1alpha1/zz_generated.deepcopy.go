@@ -472,6 +472,20 @@ func (in *RestoreDrillStatus) DeepCopyInto(out *RestoreDrillStatus) {
 		in, out := &in.NextScheduleTime, &out.NextScheduleTime
 		*out = (*in).DeepCopy()
 	}
+	if in.RunCounts != nil {
+		in, out := &in.RunCounts, &out.RunCounts
+		*out = make(map[RunResult]int64, len(*in))
+		for key, val := range *in {
+			(*out)[key] = val
+		}
+	}
+	if in.SkippedTicks != nil {
+		in, out := &in.SkippedTicks, &out.SkippedTicks
+		*out = make(map[string]int64, len(*in))
+		for key, val := range *in {
+			(*out)[key] = val
+		}
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]v1.Condition, len(*in))

@@ -9,9 +9,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/drillerd/drillerd/internal/drill"
+	"github.com/drillerd/drillerd/internal/metrics"
 	"github.com/drillerd/drillerd/internal/scheduler"
 )
 
@@ -70,7 +72,12 @@ func serve(cfg ServeConfig) error {
 	if err := schedules.SetupWithManager(mgr); err != nil {
 		return err
 	}
+	collector := metrics.NewCollector(mgr.GetClient(), log.WithName("metrics"))
+	if err := ctrlmetrics.Registry.Register(collector); err != nil {
+		return err
+	}
 	recovery := &drill.Recovery{
+		OrphanRemoved: func(kind string) { collector.OrphansRemoved.WithLabelValues(kind).Inc() },
 		Client:        mgr.GetClient(),
 		APIReader:     mgr.GetAPIReader(),
 		Clock:         clock.RealClock{},

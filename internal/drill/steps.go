@@ -287,8 +287,16 @@ func updateDrillSummary(ctx context.Context, c client.Client, drill *drillsv1.Re
 	}
 	orig := fresh.DeepCopy()
 	s := run.Status
-	if last := fresh.Status.LastRun; last != nil && last.CompletionTime != nil && s.CompletionTime != nil && last.CompletionTime.After(s.CompletionTime.Time) {
-		return nil
+	last := fresh.Status.LastRun
+	if last != nil && last.Name == run.Name {
+		return nil // recorded already
+	}
+	if fresh.Status.RunCounts == nil {
+		fresh.Status.RunCounts = map[drillsv1.RunResult]int64{}
+	}
+	fresh.Status.RunCounts[s.Result]++
+	if last != nil && last.CompletionTime != nil && s.CompletionTime != nil && last.CompletionTime.After(s.CompletionTime.Time) {
+		return c.Status().Patch(ctx, fresh, client.MergeFrom(orig)) // a newer run finished first
 	}
 	summary := &drillsv1.RunSummary{Name: run.Name, Result: s.Result, Reason: s.Reason, CompletionTime: s.CompletionTime}
 	if s.RTO != nil {

@@ -107,6 +107,10 @@ func (c *Controller) handleTick(ctx context.Context, drill *drillsv1.RestoreDril
 	}
 	skip := func(reason, format string, args ...any) {
 		c.Recorder.Eventf(drill, nil, corev1.EventTypeWarning, "RunSkipped", "Schedule", format, args...)
+		if drill.Status.SkippedTicks == nil {
+			drill.Status.SkippedTicks = map[string]int64{}
+		}
+		drill.Status.SkippedTicks[reason]++
 		if c.Skipped != nil {
 			c.Skipped(drill.Namespace, drill.Name, reason)
 		}

@@ -1,0 +1,168 @@
+// Package metrics exposes drillerd's Prometheus metrics. Except for the
+// orphan counter they are computed at scrape time from RestoreDrill and
+// DrillRun objects (the manager's cache), so they are right after a restart
+// and the same on every replica.
+//
+//	drillerd_drill_runs_total{namespace,drill,result}        runs finished, from status.runCounts
+//	drillerd_drill_last_run_timestamp_seconds{namespace,drill}    completion of the newest finished run
+//	drillerd_drill_last_success_timestamp_seconds{namespace,drill} completion of the newest successful run
+//	drillerd_drill_last_result{namespace,drill}              1 if the newest finished run succeeded, else 0
+//	drillerd_drill_rto_seconds / _rpo_seconds{namespace,drill}     measured by the newest finished run
+//	drillerd_drill_rto_target_seconds / _rpo_target_seconds{namespace,drill}  spec.targets
+//	drillerd_drill_phase_duration_seconds{phase}             histogram over the retained runs' phases;
+//	                                                         a phase's timer starts when the run enters it
+//	                                                         and stops when it enters the next
+//	drillerd_drills_in_progress                              runs past Pending and not Done
+//	drillerd_drill_skipped_total{namespace,drill,reason}     schedule ticks that started no run
+//	drillerd_sandbox_orphans_removed_total{kind}             orphaned sandbox objects deleted by the sweep
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+)
+
+// PhaseBuckets are the phase-duration histogram's buckets, in seconds.
+var PhaseBuckets = []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600}
+
+var (
+	runsTotal     = prometheus.NewDesc("drillerd_drill_runs_total", "Finished drill runs, by result.", []string{"namespace", "drill", "result"}, nil)
+	lastRun       = prometheus.NewDesc("drillerd_drill_last_run_timestamp_seconds", "When the newest finished run of the drill completed.", []string{"namespace", "drill"}, nil)
+	lastSuccess   = prometheus.NewDesc("drillerd_drill_last_success_timestamp_seconds", "When a run of the drill last succeeded.", []string{"namespace", "drill"}, nil)
+	lastResult    = prometheus.NewDesc("drillerd_drill_last_result", "1 if the newest finished run succeeded, 0 otherwise.", []string{"namespace", "drill"}, nil)
+	rtoSeconds    = prometheus.NewDesc("drillerd_drill_rto_seconds", "RTO measured by the newest finished run: from the start of provisioning until every check answered.", []string{"namespace", "drill"}, nil)
+	rpoSeconds    = prometheus.NewDesc("drillerd_drill_rpo_seconds", "RPO measured by the newest finished run: drill start minus the newest recoverable write.", []string{"namespace", "drill"}, nil)
+	rtoTarget     = prometheus.NewDesc("drillerd_drill_rto_target_seconds", "The drill's RTO target (spec.targets.rto).", []string{"namespace", "drill"}, nil)
+	rpoTarget     = prometheus.NewDesc("drillerd_drill_rpo_target_seconds", "The drill's RPO target (spec.targets.rpo).", []string{"namespace", "drill"}, nil)
+	phaseDuration = prometheus.NewDesc("drillerd_drill_phase_duration_seconds", "How long drill phases took, over the retained runs.", []string{"phase"}, nil)
+	inProgress    = prometheus.NewDesc("drillerd_drills_in_progress", "Runs past Pending and not yet Done.", nil, nil)
+	skippedTotal  = prometheus.NewDesc("drillerd_drill_skipped_total", "Schedule ticks that started no run, by reason.", []string{"namespace", "drill", "reason"}, nil)
+)
+
+// Collector computes the metrics from the cluster's drill objects.
+type Collector struct {
+	Reader client.Reader
+	Log    logr.Logger
+	// OrphansRemoved counts sandbox objects deleted by the sweep.
+	OrphansRemoved *prometheus.CounterVec
+}
+
+// NewCollector returns a collector reading through r.
+func NewCollector(r client.Reader, log logr.Logger) *Collector {
+	return &Collector{Reader: r, Log: log, OrphansRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "drillerd_sandbox_orphans_removed_total",
+		Help: "Orphaned sandbox objects (namespaces, content copies) deleted by the sweep, by kind.",
+	}, []string{"kind"})}
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{runsTotal, lastRun, lastSuccess, lastResult, rtoSeconds, rpoSeconds, rtoTarget, rpoTarget, phaseDuration, inProgress, skippedTotal} {
+		ch <- d
+	}
+	c.OrphansRemoved.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.OrphansRemoved.Collect(ch)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	drills := &drillsv1.RestoreDrillList{}
+	if err := c.Reader.List(ctx, drills); err != nil {
+		c.Log.Error(err, "while listing RestoreDrills for metrics")
+		return
+	}
+	runs := &drillsv1.DrillRunList{}
+	if err := c.Reader.List(ctx, runs); err != nil {
+		c.Log.Error(err, "while listing DrillRuns for metrics")
+		return
+	}
+	for _, d := range drills.Items {
+		c.collectDrill(ch, d)
+	}
+	c.collectRuns(ch, runs.Items)
+}
+
+func (c *Collector) collectDrill(ch chan<- prometheus.Metric, d drillsv1.RestoreDrill) {
+	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, append([]string{d.Namespace, d.Name}, labels...)...)
+	}
+	s := d.Status
+	for _, result := range []drillsv1.RunResult{drillsv1.ResultSucceeded, drillsv1.ResultFailed, drillsv1.ResultError} {
+		ch <- prometheus.MustNewConstMetric(runsTotal, prometheus.CounterValue, float64(s.RunCounts[result]), d.Namespace, d.Name, string(result))
+	}
+	for reason, n := range s.SkippedTicks {
+		ch <- prometheus.MustNewConstMetric(skippedTotal, prometheus.CounterValue, float64(n), d.Namespace, d.Name, reason)
+	}
+	if s.LastSuccessTime != nil {
+		gauge(lastSuccess, float64(s.LastSuccessTime.Unix()))
+	}
+	if last := s.LastRun; last != nil {
+		if last.CompletionTime != nil {
+			gauge(lastRun, float64(last.CompletionTime.Unix()))
+		}
+		ok := 0.0
+		if last.Result == drillsv1.ResultSucceeded {
+			ok = 1
+		}
+		gauge(lastResult, ok)
+		if last.RTOSeconds != nil {
+			gauge(rtoSeconds, *last.RTOSeconds)
+		}
+		if last.RPOSeconds != nil {
+			gauge(rpoSeconds, *last.RPOSeconds)
+		}
+	}
+	if t := d.Spec.Targets.RTO; t != nil {
+		gauge(rtoTarget, t.Seconds())
+	}
+	if t := d.Spec.Targets.RPO; t != nil {
+		gauge(rpoTarget, t.Seconds())
+	}
+}
+
+func (c *Collector) collectRuns(ch chan<- prometheus.Metric, runs []drillsv1.DrillRun) {
+	type hist struct {
+		count   uint64
+		sum     float64
+		buckets map[float64]uint64
+	}
+	phases := map[drillsv1.Phase]*hist{}
+	running := 0
+	for _, r := range runs {
+		if p := r.Status.Phase; p != "" && p != drillsv1.PhasePending && p != drillsv1.PhaseDone {
+			running++
+		}
+		for _, p := range r.Status.Phases {
+			if p.Seconds == nil {
+				continue
+			}
+			h := phases[p.Name]
+			if h == nil {
+				h = &hist{buckets: make(map[float64]uint64, len(PhaseBuckets))}
+				for _, b := range PhaseBuckets {
+					h.buckets[b] = 0
+				}
+				phases[p.Name] = h
+			}
+			h.count++
+			h.sum += *p.Seconds
+			for _, b := range PhaseBuckets {
+				if *p.Seconds <= b {
+					h.buckets[b]++
+				}
+			}
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(inProgress, prometheus.GaugeValue, float64(running))
+	for phase, h := range phases {
+		ch <- prometheus.MustNewConstHistogram(phaseDuration, h.count, h.sum, h.buckets, string(phase))
+	}
+}
