@@ -6,11 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"os/exec"
+	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -58,6 +62,7 @@ func TestDrills(t *testing.T) {
 	t.Run("image that cannot start fails within the database timeout", p.imageCannotStart)
 	t.Run("a failed sandbox is kept for keepOnFailure, then removed", p.keepOnFailure)
 	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
+	t.Run("metrics after a passed and a failed drill, and after a restart", p.metricsSurviveRestart)
 	t.Run("a schedule every minute yields one run per tick with two replicas", p.scheduleWithTwoReplicas)
 }
 
@@ -549,4 +554,97 @@ func (p *production) scheduleWithTwoReplicas(t *testing.T) {
 	if stored.Status.NextScheduleTime == nil || stored.Status.LastRun == nil {
 		t.Errorf("drill status %+v lacks nextScheduleTime or lastRun", stored.Status)
 	}
+}
+
+func (p *production) metricsSurviveRestart(t *testing.T) {
+	pass := p.newDrill("metrics-pass").check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1")}).targets(15*time.Minute, 26*time.Hour)
+	fail := p.newDrill("metrics-fail").check("orders-exact", "SELECT count(*) FROM orders", drillsv1.Expectation{Equals: ptr.To("1")})
+	passed, _ := p.run(t, pass)
+	failed, _ := p.run(t, fail)
+
+	series := func(name, drill string, extra ...string) string {
+		labels := []string{"drill=" + drill, "namespace=" + p.ns}
+		return name + "{" + strings.Join(append(labels, extra...), ",") + "}"
+	}
+	want := map[string]float64{
+		series("drillerd_drill_last_result", "metrics-pass"):                    1,
+		series("drillerd_drill_last_result", "metrics-fail"):                    0,
+		series("drillerd_drill_runs_total", "metrics-pass", "result=Succeeded"): 1,
+		series("drillerd_drill_runs_total", "metrics-fail", "result=Failed"):    1,
+		series("drillerd_drill_runs_total", "metrics-fail", "result=Succeeded"): 0,
+		series("drillerd_drill_rto_seconds", "metrics-pass"):                    passed.Status.RTO.Seconds,
+		series("drillerd_drill_rto_seconds", "metrics-fail"):                    failed.Status.RTO.Seconds,
+		series("drillerd_drill_rpo_seconds", "metrics-pass"):                    passed.Status.RPO.Seconds,
+		series("drillerd_drill_rto_target_seconds", "metrics-pass"):             900,
+		series("drillerd_drill_rpo_target_seconds", "metrics-pass"):             93600,
+		series("drillerd_drill_last_success_timestamp_seconds", "metrics-pass"): float64(passed.Status.CompletionTime.Unix()),
+		series("drillerd_drill_last_run_timestamp_seconds", "metrics-fail"):     float64(failed.Status.CompletionTime.Unix()),
+	}
+	check := func(stage string) {
+		got := scrape(t, daemon.metrics)
+		for k, v := range want {
+			if g, ok := got[k]; !ok || g != v {
+				t.Errorf("%s: %s = %v (present %v), want %v", stage, k, g, ok, v)
+			}
+		}
+		if _, ok := got[series("drillerd_drill_last_success_timestamp_seconds", "metrics-fail")]; ok {
+			t.Errorf("%s: a drill that never succeeded has a last-success time", stage)
+		}
+		if got[`drillerd_drill_phase_duration_seconds_count{phase=Validating}`] < 2 {
+			t.Errorf("%s: phase histogram does not count the runs' Validating phases", stage)
+		}
+	}
+	check("before the restart")
+	daemon.kill()
+	if err := daemon.start(); err != nil {
+		t.Fatal(err)
+	}
+	p.env.WaitFor(fixture.ShortTimeout, "drillerd's metrics to be served again", func(ctx context.Context) (bool, error) {
+		_, err := tryScrape(daemon.metrics)
+		return err == nil, err
+	})
+	check("after the restart")
+}
+
+// scrape reads /metrics into "name{label=value,...}" → value, labels sorted.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	m, err := tryScrape(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func tryScrape(addr string) (map[string]float64, error) {
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.Metric {
+			var labels []string
+			for _, l := range m.Label {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			sort.Strings(labels)
+			key := name + "{" + strings.Join(labels, ",") + "}"
+			switch {
+			case m.Gauge != nil:
+				out[key] = m.Gauge.GetValue()
+			case m.Counter != nil:
+				out[key] = m.Counter.GetValue()
+			case m.Histogram != nil:
+				out[name+"_count{"+strings.Join(labels, ",")+"}"] = float64(m.Histogram.GetSampleCount())
+			}
+		}
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ package drill_test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -74,6 +75,7 @@ type drillerdProcess struct {
 	info    localcluster.Info
 	logPath string
 	args    []string
+	metrics string // host:port of /metrics, chosen at the first start
 	cmd     *exec.Cmd
 	done    chan struct{}
 }
@@ -83,7 +85,15 @@ func (d *drillerdProcess) start() error {
 	if err != nil {
 		return err
 	}
-	args := append([]string{"serve", "--kubeconfig", d.info.Kubeconfig, "--metrics-bind-address", "0",
+	if d.metrics == "" {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		d.metrics = l.Addr().String()
+		l.Close()
+	}
+	args := append([]string{"serve", "--kubeconfig", d.info.Kubeconfig, "--metrics-bind-address", d.metrics,
 		"--health-probe-bind-address", "0", "--log-format", "console", "--max-concurrent-drills", "4", "--namespace", "drillerd-system"}, d.args...)
 	cmd := exec.Command(drillerd, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
