@@ -22,6 +22,10 @@ type ServeConfig struct {
 	LogFormat              string
 	LogLevel               string
 	SweepInterval          time.Duration
+	APIBindAddress         string
+	Auth                   string
+	TLSCertFile            string
+	TLSKeyFile             string
 }
 
 // DefaultServeConfig returns the defaults.
@@ -40,6 +44,8 @@ func DefaultServeConfig() ServeConfig {
 		LogFormat:              "json",
 		LogLevel:               "info",
 		SweepInterval:          10 * time.Minute,
+		APIBindAddress:         ":8443",
+		Auth:                   "kubernetes",
 	}
 }
 
@@ -55,6 +61,10 @@ func (c *ServeConfig) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.MaxConcurrentDrills, "max-concurrent-drills", c.MaxConcurrentDrills, "how many drills progress at once")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info or error")
+	fs.StringVar(&c.APIBindAddress, "api-bind-address", c.APIBindAddress, "address of the HTTP API (HTTPS); 0 disables it")
+	fs.StringVar(&c.Auth, "auth", c.Auth, "API authentication: kubernetes (TokenReview and SubjectAccessReview) or none")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "API serving certificate; default: self-signed")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "API serving key; default: self-signed")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "how often orphaned sandboxes are looked for (also at start-up)")
 }
 
@@ -63,6 +73,12 @@ func (c *ServeConfig) Validate() error {
 	var errs []error
 	if c.MaxConcurrentDrills < 1 {
 		errs = append(errs, fmt.Errorf("--max-concurrent-drills=%d: must be at least 1", c.MaxConcurrentDrills))
+	}
+	if c.Auth != "kubernetes" && c.Auth != "none" {
+		errs = append(errs, fmt.Errorf("--auth=%q: use kubernetes or none", c.Auth))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("--tls-cert-file and --tls-key-file go together: give both or neither"))
 	}
 	if c.SweepInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--sweep-interval=%s: must be positive", c.SweepInterval))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"go.uber.org/zap/zapcore"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -15,6 +16,7 @@ import (
 	"github.com/drillerd/drillerd/internal/drill"
 	"github.com/drillerd/drillerd/internal/metrics"
 	"github.com/drillerd/drillerd/internal/scheduler"
+	"github.com/drillerd/drillerd/internal/server"
 )
 
 // serve runs the controller until SIGTERM (a second SIGTERM exits at once).
@@ -87,6 +89,26 @@ func serve(cfg ServeConfig) error {
 	}
 	if err := mgr.Add(recovery); err != nil {
 		return err
+	}
+	if cfg.APIBindAddress != "0" {
+		tlsConfig, err := server.TLSConfig(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return fmt.Errorf("while loading the API's TLS certificate: %w", err)
+		}
+		api := &server.Server{
+			Addr: cfg.APIBindAddress, TLS: tlsConfig, Client: mgr.GetClient(),
+			Log: log.WithName("api"), DrillNameField: scheduler.DrillNameField,
+		}
+		if cfg.Auth == "kubernetes" {
+			if api.Auth, err = kubernetes.NewForConfig(restCfg); err != nil {
+				return err
+			}
+		} else {
+			log.Info("WARNING: --auth=none: anybody who can reach the API can start drills and read runs")
+		}
+		if err := mgr.Add(api); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err

@@ -2,6 +2,7 @@ package drill_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,6 +66,7 @@ func TestDrills(t *testing.T) {
 	t.Run("a failed sandbox is kept for keepOnFailure, then removed", p.keepOnFailure)
 	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
 	t.Run("metrics after a passed and a failed drill, and after a restart", p.metricsSurviveRestart)
+	t.Run("HTTP API with ServiceAccount tokens and RBAC: 401, 403, 201, 409, 404", p.httpAPI)
 	t.Run("a schedule every minute yields one run per tick with two replicas", p.scheduleWithTwoReplicas)
 }
 
@@ -647,4 +651,108 @@ func tryScrape(addr string) (map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+func (p *production) httpAPI(t *testing.T) {
+	env := p.env
+	for _, sa := range []string{"operator", "intern"} {
+		if _, err := env.Client.CoreV1().ServiceAccounts(p.ns).Create(env.Ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "drill-runner"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"drills.drillerd.dev"}, Resources: []string{"drillruns"}, Verbs: []string{"create", "get"}}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "operator-runs-drills"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "operator", Namespace: p.ns}},
+	}
+	if _, err := env.Client.RbacV1().Roles(p.ns).Create(env.Ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	token := func(sa string) string {
+		tr, err := env.Client.CoreV1().ServiceAccounts(p.ns).CreateToken(env.Ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.Token
+	}
+	operator, intern := token("operator"), token("intern")
+
+	d := p.newDrill("http-drill").storageClass(slowRestoreClass).check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1")})
+	if err := p.c.Create(env.Ctx, d.d); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.c.Delete(context.Background(), d.d) }()
+
+	// The API's certificate is self-signed here (no --tls-cert-file).
+	httpc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	call := func(method, path, bearer string) (int, map[string]any, http.Header) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(env.Ctx, method, "https://"+daemon.api+path, nil)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		resp, err := httpc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body := map[string]any{}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Errorf("%s %s: the answer is not JSON: %v", method, path, err)
+		}
+		return resp.StatusCode, body, resp.Header
+	}
+	runs := "/api/v1/namespaces/" + p.ns + "/restoredrills/http-drill/runs"
+	tests := []struct {
+		name, token string
+		want        int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"invalid token", "not-a-token", http.StatusUnauthorized},
+		{"no RBAC", intern, http.StatusForbidden},
+	}
+	for _, tt := range tests {
+		if code, body, _ := call(http.MethodPost, runs, tt.token); code != tt.want || body["error"] == nil {
+			t.Errorf("%s: %d %v, want %d with an error", tt.name, code, body, tt.want)
+		}
+	}
+	code, body, header := call(http.MethodPost, runs, operator)
+	if code != http.StatusCreated || body["name"] == nil {
+		t.Fatalf("operator: %d %v, want 201 with the run's name", code, body)
+	}
+	name := body["name"].(string)
+	if loc := header.Get("Location"); loc != "/api/v1/namespaces/"+p.ns+"/drillruns/"+name {
+		t.Errorf("Location %q", loc)
+	}
+	if code, body, _ := call(http.MethodPost, runs, operator); code != http.StatusConflict {
+		t.Errorf("second request while the first run is in progress: %d %v, want 409", code, body)
+	}
+	if code, _, _ := call(http.MethodPost, "/api/v1/namespaces/"+p.ns+"/restoredrills/no-such-drill/runs", operator); code != http.StatusNotFound {
+		t.Errorf("unknown drill: %d, want 404", code)
+	}
+	if code, body, _ := call(http.MethodGet, header.Get("Location"), operator); code != http.StatusOK || body["kind"] != "DrillRun" {
+		t.Errorf("GET the run: %d %v", code, body)
+	}
+	if code, _, _ := call(http.MethodGet, header.Get("Location"), intern); code != http.StatusForbidden {
+		t.Errorf("GET the run without RBAC: %d, want 403", code)
+	}
+	run := &drillsv1.DrillRun{}
+	env.WaitFor(fixture.Scaled(90*time.Second), "the HTTP-triggered run to finish", func(ctx context.Context) (bool, error) {
+		err := p.c.Get(ctx, client.ObjectKey{Namespace: p.ns, Name: name}, run)
+		return err == nil && run.Status.Phase == drillsv1.PhaseDone, err
+	})
+	if run.Spec.Trigger != drillsv1.TriggerHTTP || run.Status.Result != drillsv1.ResultSucceeded {
+		t.Errorf("run %s: trigger %s, result %s %s", name, run.Spec.Trigger, run.Status.Result, run.Status.Message)
+	}
+	if run.Annotations["drills.drillerd.dev/requested-by"] != "system:serviceaccount:"+p.ns+":operator" {
+		t.Errorf("run does not record who asked for it: %v", run.Annotations)
+	}
+	p.assertNoSandboxLeft(t, run)
 }

@@ -76,6 +76,7 @@ type drillerdProcess struct {
 	logPath string
 	args    []string
 	metrics string // host:port of /metrics, chosen at the first start
+	api     string // host:port of the HTTP API, chosen at the first start
 	cmd     *exec.Cmd
 	done    chan struct{}
 }
@@ -85,15 +86,17 @@ func (d *drillerdProcess) start() error {
 	if err != nil {
 		return err
 	}
-	if d.metrics == "" {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
+	for _, addr := range []*string{&d.metrics, &d.api} {
+		if *addr == "" {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return err
+			}
+			*addr = l.Addr().String()
+			l.Close()
 		}
-		d.metrics = l.Addr().String()
-		l.Close()
 	}
-	args := append([]string{"serve", "--kubeconfig", d.info.Kubeconfig, "--metrics-bind-address", d.metrics,
+	args := append([]string{"serve", "--kubeconfig", d.info.Kubeconfig, "--metrics-bind-address", d.metrics, "--api-bind-address", d.api,
 		"--health-probe-bind-address", "0", "--log-format", "console", "--max-concurrent-drills", "4", "--namespace", "drillerd-system"}, d.args...)
 	cmd := exec.Command(drillerd, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
