@@ -155,6 +155,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			r.finish(w)
 		} else if run.Status.Phase == phase {
 			rto.StartPhase(&run.Status, next, w.now)
+			r.Recorder.Eventf(run, nil, corev1.EventTypeNormal, string(next), "Progress", "%s done in %s; %s", phase, phaseTook(run.Status, phase), next)
 		}
 		if err := r.writeStatus(ctx, w); err != nil {
 			return ctrl.Result{}, err
@@ -299,6 +300,16 @@ func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
 		return d.Duration
 	}
 	return def
+}
+
+// phaseTook is how long the last timing of phase took, for events.
+func phaseTook(s drillsv1.DrillRunStatus, phase drillsv1.Phase) string {
+	for i := len(s.Phases) - 1; i >= 0; i-- {
+		if p := s.Phases[i]; p.Name == phase && p.Seconds != nil {
+			return rto.Human(*p.Seconds)
+		}
+	}
+	return "?"
 }
 
 func reasonOr(reason, def string) string {

@@ -1,0 +1,148 @@
+package restore
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+)
+
+func testSandbox(mode drillsv1.AuthMode) Sandbox {
+	return Sandbox{
+		Run: &drillsv1.DrillRun{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders-db-1", UID: "0f1e2d3c-aaaa"}},
+		Drill: &drillsv1.RestoreDrill{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders-db"},
+			Spec: drillsv1.RestoreDrillSpec{Database: drillsv1.DatabaseSpec{
+				Image: "postgres:16", DataSubPath: "pgdata", Port: 5432, Auth: drillsv1.AuthSpec{Mode: mode},
+				Args: []string{"-c", "shared_buffers=64MB"},
+			}},
+		},
+		DrillerdNamespace: "drillerd-system",
+		DrillerdLabels:    map[string]string{"app.kubernetes.io/name": "drillerd"},
+	}
+}
+
+func TestNetworkPolicyAdmitsOnlyDrillerd(t *testing.T) {
+	np := testSandbox(drillsv1.AuthTrust).NetworkPolicy()
+	if len(np.Spec.PodSelector.MatchLabels)+len(np.Spec.PodSelector.MatchExpressions) != 0 {
+		t.Error("the policy does not select every pod of the sandbox")
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeEgress) || len(np.Spec.Egress) != 0 {
+		t.Error("egress is not denied: the restored copy could reach production")
+	}
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 1 {
+		t.Fatalf("ingress %+v, want one rule from drillerd", np.Spec.Ingress)
+	}
+	from := np.Spec.Ingress[0].From[0]
+	if from.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "drillerd-system" || from.PodSelector.MatchLabels["app.kubernetes.io/name"] != "drillerd" {
+		t.Errorf("ingress admits %+v, want drillerd's pods in drillerd-system only", from)
+	}
+}
+
+func TestContentCopyKeepsThePhysicalSnapshot(t *testing.T) {
+	sb := testSandbox(drillsv1.AuthTrust)
+	source := &snapshotv1.VolumeSnapshotContent{Spec: snapshotv1.VolumeSnapshotContentSpec{
+		Driver: "ebs.csi.aws.com", DeletionPolicy: snapshotv1.VolumeSnapshotContentDelete, VolumeSnapshotClassName: ptr.To("csi-aws"),
+	}}
+	c := sb.ContentCopy(source, "snap-0abc")
+	if c.Spec.DeletionPolicy != snapshotv1.VolumeSnapshotContentRetain {
+		t.Errorf("copy has deletionPolicy %s: deleting it would destroy the production backup", c.Spec.DeletionPolicy)
+	}
+	if ptr.Deref(c.Spec.Source.SnapshotHandle, "") != "snap-0abc" || c.Spec.Source.VolumeHandle != nil || c.Spec.Driver != "ebs.csi.aws.com" {
+		t.Errorf("copy source %+v driver %s", c.Spec.Source, c.Spec.Driver)
+	}
+	if c.Spec.VolumeSnapshotRef.Namespace != sb.NamespaceName() || c.Spec.VolumeSnapshotRef.Name != SourceSnapshotName {
+		t.Errorf("copy is bound to %+v", c.Spec.VolumeSnapshotRef)
+	}
+	if !IsOwnedContent(c) {
+		t.Error("drillerd would not be allowed to delete its own copy")
+	}
+	source.Labels = c.Labels
+	if IsOwnedContent(source) {
+		t.Error("a Delete-policy content passes the deletion gate")
+	}
+}
+
+func TestClaimSize(t *testing.T) {
+	sb := testSandbox(drillsv1.AuthTrust)
+	tests := []struct {
+		name, request, capacity, restore, want string
+	}{
+		{"restore size larger than the request", "10Gi", "", "20Gi", "20Gi"},
+		{"request larger than the restore size", "50Gi", "", "20Gi", "50Gi"},
+		{"capacity grown past the request", "10Gi", "30Gi", "20Gi", "30Gi"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := &corev1.PersistentVolumeClaim{Spec: corev1.PersistentVolumeClaimSpec{
+				StorageClassName: ptr.To("fast"),
+				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(tt.request)}},
+			}}
+			if tt.capacity != "" {
+				src.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(tt.capacity)}
+			}
+			restore := resource.MustParse(tt.restore)
+			claim := sb.Claim(src, &restore)
+			got := claim.Spec.Resources.Requests[corev1.ResourceStorage]
+			if got.Cmp(resource.MustParse(tt.want)) != 0 || ptr.Deref(claim.Spec.StorageClassName, "") != "fast" {
+				t.Errorf("claim size %s class %v, want %s on fast", got.String(), claim.Spec.StorageClassName, tt.want)
+			}
+		})
+	}
+}
+
+func TestDatabasePod(t *testing.T) {
+	trust := testSandbox(drillsv1.AuthTrust).DatabasePod()
+	c := trust.Spec.Containers[0]
+	args := strings.Join(c.Args, " ")
+	for _, want := range []string{"-c archive_mode=off", "-c hba_file=/etc/drillerd/pg_hba.conf", "-c shared_buffers=64MB"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("args %q lack %q", args, want)
+		}
+	}
+	if strings.Index(args, "hba_file") > strings.Index(args, "shared_buffers") {
+		t.Error("the drill's own args must come last, so they win")
+	}
+	if c.Env[0].Name != "PGDATA" || c.Env[0].Value != "/var/lib/postgresql/data/pgdata" {
+		t.Errorf("PGDATA %+v", c.Env)
+	}
+	if ptr.Deref(trust.Spec.AutomountServiceAccountToken, true) || trust.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		t.Error("the sandbox pod must not get an API token and must not hide crashes behind restarts")
+	}
+	secret := testSandbox(drillsv1.AuthSecret).DatabasePod()
+	if strings.Contains(strings.Join(secret.Spec.Containers[0].Args, " "), "hba_file") || len(secret.Spec.Volumes) != 1 {
+		t.Error("mode Secret must keep the restored pg_hba.conf")
+	}
+}
+
+func TestOwnershipGates(t *testing.T) {
+	sb := testSandbox(drillsv1.AuthTrust)
+	ns := sb.Namespace()
+	if !IsOwnedSandbox(ns) || !strings.HasPrefix(ns.Name, NamespacePrefix) || len(ns.Name) > 63 {
+		t.Errorf("sandbox namespace %s labels %v", ns.Name, ns.Labels)
+	}
+	tests := []struct {
+		name string
+		ns   *corev1.Namespace
+	}{
+		{"no labels", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "drill-orders-db-1234"}}},
+		{"labels but production's name", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: ns.Labels}}},
+	}
+	for _, tt := range tests {
+		if IsOwnedSandbox(tt.ns) {
+			t.Errorf("%s: the deletion gate lets %s through", tt.name, tt.ns.Name)
+		}
+	}
+	long := NamespaceName(strings.Repeat("very-long-drill-name-", 5), "uid")
+	if len(long) > 63 || !strings.HasPrefix(long, NamespacePrefix) {
+		t.Errorf("NamespaceName = %q (%d chars)", long, len(long))
+	}
+}
