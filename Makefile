@@ -16,7 +16,7 @@ all: build
 ## deps: install every prerequisite on a fresh machine (Debian packages, Go modules, control-plane binaries)
 deps: apt-deps go-deps tools
 
-APT_PACKAGES := postgresql postgresql-contrib
+APT_PACKAGES := postgresql postgresql-contrib chromium
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

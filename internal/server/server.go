@@ -61,6 +61,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/v1/namespaces/{ns}/restoredrills/{name}/runs", s.authorized("create", s.createRun))
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/drillruns/{name}", s.authorized("get", s.getRun))
+	mux.HandleFunc("GET /{$}", s.page)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
@@ -113,48 +114,65 @@ func (s *Server) authorized(verb string, next handlerFunc) http.HandlerFunc {
 			return
 		}
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || strings.TrimSpace(token) == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="drillerd"`)
-			writeError(w, http.StatusUnauthorized, "a bearer token is required (Authorization: Bearer <token>)")
+		user, code, msg := s.authenticate(r.Context(), token, ok)
+		if code != 0 {
+			if code == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="drillerd"`)
+			}
+			writeError(w, code, msg)
 			return
 		}
-		review, err := s.Auth.AuthenticationV1().TokenReviews().Create(r.Context(), &authenticationv1.TokenReview{
-			Spec: authenticationv1.TokenReviewSpec{Token: strings.TrimSpace(token)},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			s.Log.Error(err, "TokenReview failed")
-			writeError(w, http.StatusServiceUnavailable, "cannot review the token now; try again")
-			return
-		}
-		if !review.Status.Authenticated {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="drillerd", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "the token is not valid")
-			return
-		}
-		u := review.Status.User
-		extra := map[string]authorizationv1.ExtraValue{}
-		for k, v := range u.Extra {
-			extra[k] = authorizationv1.ExtraValue(v)
-		}
-		sar, err := s.Auth.AuthorizationV1().SubjectAccessReviews().Create(r.Context(), &authorizationv1.SubjectAccessReview{
-			Spec: authorizationv1.SubjectAccessReviewSpec{
-				User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra,
-				ResourceAttributes: &authorizationv1.ResourceAttributes{
-					Namespace: ns, Verb: verb, Group: drillsv1.GroupVersion.Group, Resource: "drillruns",
-				},
-			},
-		}, metav1.CreateOptions{})
+		allowed, err := s.allowed(r.Context(), user, verb, "drillruns", ns)
 		if err != nil {
 			s.Log.Error(err, "SubjectAccessReview failed")
 			writeError(w, http.StatusServiceUnavailable, "cannot review access now; try again")
 			return
 		}
-		if !sar.Status.Allowed {
-			writeError(w, http.StatusForbidden, fmt.Sprintf("%s may not %s drillruns.%s in namespace %s", u.Username, verb, drillsv1.GroupVersion.Group, ns))
+		if !allowed {
+			writeError(w, http.StatusForbidden, fmt.Sprintf("%s may not %s drillruns.%s in namespace %s", user.Username, verb, drillsv1.GroupVersion.Group, ns))
 			return
 		}
-		next(w, r, u.Username)
+		next(w, r, user.Username)
 	}
+}
+
+// authenticate reviews a bearer token; a non-zero code is the HTTP answer.
+func (s *Server) authenticate(ctx context.Context, token string, present bool) (authenticationv1.UserInfo, int, string) {
+	token = strings.TrimSpace(token)
+	if !present || token == "" {
+		return authenticationv1.UserInfo{}, http.StatusUnauthorized, "a bearer token is required (Authorization: Bearer <token>)"
+	}
+	review, err := s.Auth.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: token},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		s.Log.Error(err, "TokenReview failed")
+		return authenticationv1.UserInfo{}, http.StatusServiceUnavailable, "cannot review the token now; try again"
+	}
+	if !review.Status.Authenticated {
+		return authenticationv1.UserInfo{}, http.StatusUnauthorized, "the token is not valid"
+	}
+	return review.Status.User, 0, ""
+}
+
+// allowed asks the API server whether user may verb resource in namespace.
+func (s *Server) allowed(ctx context.Context, u authenticationv1.UserInfo, verb, resource, namespace string) (bool, error) {
+	extra := map[string]authorizationv1.ExtraValue{}
+	for k, v := range u.Extra {
+		extra[k] = authorizationv1.ExtraValue(v)
+	}
+	sar, err := s.Auth.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+		Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: u.Username, UID: u.UID, Groups: u.Groups, Extra: extra,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: namespace, Verb: verb, Group: drillsv1.GroupVersion.Group, Resource: resource,
+			},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return false, err
+	}
+	return sar.Status.Allowed, nil
 }
 
 // runRequest is the optional body of POST .../runs.

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -29,6 +31,7 @@ import (
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/report"
 	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/rto"
 	"github.com/drillerd/drillerd/test/fixture"
 	"github.com/drillerd/drillerd/test/nodeemu"
 )
@@ -67,6 +70,7 @@ func TestDrills(t *testing.T) {
 	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
 	t.Run("metrics after a passed and a failed drill, and after a restart", p.metricsSurviveRestart)
 	t.Run("HTTP API with ServiceAccount tokens and RBAC: 401, 403, 201, 409, 404", p.httpAPI)
+	t.Run("status page in headless Chromium", p.statusPage)
 	t.Run("a schedule every minute yields one run per tick with two replicas", p.scheduleWithTwoReplicas)
 }
 
@@ -755,4 +759,93 @@ func (p *production) httpAPI(t *testing.T) {
 		t.Errorf("run does not record who asked for it: %v", run.Annotations)
 	}
 	p.assertNoSandboxLeft(t, run)
+}
+
+func (p *production) statusPage(t *testing.T) {
+	env := p.env
+	if _, err := env.Client.CoreV1().ServiceAccounts(p.ns).Create(env.Ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "viewer"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "drill-viewer"},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"drills.drillerd.dev"}, Resources: []string{"restoredrills", "drillruns"}, Verbs: []string{"get", "list"}}},
+	}
+	binding := &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "viewer-sees-drills"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "viewer", Namespace: p.ns}},
+	}
+	if _, err := env.Client.RbacV1().Roles(p.ns).Create(env.Ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	viewer, err := env.Client.CoreV1().ServiceAccounts(p.ns).CreateToken(env.Ctx, "viewer", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := env.Client.CoreV1().ServiceAccounts(p.ns).CreateToken(env.Ctx, "default", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	good := p.newDrill("page-pass").check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1")}).targets(15*time.Minute, 26*time.Hour)
+	bad := p.newDrill("page-fail").check("orders-exact", "SELECT count(*) FROM orders", drillsv1.Expectation{Equals: ptr.To("7")})
+	passed, _ := p.run(t, good)
+	p.run(t, bad)
+
+	dir := t.TempDir()
+	page := chromium(t, dir, "https://"+daemon.api+"/?token="+viewer.Status.Token, "--dump-dom")
+	for _, want := range []string{
+		p.ns + "/page-pass", p.ns + "/page-fail", "Signed in as system:serviceaccount:" + p.ns + ":viewer",
+		`class="Succeeded">Succeeded`, `class="Failed">Failed (CheckFailed)`, "check orders-exact failed",
+		passed.Name, rto.Human(passed.Status.RTO.Seconds) + " / 15m00s", "on demand",
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page does not show %q", want)
+		}
+	}
+	if n := strings.Count(page, `class="waterfall"`); n < 2 {
+		t.Errorf("the page draws %d phase waterfalls, want one per run", n)
+	}
+	for _, phase := range []string{"SelectingSnapshot", "Provisioning", "RestoringVolume", "StartingDatabase", "Validating", "TearingDown"} {
+		if !strings.Contains(page, "<title>"+phase+": ") {
+			t.Errorf("the waterfall has no bar for %s", phase)
+		}
+	}
+	chromium(t, dir, "https://"+daemon.api+"/?token="+viewer.Status.Token, "--screenshot="+filepath.Join(dir, "page.png"), "--window-size=1200,1600")
+	if info, err := os.Stat(filepath.Join(dir, "page.png")); err != nil || info.Size() < 10000 {
+		t.Errorf("no screenshot of the page: %v", err)
+	} else if out := os.Getenv("DRILLERD_SCREENSHOT"); out != "" {
+		data, _ := os.ReadFile(filepath.Join(dir, "page.png"))
+		_ = os.WriteFile(out, data, 0o644)
+	}
+
+	hidden := chromium(t, t.TempDir(), "https://"+daemon.api+"/?token="+stranger.Status.Token, "--dump-dom")
+	if strings.Contains(hidden, "page-pass") || !strings.Contains(hidden, "in namespaces you may not list are hidden") {
+		t.Error("a user without RBAC sees the drills")
+	}
+	if noToken := chromium(t, t.TempDir(), "https://"+daemon.api+"/", "--dump-dom"); !strings.Contains(noToken, "a bearer token is required") || strings.Contains(noToken, "page-pass") {
+		t.Error("the page shows drills without a token")
+	}
+}
+
+// chromium runs Debian's headless Chromium on url with a fresh profile.
+func chromium(t *testing.T, profile, url string, args ...string) string {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed (make deps installs Debian's chromium)")
+	}
+	all := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--ignore-certificate-errors",
+		"--user-data-dir=" + profile}, args...)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, append(all, url)...).Output()
+	if err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	return string(out)
 }
