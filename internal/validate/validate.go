@@ -85,7 +85,7 @@ func (c Check) Validate(index int) error {
 		return fmt.Errorf("%s: give exactly one of sql or builtin", field("sql"))
 	case hasBuiltin && c.Builtin != BuiltinTablesReadable && c.Builtin != BuiltinAmcheck:
 		return fmt.Errorf("%s: unknown builtin %q; use %s or %s", field("builtin"), c.Builtin, BuiltinTablesReadable, BuiltinAmcheck)
-	case hasSQL && c.Expect == (Expectation{NotEmpty: false}):
+	case hasSQL && c.Expect == (Expectation{}):
 		return fmt.Errorf("%s: a sql check needs an expectation (equals, min, max, regex or notEmpty)", field("expect"))
 	case c.Timeout < 0:
 		return fmt.Errorf("%s: %s is negative", field("timeout"), c.Timeout)
@@ -516,16 +516,16 @@ func Freshness(ctx context.Context, conn *pgx.Conn, sql string, timeout time.Dur
 			if err := rows.Err(); err != nil {
 				return err
 			}
-			return errors.New("the freshness query returned no rows")
+			return freshnessError("the freshness query returned no rows")
 		}
 		fields := rows.FieldDescriptions()
 		if len(fields) == 0 {
-			return errors.New("the freshness query returned no columns")
+			return freshnessError("the freshness query returned no columns")
 		}
 		switch oid := fields[0].DataTypeOID; oid {
 		case pgtype.TimestamptzOID, pgtype.TimestampOID, pgtype.DateOID:
 		default:
-			return fmt.Errorf("the freshness query returned a %s, want a timestamptz, timestamp or date", typeName(conn, oid))
+			return freshnessError(fmt.Sprintf("the freshness query returned a %s, want a timestamptz, timestamp or date", typeName(conn, oid)))
 		}
 		values, err := rows.Values()
 		if err != nil {
@@ -533,23 +533,28 @@ func Freshness(ctx context.Context, conn *pgx.Conn, sql string, timeout time.Dur
 		}
 		switch v := values[0].(type) {
 		case nil:
-			return errors.New("the freshness query returned NULL (is the table empty?)")
+			return freshnessError("the freshness query returned NULL (is the table empty?)")
 		case time.Time:
 			newest = v
 		default:
-			return fmt.Errorf("the freshness query returned %v, not a point in time", v)
+			return freshnessError(fmt.Sprintf("the freshness query returned %v, not a point in time", v))
 		}
 		return nil
 	})
-	if err != nil {
-		var pg *pgconn.PgError
-		if errors.As(err, &pg) || !strings.HasPrefix(err.Error(), "the freshness query") {
-			return time.Time{}, fmt.Errorf("freshness query: %s", describeError(err))
-		}
-		return time.Time{}, err
+	var problem freshnessError
+	switch {
+	case errors.As(err, &problem):
+		return time.Time{}, problem
+	case err != nil:
+		return time.Time{}, fmt.Errorf("freshness query: %s", describeError(err))
 	}
 	return newest, nil
 }
+
+// freshnessError is what is wrong with the freshness query's answer.
+type freshnessError string
+
+func (e freshnessError) Error() string { return string(e) }
 
 func typeName(conn *pgx.Conn, oid uint32) string {
 	if t, ok := conn.TypeMap().TypeForOID(oid); ok {
