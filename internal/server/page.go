@@ -102,8 +102,8 @@ type pageData struct {
 
 type drillRow struct {
 	Namespace, Name, Schedule, Result, Reason, RTO, RPO, LastSuccess, NextRun string
-	RTOMet, RPOMet                                                           bool
-	Runs                                                                     []runRow
+	RTOMet, RPOMet                                                            bool
+	Runs                                                                      []runRow
 }
 
 type runRow struct {
@@ -214,7 +214,7 @@ table{border-collapse:collapse;margin-bottom:.5rem}th,td{padding:.3rem .6rem;bor
 </style></head><body>
 <h1>Restore drills</h1>
 {{if .Error}}<p class="Failed">{{.Error}}</p>{{else}}
-<p>Signed in as {{.User}} · {{.Now}}{{if .Hidden}} · {{.Hidden}} drills in namespaces you may not list are hidden{{end}}</p>
+<p>Signed in as {{.User}} · {{.Now}}{{if .Hidden}} · drills in namespaces you may not list are hidden ({{.Hidden}}){{end}}</p>
 {{if not .Drills}}<p>No RestoreDrills yet.</p>{{end}}
 {{range .Drills}}
 <h2 id="{{.Namespace}}-{{.Name}}">{{.Namespace}}/{{.Name}}</h2>
