@@ -335,7 +335,7 @@ func (s *Store) CloneVolume(ctx context.Context, id, snapshotHandle string, uid,
 		return "", fmt.Errorf("csistore: restoring volume %s from snapshot %s: %w", id, snapshotHandle, err)
 	}
 	err = func() error {
-		c := newCopier(ctx)
+		c := newCopier(ctx, false)
 		defer c.release()
 		if bytesPerSecond > 0 {
 			c.throttle = &throttle{rate: bytesPerSecond, start: s.now(), now: s.now, sleep: s.sleep}
@@ -428,9 +428,6 @@ func (s *Store) CreateSnapshot(ctx context.Context, handle, volumeID string, fre
 	case !ok:
 		return Snapshot{}, fmt.Errorf("csistore: snapshot %s: volume %s: %w", handle, volumeID, ErrVolumeNotFound)
 	}
-	if err := ctx.Err(); err != nil {
-		return Snapshot{}, err
-	}
 	dir := s.snapshotDir(handle)
 	tmp := s.partialName(dir)
 	if err := os.RemoveAll(tmp); err != nil {
@@ -474,6 +471,9 @@ func (s *Store) CreateSnapshot(ctx context.Context, handle, volumeID string, fre
 // copyFrozen copies source to dst between freeze and thaw and returns the
 // moment of the cut and the bytes of file data copied.
 func (s *Store) copyFrozen(ctx context.Context, source, dst string, freeze func() (func(), error)) (cut time.Time, size int64, err error) {
+	if err := ctx.Err(); err != nil {
+		return time.Time{}, 0, err // do not stop the database for nothing
+	}
 	if freeze != nil {
 		thaw, err := freeze()
 		if err != nil {
@@ -484,7 +484,7 @@ func (s *Store) copyFrozen(ctx context.Context, source, dst string, freeze func(
 		}
 	}
 	cut = s.now()
-	c := newCopier(ctx)
+	c := newCopier(ctx, true)
 	defer c.release()
 	if err := c.copyTree(source, dst); err != nil {
 		return time.Time{}, 0, err
@@ -609,12 +609,16 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize);
 type copier struct {
 	ctx      context.Context
 	throttle *throttle // nil: as fast as possible
-	buf      *[]byte
-	copied   int64
+	// live says the source is a volume in use, whose files may vanish
+	// while they are copied; vanished files are skipped. A snapshot's
+	// files do not vanish, and a copy of one missing files is an error.
+	live   bool
+	buf    *[]byte
+	copied int64
 }
 
-func newCopier(ctx context.Context) *copier {
-	return &copier{ctx: ctx, buf: copyBuffers.Get().(*[]byte)}
+func newCopier(ctx context.Context, live bool) *copier {
+	return &copier{ctx: ctx, live: live, buf: copyBuffers.Get().(*[]byte)}
 }
 
 func (c *copier) release() {
@@ -675,8 +679,8 @@ func (c *copier) copyDir(src, dst string, info fs.FileInfo) error {
 	}
 	for _, e := range entries {
 		child, err := os.Lstat(filepath.Join(src, e.Name()))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed from a live volume since ReadDir
+		if c.live && errors.Is(err, fs.ErrNotExist) {
+			continue // removed from the volume since ReadDir
 		}
 		if err != nil {
 			return err
@@ -698,8 +702,8 @@ func (c *copier) copyDir(src, dst string, info fs.FileInfo) error {
 
 func (c *copier) copySymlink(src, dst string, info fs.FileInfo) error {
 	target, err := os.Readlink(src)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil // removed from a live volume
+	if c.live && errors.Is(err, fs.ErrNotExist) {
+		return nil // removed from the volume
 	}
 	if err != nil {
 		return err
@@ -715,8 +719,8 @@ func (c *copier) copySymlink(src, dst string, info fs.FileInfo) error {
 
 func (c *copier) copyFile(src, dst string, info fs.FileInfo) error {
 	in, err := os.Open(src)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil // removed from a live volume
+	if c.live && errors.Is(err, fs.ErrNotExist) {
+		return nil // removed from the volume
 	}
 	if err != nil {
 		return err
