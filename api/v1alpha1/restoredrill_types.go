@@ -286,6 +286,16 @@ type Targets struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="targets.rpo must be a positive duration such as 26h"
 	RPO *metav1.Duration `json:"rpo,omitempty"`
+	// SuccessWindow is the longest the drill may go without a successful
+	// run before the DrillNotSucceededRecently alert fires (metric
+	// drillerd_drill_success_window_seconds). Default for a scheduled,
+	// unsuspended drill: twice the longest gap between its next eight ticks
+	// plus timeouts.total, so one missed or failed night is tolerated and
+	// the second pages; an on-demand or suspended drill has no window
+	// unless one is set here.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="targets.successWindow must be a positive duration such as 49h"
+	SuccessWindow *metav1.Duration `json:"successWindow,omitempty"`
 }
 
 // Timeouts bound a drill. A timeout ends the drill with a result naming the

@@ -74,7 +74,7 @@ func serve(cfg ServeConfig) error {
 	if err := schedules.SetupWithManager(mgr); err != nil {
 		return err
 	}
-	collector := metrics.NewCollector(mgr.GetClient(), log.WithName("metrics"))
+	collector := metrics.NewCollector(mgr.GetClient(), clock.RealClock{}, log.WithName("metrics"))
 	if err := ctrlmetrics.Registry.Register(collector); err != nil {
 		return err
 	}

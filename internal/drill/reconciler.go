@@ -22,14 +22,8 @@ import (
 	"github.com/drillerd/drillerd/internal/rto"
 )
 
-// Default timeouts (spec.timeouts).
-const (
-	DefaultTotalTimeout    = time.Hour
-	DefaultVolumeTimeout   = 20 * time.Minute
-	DefaultDatabaseTimeout = 10 * time.Minute
-	DefaultChecksTimeout   = 10 * time.Minute
-	teardownRecheck        = 5 * time.Second
-)
+// teardownRecheck is how often teardown looks whether the sandbox is gone.
+const teardownRecheck = 5 * time.Second
 
 // Reconciler runs DrillRuns.
 type Reconciler struct {
@@ -289,10 +283,10 @@ func withEvent(msg, event string) string {
 }
 
 func totalTimeout(d *drillsv1.RestoreDrill) time.Duration {
-	if d != nil && d.Spec.Timeouts.Total != nil {
-		return d.Spec.Timeouts.Total.Duration
+	if d == nil {
+		return drillsv1.DefaultTotalTimeout
 	}
-	return DefaultTotalTimeout
+	return d.Spec.TotalTimeout()
 }
 
 func durationOr(d *metav1.Duration, def time.Duration) time.Duration {

@@ -10,7 +10,6 @@ import (
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -167,18 +166,12 @@ func (r *Recovery) removed(kind, name string) {
 // orphaned decides from an object's run labels whether its run still needs it.
 func (r *Recovery) orphaned(ctx context.Context, labels map[string]string) (bool, error) {
 	run := &drillsv1.DrillRun{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: labels[restore.LabelRunNamespace], Name: labels[restore.LabelRunName]}, run)
+	err := r.APIReader.Get(ctx, restore.RunOf(labels), run)
 	switch {
 	case apierrors.IsNotFound(err):
-		return true, nil
+		run = nil
 	case err != nil:
 		return false, err
-	case string(run.UID) != labels[restore.LabelRun]:
-		return true, nil // a newer run of the same name
-	case run.Status.Phase != drillsv1.PhaseDone:
-		return false, nil // its reconciler tears it down
-	case run.Status.SandboxExpiry != nil && r.Clock.Now().Before(run.Status.SandboxExpiry.Time):
-		return false, nil // kept for debugging
 	}
-	return true, nil
+	return restore.StateOf(labels, run, r.Clock.Now()) == restore.SandboxOrphaned, nil
 }

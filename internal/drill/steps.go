@@ -133,8 +133,8 @@ func (r *Reconciler) create(ctx context.Context, w *work, obj client.Object) err
 // restoreVolume waits until the snapshot copy is ready and the claim bound.
 func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (bool, time.Duration, error) {
 	ns := w.sandbox.NamespaceName()
-	deadline := phaseDeadline(w, durationOr(w.drill.Spec.Timeouts.Volume, DefaultVolumeTimeout))
-	timeout := durationOr(w.drill.Spec.Timeouts.Volume, DefaultVolumeTimeout)
+	deadline := phaseDeadline(w, durationOr(w.drill.Spec.Timeouts.Volume, drillsv1.DefaultVolumeTimeout))
+	timeout := durationOr(w.drill.Spec.Timeouts.Volume, drillsv1.DefaultVolumeTimeout)
 
 	vs := &snapshotv1.VolumeSnapshot{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.SourceSnapshotName}, vs); client.IgnoreNotFound(err) != nil {
@@ -167,7 +167,7 @@ func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (bool, time.Dur
 // startDatabase waits until the database pod accepts connections.
 func (r *Reconciler) startDatabase(ctx context.Context, w *work) (bool, time.Duration, error) {
 	ns := w.sandbox.NamespaceName()
-	timeout := durationOr(w.drill.Spec.Timeouts.Database, DefaultDatabaseTimeout)
+	timeout := durationOr(w.drill.Spec.Timeouts.Database, drillsv1.DefaultDatabaseTimeout)
 	deadline := phaseDeadline(w, timeout)
 	pod := &corev1.Pod{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DatabasePodName}, pod); client.IgnoreNotFound(err) != nil {

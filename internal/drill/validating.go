@@ -39,7 +39,7 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (bool, time.Duration
 		r.decide(w, rto.Errored(rto.ReasonInvalidSpec, "%v", err))
 		return true, 0, nil
 	}
-	checksCtx, cancel := context.WithTimeout(ctx, durationOr(spec.Timeouts.Checks, DefaultChecksTimeout))
+	checksCtx, cancel := context.WithTimeout(ctx, durationOr(spec.Timeouts.Checks, drillsv1.DefaultChecksTimeout))
 	defer cancel()
 	conn, err := r.Database(checksCtx, cfg)
 	if err != nil {

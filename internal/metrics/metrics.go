@@ -7,6 +7,10 @@
 //	drillerd_drill_last_run_timestamp_seconds{namespace,drill}    completion of the newest finished run
 //	drillerd_drill_last_success_timestamp_seconds{namespace,drill} completion of the newest successful run
 //	drillerd_drill_last_result{namespace,drill}              1 if the newest finished run succeeded, else 0
+//	drillerd_drill_last_run_info{namespace,drill,result,reason}  1, labelled with the newest finished run's verdict
+//	drillerd_drill_created_timestamp_seconds{namespace,drill}      when the RestoreDrill was created
+//	drillerd_drill_success_window_seconds{namespace,drill}   how long the drill may go without a success
+//	                                                         (scheduler.SuccessWindow); absent when it has none
 //	drillerd_drill_rto_seconds / _rpo_seconds{namespace,drill}     measured by the newest finished run
 //	drillerd_drill_rto_target_seconds / _rpo_target_seconds{namespace,drill}  spec.targets
 //	drillerd_drill_phase_duration_seconds{phase}             histogram over the retained runs' phases;
@@ -15,6 +19,8 @@
 //	drillerd_drills_in_progress                              runs past Pending and not Done
 //	drillerd_drill_skipped_total{namespace,drill,reason}     schedule ticks that started no run
 //	drillerd_sandbox_orphans_removed_total{kind}             orphaned sandbox objects deleted by the sweep
+//	drillerd_sandboxes{kind,state}                           labelled sandbox namespaces and content copies by
+//	                                                         state: active, kept (keepOnFailure) or orphaned
 package metrics
 
 import (
@@ -22,10 +28,16 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/scheduler"
 )
 
 // PhaseBuckets are the phase-duration histogram's buckets, in seconds.
@@ -36,6 +48,10 @@ var (
 	lastRun       = prometheus.NewDesc("drillerd_drill_last_run_timestamp_seconds", "When the newest finished run of the drill completed.", []string{"namespace", "drill"}, nil)
 	lastSuccess   = prometheus.NewDesc("drillerd_drill_last_success_timestamp_seconds", "When a run of the drill last succeeded.", []string{"namespace", "drill"}, nil)
 	lastResult    = prometheus.NewDesc("drillerd_drill_last_result", "1 if the newest finished run succeeded, 0 otherwise.", []string{"namespace", "drill"}, nil)
+	lastRunInfo   = prometheus.NewDesc("drillerd_drill_last_run_info", "Always 1; the labels carry the newest finished run's result and reason.", []string{"namespace", "drill", "result", "reason"}, nil)
+	created       = prometheus.NewDesc("drillerd_drill_created_timestamp_seconds", "When the RestoreDrill was created.", []string{"namespace", "drill"}, nil)
+	successWindow = prometheus.NewDesc("drillerd_drill_success_window_seconds", "How long the drill may go without a successful run before DrillNotSucceededRecently fires (spec.targets.successWindow or the schedule's default).", []string{"namespace", "drill"}, nil)
+	sandboxes     = prometheus.NewDesc("drillerd_sandboxes", "drillerd's sandbox namespaces and VolumeSnapshotContent copies, by state: active (its run is in progress), kept (keepOnFailure) or orphaned (left for the sweep).", []string{"kind", "state"}, nil)
 	rtoSeconds    = prometheus.NewDesc("drillerd_drill_rto_seconds", "RTO measured by the newest finished run: from the start of provisioning until every check answered.", []string{"namespace", "drill"}, nil)
 	rpoSeconds    = prometheus.NewDesc("drillerd_drill_rpo_seconds", "RPO measured by the newest finished run: drill start minus the newest recoverable write.", []string{"namespace", "drill"}, nil)
 	rtoTarget     = prometheus.NewDesc("drillerd_drill_rto_target_seconds", "The drill's RTO target (spec.targets.rto).", []string{"namespace", "drill"}, nil)
@@ -48,14 +64,15 @@ var (
 // Collector computes the metrics from the cluster's drill objects.
 type Collector struct {
 	Reader client.Reader
+	Clock  clock.PassiveClock
 	Log    logr.Logger
 	// OrphansRemoved counts sandbox objects deleted by the sweep.
 	OrphansRemoved *prometheus.CounterVec
 }
 
 // NewCollector returns a collector reading through r.
-func NewCollector(r client.Reader, log logr.Logger) *Collector {
-	return &Collector{Reader: r, Log: log, OrphansRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{
+func NewCollector(r client.Reader, clk clock.PassiveClock, log logr.Logger) *Collector {
+	return &Collector{Reader: r, Clock: clk, Log: log, OrphansRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "drillerd_sandbox_orphans_removed_total",
 		Help: "Orphaned sandbox objects (namespaces, content copies) deleted by the sweep, by kind.",
 	}, []string{"kind"})}
@@ -63,7 +80,7 @@ func NewCollector(r client.Reader, log logr.Logger) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{runsTotal, lastRun, lastSuccess, lastResult, rtoSeconds, rpoSeconds, rtoTarget, rpoTarget, phaseDuration, inProgress, skippedTotal} {
+	for _, d := range []*prometheus.Desc{runsTotal, lastRun, lastSuccess, lastResult, lastRunInfo, created, successWindow, sandboxes, rtoSeconds, rpoSeconds, rtoTarget, rpoTarget, phaseDuration, inProgress, skippedTotal} {
 		ch <- d
 	}
 	c.OrphansRemoved.Describe(ch)
@@ -84,17 +101,23 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		c.Log.Error(err, "while listing DrillRuns for metrics")
 		return
 	}
+	now := c.Clock.Now()
 	for _, d := range drills.Items {
-		c.collectDrill(ch, d)
+		c.collectDrill(ch, d, now)
 	}
 	c.collectRuns(ch, runs.Items)
+	c.collectSandboxes(ctx, ch, runs.Items, now)
 }
 
-func (c *Collector) collectDrill(ch chan<- prometheus.Metric, d drillsv1.RestoreDrill) {
+func (c *Collector) collectDrill(ch chan<- prometheus.Metric, d drillsv1.RestoreDrill, now time.Time) {
 	gauge := func(desc *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, v, append([]string{d.Namespace, d.Name}, labels...)...)
 	}
 	s := d.Status
+	gauge(created, float64(d.CreationTimestamp.Unix()))
+	if w, ok := scheduler.SuccessWindow(&d, now); ok {
+		gauge(successWindow, w.Seconds())
+	}
 	for _, result := range []drillsv1.RunResult{drillsv1.ResultSucceeded, drillsv1.ResultFailed, drillsv1.ResultError} {
 		ch <- prometheus.MustNewConstMetric(runsTotal, prometheus.CounterValue, float64(s.RunCounts[result]), d.Namespace, d.Name, string(result))
 	}
@@ -113,6 +136,7 @@ func (c *Collector) collectDrill(ch chan<- prometheus.Metric, d drillsv1.Restore
 			ok = 1
 		}
 		gauge(lastResult, ok)
+		gauge(lastRunInfo, 1, string(last.Result), last.Reason)
 		if last.RTOSeconds != nil {
 			gauge(rtoSeconds, *last.RTOSeconds)
 		}
@@ -164,5 +188,48 @@ func (c *Collector) collectRuns(ch chan<- prometheus.Metric, runs []drillsv1.Dri
 	ch <- prometheus.MustNewConstMetric(inProgress, prometheus.GaugeValue, float64(running))
 	for phase, h := range phases {
 		ch <- prometheus.MustNewConstHistogram(phaseDuration, h.count, h.sum, h.buckets, string(phase))
+	}
+}
+
+// collectSandboxes counts drillerd's labelled sandbox namespaces and content
+// copies by state, deciding each as the sweep does.
+func (c *Collector) collectSandboxes(ctx context.Context, ch chan<- prometheus.Metric, runs []drillsv1.DrillRun, now time.Time) {
+	byName := make(map[types.NamespacedName]*drillsv1.DrillRun, len(runs))
+	for i := range runs {
+		byName[client.ObjectKeyFromObject(&runs[i])] = &runs[i]
+	}
+	owned := client.MatchingLabels{restore.LabelManagedBy: restore.ManagedByValue}
+	count := func(kind string, labelSets []map[string]string) {
+		states := map[restore.SandboxState]int{restore.SandboxActive: 0, restore.SandboxKept: 0, restore.SandboxOrphaned: 0}
+		for _, l := range labelSets {
+			states[restore.StateOf(l, byName[restore.RunOf(l)], now)]++
+		}
+		for state, n := range states {
+			ch <- prometheus.MustNewConstMetric(sandboxes, prometheus.GaugeValue, float64(n), kind, string(state))
+		}
+	}
+	namespaces := &corev1.NamespaceList{}
+	if err := c.Reader.List(ctx, namespaces, owned); err != nil {
+		c.Log.Error(err, "while listing sandbox namespaces for metrics")
+	} else {
+		var sets []map[string]string
+		for i := range namespaces.Items {
+			if restore.IsOwnedSandbox(&namespaces.Items[i]) {
+				sets = append(sets, namespaces.Items[i].Labels)
+			}
+		}
+		count("Namespace", sets)
+	}
+	contents := &snapshotv1.VolumeSnapshotContentList{}
+	if err := c.Reader.List(ctx, contents, owned); err != nil {
+		c.Log.Error(err, "while listing content copies for metrics")
+	} else {
+		var sets []map[string]string
+		for i := range contents.Items {
+			if restore.IsOwnedContent(&contents.Items[i]) {
+				sets = append(sets, contents.Items[i].Labels)
+			}
+		}
+		count("VolumeSnapshotContent", sets)
 	}
 }

@@ -6,13 +6,19 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/restore"
 )
 
 func TestMetricsComeFromState(t *testing.T) {
@@ -27,7 +33,7 @@ func TestMetricsComeFromState(t *testing.T) {
 			RunCounts:       map[drillsv1.RunResult]int64{drillsv1.ResultSucceeded: 7, drillsv1.ResultFailed: 2},
 			SkippedTicks:    map[string]int64{"AlreadyRunning": 1},
 			LastSuccessTime: &success,
-			LastRun:         &drillsv1.RunSummary{Name: "r9", Result: drillsv1.ResultFailed, RTOSeconds: ptr.To(42.5), RPOSeconds: ptr.To(3600.0), CompletionTime: &done},
+			LastRun:         &drillsv1.RunSummary{Name: "r9", Result: drillsv1.ResultFailed, Reason: "CheckFailed", RTOSeconds: ptr.To(42.5), RPOSeconds: ptr.To(3600.0), CompletionTime: &done},
 		},
 	}
 	running := &drillsv1.DrillRun{
@@ -45,7 +51,7 @@ func TestMetricsComeFromState(t *testing.T) {
 	if err := drillsv1.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
-	c := NewCollector(fake.NewClientBuilder().WithScheme(s).WithObjects(drill, running, finished).Build(), logr.Discard())
+	c := NewCollector(fake.NewClientBuilder().WithScheme(s).WithObjects(drill, running, finished).Build(), clocktesting.NewFakePassiveClock(done.Time), logr.Discard())
 	c.OrphansRemoved.WithLabelValues("Namespace").Inc()
 
 	want := `
@@ -57,6 +63,9 @@ drillerd_drill_runs_total{drill="orders-db",namespace="shop",result="Succeeded"}
 # HELP drillerd_drill_last_result 1 if the newest finished run succeeded, 0 otherwise.
 # TYPE drillerd_drill_last_result gauge
 drillerd_drill_last_result{drill="orders-db",namespace="shop"} 0
+# HELP drillerd_drill_last_run_info Always 1; the labels carry the newest finished run's result and reason.
+# TYPE drillerd_drill_last_run_info gauge
+drillerd_drill_last_run_info{drill="orders-db",namespace="shop",reason="CheckFailed",result="Failed"} 1
 # HELP drillerd_drill_last_success_timestamp_seconds When a run of the drill last succeeded.
 # TYPE drillerd_drill_last_success_timestamp_seconds gauge
 drillerd_drill_last_success_timestamp_seconds{drill="orders-db",namespace="shop"} 1.7952264e+09
@@ -76,7 +85,7 @@ drillerd_drills_in_progress 1
 # TYPE drillerd_sandbox_orphans_removed_total counter
 drillerd_sandbox_orphans_removed_total{kind="Namespace"} 1
 `
-	names := []string{"drillerd_drill_runs_total", "drillerd_drill_last_result", "drillerd_drill_last_success_timestamp_seconds",
+	names := []string{"drillerd_drill_runs_total", "drillerd_drill_last_result", "drillerd_drill_last_run_info", "drillerd_drill_last_success_timestamp_seconds",
 		"drillerd_drill_rto_seconds", "drillerd_drill_rpo_target_seconds", "drillerd_drill_skipped_total", "drillerd_drills_in_progress",
 		"drillerd_sandbox_orphans_removed_total"}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
@@ -107,4 +116,95 @@ drillerd_drill_phase_duration_seconds_count{phase="RestoringVolume"} 2
 `), "drillerd_drill_phase_duration_seconds"); err != nil {
 		t.Error(err)
 	}
+}
+
+func TestSuccessWindowAndCreation(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	created := metav1.NewTime(time.Unix(1795000000, 0))
+	drills := []client.Object{
+		&drillsv1.RestoreDrill{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "nightly", CreationTimestamp: created},
+			Spec:       drillsv1.RestoreDrillSpec{Schedule: "0 3 * * *"},
+		},
+		&drillsv1.RestoreDrill{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "on-demand", CreationTimestamp: created},
+		},
+	}
+	c := NewCollector(newClient(t, drills...), clocktesting.NewFakePassiveClock(now), logr.Discard())
+	want := `
+# HELP drillerd_drill_created_timestamp_seconds When the RestoreDrill was created.
+# TYPE drillerd_drill_created_timestamp_seconds gauge
+drillerd_drill_created_timestamp_seconds{drill="nightly",namespace="shop"} 1.795e+09
+drillerd_drill_created_timestamp_seconds{drill="on-demand",namespace="shop"} 1.795e+09
+# HELP drillerd_drill_success_window_seconds How long the drill may go without a successful run before DrillNotSucceededRecently fires (spec.targets.successWindow or the schedule's default).
+# TYPE drillerd_drill_success_window_seconds gauge
+drillerd_drill_success_window_seconds{drill="nightly",namespace="shop"} 176400
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "drillerd_drill_created_timestamp_seconds", "drillerd_drill_success_window_seconds"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestSandboxesByState(t *testing.T) {
+	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	later := metav1.NewTime(now.Add(time.Hour))
+	earlier := metav1.NewTime(now.Add(-time.Hour))
+	run := func(name, uid string, phase drillsv1.Phase, expiry *metav1.Time) *drillsv1.DrillRun {
+		return &drillsv1.DrillRun{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, UID: types.UID(uid)},
+			Status:     drillsv1.DrillRunStatus{Phase: phase, SandboxExpiry: expiry},
+		}
+	}
+	labels := func(runName, uid string) map[string]string {
+		return map[string]string{restore.LabelManagedBy: restore.ManagedByValue, restore.LabelRun: uid, restore.LabelRunName: runName, restore.LabelRunNamespace: "shop"}
+	}
+	namespace := func(name, runName, uid string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels(runName, uid)}}
+	}
+	content := func(runName, uid string, policy snapshotv1.DeletionPolicy) *snapshotv1.VolumeSnapshotContent {
+		return &snapshotv1.VolumeSnapshotContent{
+			ObjectMeta: metav1.ObjectMeta{Name: "drill-" + uid, Labels: labels(runName, uid)},
+			Spec:       snapshotv1.VolumeSnapshotContentSpec{DeletionPolicy: policy},
+		}
+	}
+	objects := []client.Object{
+		run("validating", "u1", drillsv1.PhaseValidating, nil),
+		run("kept", "u2", drillsv1.PhaseDone, &later),
+		run("expired", "u3", drillsv1.PhaseDone, &earlier),
+		run("replaced", "u4-new", drillsv1.PhaseValidating, nil),
+		namespace("drill-a-1", "validating", "u1"),
+		namespace("drill-b-2", "kept", "u2"),
+		namespace("drill-c-3", "expired", "u3"),
+		namespace("drill-d-4", "gone", "u5"),
+		namespace("drill-e-5", "replaced", "u4-old"),
+		namespace("no-prefix", "gone", "u6"), // not a sandbox by the ownership rules
+		content("validating", "u1", snapshotv1.VolumeSnapshotContentRetain),
+		content("gone", "u5", snapshotv1.VolumeSnapshotContentRetain),
+		content("gone", "u7", snapshotv1.VolumeSnapshotContentDelete), // never drillerd's to remove
+	}
+	c := NewCollector(newClient(t, objects...), clocktesting.NewFakePassiveClock(now), logr.Discard())
+	want := `
+# HELP drillerd_sandboxes drillerd's sandbox namespaces and VolumeSnapshotContent copies, by state: active (its run is in progress), kept (keepOnFailure) or orphaned (left for the sweep).
+# TYPE drillerd_sandboxes gauge
+drillerd_sandboxes{kind="Namespace",state="active"} 1
+drillerd_sandboxes{kind="Namespace",state="kept"} 1
+drillerd_sandboxes{kind="Namespace",state="orphaned"} 3
+drillerd_sandboxes{kind="VolumeSnapshotContent",state="active"} 1
+drillerd_sandboxes{kind="VolumeSnapshotContent",state="kept"} 0
+drillerd_sandboxes{kind="VolumeSnapshotContent",state="orphaned"} 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "drillerd_sandboxes"); err != nil {
+		t.Error(err)
+	}
+}
+
+func newClient(t *testing.T, objects ...client.Object) client.Client {
+	t.Helper()
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{drillsv1.AddToScheme, corev1.AddToScheme, snapshotv1.AddToScheme} {
+		if err := add(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fake.NewClientBuilder().WithScheme(s).WithObjects(objects...).Build()
 }
