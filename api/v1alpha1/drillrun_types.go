@@ -222,6 +222,7 @@ type RPOMeasurement struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=dr,categories=drillerd
+// +kubebuilder:selectablefield:JSONPath=`.spec.drillName`
 // +kubebuilder:validation:XValidation:rule="self.spec == oldSelf.spec",message="spec is immutable: create a new DrillRun instead"
 // +kubebuilder:printcolumn:name="Drill",type=string,JSONPath=`.spec.drillName`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

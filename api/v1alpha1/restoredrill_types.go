@@ -379,6 +379,7 @@ type RunSummary struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=rd,categories=drillerd
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a RestoreDrill's name must be at most 63 characters: it labels the drill's runs and sandboxes"
 // +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=`.spec.schedule`
 // +kubebuilder:printcolumn:name="Last Result",type=string,JSONPath=`.status.lastRun.result`
 // +kubebuilder:printcolumn:name="RTO(s)",type=number,JSONPath=`.status.lastRun.rtoSeconds`

@@ -43,7 +43,7 @@ func runDrill(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) int 
 		return fail("RestoreDrill %s/%s: %v", ns, cfg.Drill, err)
 	}
 	run := &drillsv1.DrillRun{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: truncate(cfg.Drill, 50) + "-cli-"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: truncate(cfg.Drill, 50) + "-cli-", Labels: map[string]string{drillsv1.LabelDrill: cfg.Drill}},
 		Spec:       drillsv1.DrillRunSpec{DrillName: cfg.Drill, Trigger: drillsv1.TriggerCLI, SnapshotName: cfg.Snapshot},
 	}
 	if err := c.Create(ctx, run); err != nil {

@@ -1,0 +1,192 @@
+// Package monitoring_test checks drillerd's alert rules and dashboard
+// (deploy/monitoring): the rules pass promtool's checks and the unit tests
+// in alerts_test.yaml, and every drillerd metric the rules and the dashboard
+// query is one drillerd exposes.
+package monitoring_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/yaml"
+
+	"github.com/drillerd/drillerd/internal/metrics"
+)
+
+const (
+	ruleFile      = "../../deploy/monitoring/prometheusrule.yaml"
+	dashboardFile = "../../deploy/monitoring/dashboard.json"
+)
+
+// promtool finds promtool, which `make deps` installs (Debian package
+// prometheus); a missing promtool fails the test rather than skipping it.
+func promtool(t *testing.T) string {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not found (%v): install it with make deps (Debian package prometheus)", err)
+	}
+	return path
+}
+
+// ruleGroups returns spec.groups of the PrometheusRule as a Prometheus rule file.
+func ruleGroups(t *testing.T) []byte {
+	t.Helper()
+	data, err := os.ReadFile(ruleFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rule struct {
+		Kind string `json:"kind"`
+		Spec struct {
+			Groups json.RawMessage `json:"groups"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(data, &rule); err != nil {
+		t.Fatalf("%s: %v", ruleFile, err)
+	}
+	if rule.Kind != "PrometheusRule" || len(rule.Spec.Groups) == 0 {
+		t.Fatalf("%s: want a PrometheusRule with spec.groups", ruleFile)
+	}
+	out, err := yaml.JSONToYAML([]byte(`{"groups":` + string(rule.Spec.Groups) + `}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestAlertRules(t *testing.T) {
+	tool := promtool(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), ruleGroups(t), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests, err := os.ReadFile("alerts_test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "alerts_test.yaml"), tests, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"check", "rules", "rules.yaml"}, {"test", "rules", "alerts_test.yaml"}} {
+		cmd := exec.Command(tool, args...)
+		cmd.Dir = dir
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+func TestEveryAlertIsUnitTested(t *testing.T) {
+	var groups struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string            `json:"alert"`
+				Labels      map[string]string `json:"labels"`
+				Annotations map[string]string `json:"annotations"`
+			} `json:"rules"`
+		} `json:"groups"`
+	}
+	if err := yaml.Unmarshal(ruleGroups(t), &groups); err != nil {
+		t.Fatal(err)
+	}
+	tests, err := os.ReadFile("alerts_test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var alerts []string
+	for _, g := range groups.Groups {
+		for _, r := range g.Rules {
+			alerts = append(alerts, r.Alert)
+			for _, key := range []string{"summary", "description", "runbook", "runbook_url"} {
+				if r.Annotations[key] == "" {
+					t.Errorf("alert %s has no %s annotation", r.Alert, key)
+				}
+			}
+			if s := r.Labels["severity"]; s != "critical" && s != "warning" {
+				t.Errorf("alert %s: severity %q, want critical or warning", r.Alert, s)
+			}
+			if !strings.Contains(string(tests), "alertname: "+r.Alert+"\n") {
+				t.Errorf("alert %s has no promtool test in alerts_test.yaml", r.Alert)
+			}
+		}
+	}
+	want := []string{"DrillErrored", "DrillFailed", "DrillNotSucceededRecently", "DrillerdDown", "RPOTargetMissed", "RTOTargetMissed", "SandboxLeaked"}
+	sort.Strings(alerts)
+	if strings.Join(alerts, ",") != strings.Join(want, ",") {
+		t.Errorf("alerts %v, want %v", alerts, want)
+	}
+}
+
+// TestQueriesUseExposedMetrics keeps the rules and the dashboard in step
+// with the metrics drillerd exposes.
+func TestQueriesUseExposedMetrics(t *testing.T) {
+	exposed := exposedMetrics(t)
+	rules := string(ruleGroups(t))
+	dashboard, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(dashboard, &d); err != nil {
+		t.Fatalf("%s is not valid JSON: %v", dashboardFile, err)
+	}
+	if len(d.Panels) == 0 {
+		t.Fatalf("%s has no panels", dashboardFile)
+	}
+	sources := map[string]string{ruleFile: rules}
+	for _, p := range d.Panels {
+		for _, target := range p.Targets {
+			if target.Expr == "" {
+				t.Errorf("dashboard panel %q has a target without a query", p.Title)
+			}
+			sources[dashboardFile+": "+p.Title] += target.Expr + "\n"
+		}
+	}
+	metricName := regexp.MustCompile(`drillerd_[a-z_]+`)
+	for where, text := range sources {
+		for _, name := range metricName.FindAllString(text, -1) {
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(name, "_bucket"), "_sum"), "_count")
+			if !exposed[name] && !exposed[base] {
+				t.Errorf("%s queries %s, which drillerd does not expose", where, name)
+			}
+		}
+	}
+}
+
+func exposedMetrics(t *testing.T) map[string]bool {
+	t.Helper()
+	c := metrics.NewCollector(nil, clock.RealClock{}, logr.Discard())
+	descs := make(chan *prometheus.Desc)
+	go func() { c.Describe(descs); close(descs) }()
+	names := map[string]bool{}
+	fqName := regexp.MustCompile(`fqName: "([^"]+)"`)
+	for d := range descs {
+		m := fqName.FindStringSubmatch(d.String())
+		if m == nil {
+			t.Fatal(errors.New("cannot read a metric name from " + d.String()))
+		}
+		names[m[1]] = true
+	}
+	if len(names) < 10 {
+		t.Fatalf("drillerd describes only %d metrics", len(names))
+	}
+	return names
+}
