@@ -11,7 +11,7 @@ eval "$(bin/localcluster env)"
 state=.localcluster
 
 say "Installing the CRDs"
-kubectl apply --server-side --force-conflicts -f deploy/crds >/dev/null
+kubectl apply --server-side --force-conflicts -k deploy/crds >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/restoredrills.drills.drillerd.dev crd/drillruns.drills.drillerd.dev >/dev/null
 
 say "Deploying production: shop/orders-db (PostgreSQL 16 StatefulSet)"

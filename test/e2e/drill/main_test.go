@@ -43,7 +43,7 @@ func setUp(info localcluster.Info) (func(), error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building drillerd: %v\n%s", err, out)
 	}
-	apply := exec.Command(info.KubectlBinary, "--kubeconfig", info.Kubeconfig, "apply", "--server-side", "--force-conflicts", "-f", filepath.Join(root, "deploy", "crds"))
+	apply := exec.Command(info.KubectlBinary, "--kubeconfig", info.Kubeconfig, "apply", "--server-side", "--force-conflicts", "-k", filepath.Join(root, "deploy", "crds"))
 	if out, err := apply.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("installing CRDs: %v\n%s", err, out)
 	}
