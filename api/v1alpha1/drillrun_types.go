@@ -93,7 +93,7 @@ type DrillRunStatus struct {
 	// +optional
 	Result RunResult `json:"result,omitempty"`
 	// Reason is a CamelCase word for a non-success (e.g. CheckFailed,
-	// NoReadySnapshot, RTOTargetMissed, VolumeTimeout).
+	// NoReadySnapshot, RTOTargetMissed, APIError).
 	// +optional
 	Reason string `json:"reason,omitempty"`
 	// Message explains the result for people.
@@ -105,6 +105,14 @@ type DrillRunStatus struct {
 	// SandboxNamespace is the throwaway namespace of the restore.
 	// +optional
 	SandboxNamespace string `json:"sandboxNamespace,omitempty"`
+	// VolumeName is the PersistentVolume the snapshot was restored to;
+	// teardown waits until it is gone.
+	// +optional
+	VolumeName string `json:"volumeName,omitempty"`
+	// LastError is the newest error that held the run up and was retried;
+	// a timeout's message includes it.
+	// +optional
+	LastError string `json:"lastError,omitempty"`
 	// Phases is the timeline: when each step started and ended.
 	// +optional
 	Phases []PhaseTiming `json:"phases,omitempty"`
@@ -132,6 +140,10 @@ type DrillRunStatus struct {
 	// SandboxRemoved says the sandbox is gone.
 	// +optional
 	SandboxRemoved bool `json:"sandboxRemoved,omitempty"`
+	// Recorded says the finished run is counted in its RestoreDrill's
+	// status (runCounts, lastRun, phase durations).
+	// +optional
+	Recorded bool `json:"recorded,omitempty"`
 }
 
 // SnapshotRef identifies the restored snapshot.
@@ -223,6 +235,7 @@ type RPOMeasurement struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=dr,categories=drillerd
 // +kubebuilder:selectablefield:JSONPath=`.spec.drillName`
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a DrillRun's name must be at most 63 characters: it labels the run's sandbox"
 // +kubebuilder:validation:XValidation:rule="self.spec == oldSelf.spec",message="spec is immutable: create a new DrillRun instead"
 // +kubebuilder:printcolumn:name="Drill",type=string,JSONPath=`.spec.drillName`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`

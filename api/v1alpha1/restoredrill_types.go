@@ -338,6 +338,11 @@ type RestoreDrillStatus struct {
 	// drill (history pruning does not lower it).
 	// +optional
 	RunCounts map[RunResult]int64 `json:"runCounts,omitempty"`
+	// PhaseDurations accumulate how long the phases of every finished run
+	// took, as histogram buckets (drillerd_drill_phase_duration_seconds),
+	// for the lifetime of the drill.
+	// +optional
+	PhaseDurations map[Phase]PhaseHistogram `json:"phaseDurations,omitempty"`
 	// SkippedTicks counts schedule ticks that started no run, by reason
 	// (AlreadyRunning, MissedDeadline).
 	// +optional
@@ -345,11 +350,41 @@ type RestoreDrillStatus struct {
 	// ObservedGeneration is the spec generation the status reflects.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
-	// Conditions: Ready (the spec is usable), Succeeded (the last run).
+	// Conditions: Ready (the schedule is usable: Scheduled, OnDemand,
+	// Suspended or InvalidSchedule).
 	// +optional
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// PhaseHistogram counts phase durations: Buckets[i] is how many took at
+// most PhaseBuckets[i] seconds (cumulative, as in Prometheus).
+type PhaseHistogram struct {
+	// Count of timings.
+	Count int64 `json:"count"`
+	// Sum of the timings in seconds.
+	Sum float64 `json:"sum"`
+	// Buckets are cumulative counts per PhaseBuckets upper bound.
+	// +listType=atomic
+	Buckets []int64 `json:"buckets"`
+}
+
+// PhaseBuckets are the upper bounds, in seconds, of phase histograms.
+var PhaseBuckets = []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600}
+
+// Observe adds a timing of seconds.
+func (h *PhaseHistogram) Observe(seconds float64) {
+	if len(h.Buckets) != len(PhaseBuckets) {
+		h.Buckets = make([]int64, len(PhaseBuckets))
+	}
+	h.Count++
+	h.Sum += seconds
+	for i, le := range PhaseBuckets {
+		if seconds <= le {
+			h.Buckets[i]++
+		}
+	}
 }
 
 // RunSummary is a finished run in brief.
@@ -379,7 +414,7 @@ type RunSummary struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=rd,categories=drillerd
-// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a RestoreDrill's name must be at most 63 characters: it labels the drill's runs and sandboxes"
+// +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 52",message="a RestoreDrill's name must be at most 52 characters: its scheduled runs are named <drill>-<unix time> and label their sandboxes"
 // +kubebuilder:printcolumn:name="Schedule",type=string,JSONPath=`.spec.schedule`
 // +kubebuilder:printcolumn:name="Last Result",type=string,JSONPath=`.status.lastRun.result`
 // +kubebuilder:printcolumn:name="RTO(s)",type=number,JSONPath=`.status.lastRun.rtoSeconds`

@@ -37,6 +37,7 @@ func DefaultServeConfig() ServeConfig {
 	return ServeConfig{
 		MetricsBindAddress:     ":8080",
 		HealthProbeBindAddress: ":8081",
+		LeaderElect:            true,
 		LeaderElectionID:       "drillerd.drills.drillerd.dev",
 		Namespace:              ns,
 		PodLabels:              "app.kubernetes.io/name=drillerd",
@@ -54,7 +55,7 @@ func (c *ServeConfig) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig file; default: in-cluster configuration, then $KUBECONFIG")
 	fs.StringVar(&c.MetricsBindAddress, "metrics-bind-address", c.MetricsBindAddress, "address of /metrics; 0 disables it")
 	fs.StringVar(&c.HealthProbeBindAddress, "health-probe-bind-address", c.HealthProbeBindAddress, "address of /healthz and /readyz; 0 disables them")
-	fs.BoolVar(&c.LeaderElect, "leader-elect", c.LeaderElect, "elect a leader (Lease) so that only one replica runs drills")
+	fs.BoolVar(&c.LeaderElect, "leader-elect", c.LeaderElect, "elect a leader (Lease in --namespace) so that only one process schedules and runs drills; turn off only when exactly one drillerd runs")
 	fs.StringVar(&c.LeaderElectionID, "leader-election-id", c.LeaderElectionID, "name of the leader election Lease")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "namespace drillerd runs in (sandbox NetworkPolicies admit drillerd pods from it); default $POD_NAMESPACE")
 	fs.StringVar(&c.PodLabels, "pod-labels", c.PodLabels, "labels of drillerd's pods, key=value[,key=value], admitted by sandbox NetworkPolicies")
@@ -123,8 +124,8 @@ type RunConfig struct {
 // BindFlags registers the flags on fs.
 func (c *RunConfig) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig file; default $KUBECONFIG or ~/.kube/config")
-	fs.StringVar(&c.Namespace, "n", c.Namespace, "namespace of the RestoreDrill")
-	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "namespace of the RestoreDrill")
+	fs.StringVar(&c.Namespace, "n", c.Namespace, "namespace of the RestoreDrill; default: the kubeconfig context's")
+	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "namespace of the RestoreDrill; default: the kubeconfig context's")
 	fs.StringVar(&c.Snapshot, "snapshot", c.Snapshot, "restore this VolumeSnapshot instead of the newest ready one")
 	fs.BoolVar(&c.Wait, "wait", true, "wait for the verdict and print the report")
 	fs.StringVar(&c.Output, "output", "text", "report format: text or json")

@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -42,9 +43,11 @@ func main() {
 	switch os.Args[1] {
 	case "serve":
 		cfg := DefaultServeConfig()
-		fs := flag.NewFlagSet("serve", flag.ExitOnError)
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 		cfg.BindFlags(fs)
-		_ = fs.Parse(os.Args[2:])
+		if err := fs.Parse(os.Args[2:]); err != nil {
+			os.Exit(flagExit(err))
+		}
 		if err := cfg.Validate(); err != nil {
 			fmt.Fprintf(os.Stderr, "drillerd serve: %v\n", err)
 			os.Exit(exitUsage)
@@ -55,9 +58,11 @@ func main() {
 		}
 	case "run":
 		var cfg RunConfig
-		fs := flag.NewFlagSet("run", flag.ExitOnError)
+		fs := flag.NewFlagSet("run", flag.ContinueOnError)
 		cfg.BindFlags(fs)
-		_ = fs.Parse(reorderFlags(fs, os.Args[2:]))
+		if err := fs.Parse(reorderFlags(fs, os.Args[2:])); err != nil {
+			os.Exit(flagExit(err))
+		}
 		cfg.Drill = fs.Arg(0)
 		if err := cfg.Validate(); err != nil {
 			fmt.Fprintf(os.Stderr, "drillerd run: %v\n", err)
@@ -73,6 +78,15 @@ func main() {
 		usage()
 		os.Exit(exitUsage)
 	}
+}
+
+// flagExit is the exit code after a flag error (the flag package has
+// printed it): 0 for -h, else exitUsage, never a verdict's code.
+func flagExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return exitUsage
 }
 
 func usage() {
@@ -119,6 +133,18 @@ func newScheme() (*runtime.Scheme, error) {
 		}
 	}
 	return s, nil
+}
+
+// contextNamespace is the namespace of the kubeconfig's current context,
+// as kubectl uses it; default when it names none.
+func contextNamespace(kubeconfig string) string {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = kubeconfig
+	ns, _, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).Namespace()
+	if err != nil || ns == "" {
+		return "default"
+	}
+	return ns
 }
 
 // restConfig loads --kubeconfig, else in-cluster, else $KUBECONFIG or ~/.kube/config.

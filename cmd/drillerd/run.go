@@ -36,7 +36,7 @@ func runDrill(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) int 
 	}
 	ns := cfg.Namespace
 	if ns == "" {
-		ns = "default"
+		ns = contextNamespace(cfg.Kubeconfig)
 	}
 	drill := &drillsv1.RestoreDrill{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: cfg.Drill}, drill); err != nil {

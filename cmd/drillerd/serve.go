@@ -96,7 +96,7 @@ func serve(cfg ServeConfig) error {
 			return fmt.Errorf("while loading the API's TLS certificate: %w", err)
 		}
 		api := &server.Server{
-			Addr: cfg.APIBindAddress, TLS: tlsConfig, Client: mgr.GetClient(),
+			Addr: cfg.APIBindAddress, TLS: tlsConfig, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
 			Log: log.WithName("api"), DrillNameField: scheduler.DrillNameField,
 		}
 		if cfg.Auth == "kubernetes" {

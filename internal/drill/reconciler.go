@@ -2,17 +2,18 @@ package drill
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-logr/logr"
-	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,7 +45,13 @@ type Reconciler struct {
 	Gate *Gate
 	// MaxInFlight bounds how many runs are past Pending at once; 0 = no bound.
 	MaxInFlight int
+
+	slots admission
 }
+
+// maxMessageBytes bounds messages and event notes (events.k8s.io allows
+// 1 KiB).
+const maxMessageBytes = 1024
 
 // pendingRecheck is how often a Pending run looks for a free slot.
 const pendingRecheck = 2 * time.Second
@@ -73,7 +80,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	log := ctrl.LoggerFrom(ctx).WithValues("run", run.Name, "drill", run.Spec.DrillName, "namespace", run.Namespace)
 	ctx = ctrl.LoggerInto(ctx, log)
 	if run.Status.Phase == drillsv1.PhaseDone {
-		return r.expireKeptSandbox(ctx, run)
+		return r.finished(ctx, run)
 	}
 
 	w := &work{run: run, now: r.Clock.Now(), log: log}
@@ -92,9 +99,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	if run.Status.Phase == "" || run.Status.Phase == drillsv1.PhasePending {
 		if drill != nil {
-			if full, err := r.slotsFull(ctx, run); err != nil {
+			if ok, err := r.admit(ctx, run); err != nil {
 				return ctrl.Result{}, err
-			} else if full {
+			} else if !ok {
 				if run.Status.Phase == "" {
 					rto.StartPhase(&run.Status, drillsv1.PhasePending, w.now)
 					run.Status.Message = fmt.Sprintf("waiting for one of the %d drill slots (--max-concurrent-drills)", r.MaxInFlight)
@@ -114,10 +121,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 	}
+	if drill == nil && run.Status.Result == "" {
+		r.decide(w, rto.Errored(rto.ReasonDrillNotFound, "RestoreDrill %s/%s was deleted during the run", run.Namespace, run.Spec.DrillName))
+	}
 
 	for {
 		if run.Status.Result == "" && run.Status.Deadline != nil && !w.now.Before(run.Status.Deadline.Time) {
-			r.decide(w, rto.Errored(rto.ReasonTimeout, "the drill did not finish within timeouts.total (%s); it was in phase %s", totalTimeout(drill), run.Status.Phase))
+			msg := fmt.Sprintf("the drill did not finish within timeouts.total (%s); it was in phase %s", totalTimeout(drill), run.Status.Phase)
+			if run.Status.LastError != "" {
+				msg += "; last error: " + run.Status.LastError
+			}
+			r.decide(w, rto.Errored(rto.ReasonTimeout, "%s", msg))
 		}
 		phase := run.Status.Phase
 		if run.Status.Result != "" && phase != drillsv1.PhaseTearingDown && phase != drillsv1.PhaseDone {
@@ -133,10 +147,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		done, requeue, err := s(ctx, w)
 		if err != nil {
+			err = fmt.Errorf("in phase %s: %w", phase, err)
+			if permanent(err) && run.Status.Result == "" {
+				// Retrying cannot help: end the run now and tear down.
+				r.decide(w, rto.Errored(rto.ReasonAPIError, "%v", err))
+				if werr := r.writeStatus(ctx, w); werr != nil {
+					return ctrl.Result{}, werr
+				}
+				continue
+			}
+			run.Status.LastError = truncate(err.Error(), maxMessageBytes)
 			if werr := r.writeStatus(ctx, w); werr != nil {
 				log.Error(werr, "while recording progress")
 			}
-			return ctrl.Result{}, fmt.Errorf("in phase %s: %w", phase, err)
+			return ctrl.Result{}, err
 		}
 		if !done {
 			if err := r.writeStatus(ctx, w); err != nil {
@@ -144,6 +168,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			}
 			return ctrl.Result{RequeueAfter: requeue}, nil
 		}
+		run.Status.LastError = ""
 		w.now = r.Clock.Now()
 		if next == drillsv1.PhaseDone {
 			r.finish(w)
@@ -155,14 +180,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, err
 		}
 		if next == drillsv1.PhaseDone {
-			r.afterFinish(ctx, w)
-			if run.Status.SandboxExpiry != nil && !run.Status.SandboxRemoved {
-				return ctrl.Result{RequeueAfter: run.Status.SandboxExpiry.Sub(w.now)}, nil
-			}
-			return ctrl.Result{}, nil
+			r.announce(w)
+			return r.finished(ctx, run)
 		}
 		log.V(1).Info("phase done", "phase", phase, "next", run.Status.Phase)
 	}
+}
+
+// finished completes a Done run's bookkeeping: it is counted in its drill's
+// status once, and a kept sandbox is removed when keepOnFailure has passed.
+func (r *Reconciler) finished(ctx context.Context, run *drillsv1.DrillRun) (ctrl.Result, error) {
+	if !run.Status.Recorded {
+		if err := r.record(ctx, run); err != nil {
+			return ctrl.Result{}, fmt.Errorf("while recording the run in its RestoreDrill's status: %w", err)
+		}
+	}
+	return r.expireKeptSandbox(ctx, run)
 }
 
 func (r *Reconciler) stepFor(phase drillsv1.Phase) (step, drillsv1.Phase) {
@@ -183,23 +216,52 @@ func (r *Reconciler) stepFor(phase drillsv1.Phase) (step, drillsv1.Phase) {
 	return nil, ""
 }
 
-// slotsFull reports whether MaxInFlight runs other than run are past Pending.
-func (r *Reconciler) slotsFull(ctx context.Context, run *drillsv1.DrillRun) (bool, error) {
+// admission remembers the runs this process let out of Pending, so that
+// two reconciles cannot take the same free slot before the cache shows the
+// first one's new phase.
+type admission struct {
+	mu       sync.Mutex
+	admitted map[types.UID]bool
+}
+
+// admit reports whether run may leave Pending: fewer than MaxInFlight other
+// runs are past Pending and not Done. An admitted run holds its slot from
+// this moment until the cache shows it Done or gone.
+func (r *Reconciler) admit(ctx context.Context, run *drillsv1.DrillRun) (bool, error) {
 	if r.MaxInFlight <= 0 {
-		return false, nil
+		return true, nil
 	}
+	r.slots.mu.Lock()
+	defer r.slots.mu.Unlock()
 	all := &drillsv1.DrillRunList{}
 	if err := r.Client.List(ctx, all); err != nil {
 		return false, fmt.Errorf("while counting runs in progress: %w", err)
 	}
-	inFlight := 0
+	phases := make(map[types.UID]drillsv1.Phase, len(all.Items))
+	inFlight := map[types.UID]bool{}
 	for _, other := range all.Items {
 		p := other.Status.Phase
-		if other.UID != run.UID && p != "" && p != drillsv1.PhasePending && p != drillsv1.PhaseDone {
-			inFlight++
+		phases[other.UID] = p
+		if p != "" && p != drillsv1.PhasePending && p != drillsv1.PhaseDone {
+			inFlight[other.UID] = true
 		}
 	}
-	return inFlight >= r.MaxInFlight, nil
+	if r.slots.admitted == nil {
+		r.slots.admitted = map[types.UID]bool{}
+	}
+	for uid := range r.slots.admitted {
+		if p, ok := phases[uid]; !ok || p == drillsv1.PhaseDone {
+			delete(r.slots.admitted, uid)
+		} else {
+			inFlight[uid] = true
+		}
+	}
+	delete(inFlight, run.UID)
+	if len(inFlight) >= r.MaxInFlight {
+		return false, nil
+	}
+	r.slots.admitted[run.UID] = true
+	return true, nil
 }
 
 func (r *Reconciler) start(w *work) {
@@ -219,7 +281,9 @@ func (r *Reconciler) decide(w *work, v rto.Verdict) {
 		return
 	}
 	s.Result, s.Reason, s.Message = v.Result, v.Reason, v.Message
-	w.log.Info("verdict", "result", v.Result, "reason", v.Reason, "message", v.Message)
+	// The message may quote values from the restored data: it goes to
+	// status and events, never to logs.
+	w.log.Info("verdict", "result", v.Result, "reason", v.Reason)
 }
 
 func (r *Reconciler) finish(w *work) {
@@ -230,21 +294,40 @@ func (r *Reconciler) finish(w *work) {
 	s.CompletionTime = &done
 }
 
-// afterFinish announces the verdict and updates the drill's summary.
-func (r *Reconciler) afterFinish(ctx context.Context, w *work) {
+// announce sends the verdict as events on the run and its drill.
+func (r *Reconciler) announce(w *work) {
 	s := w.run.Status
 	eventType := corev1.EventTypeNormal
 	if s.Result != drillsv1.ResultSucceeded {
 		eventType = corev1.EventTypeWarning
 	}
-	r.Recorder.Eventf(w.run, nil, eventType, string(s.Result), "Finish", "%s: %s", reasonOr(s.Reason, "Succeeded"), s.Message)
-	if w.drill == nil {
-		return
+	note := truncate(reasonOr(s.Reason, "Succeeded")+": "+s.Message, maxMessageBytes)
+	r.Recorder.Eventf(w.run, nil, eventType, string(s.Result), "Finish", "%s", note)
+	if w.drill != nil {
+		r.Recorder.Eventf(w.drill, w.run, eventType, "Run"+string(s.Result), "Finish", "%s", truncate("run "+w.run.Name+": "+note, maxMessageBytes))
 	}
-	r.Recorder.Eventf(w.drill, w.run, eventType, "Run"+string(s.Result), "Finish", "run %s: %s", w.run.Name, s.Message)
-	if err := updateDrillSummary(ctx, r.Client, w.drill, w.run); err != nil {
-		w.log.Error(err, "while updating the RestoreDrill's status")
+}
+
+// record counts a finished run in its drill's status, once: with an
+// optimistic lock on a fresh read, so concurrent runs do not lose counts.
+func (r *Reconciler) record(ctx context.Context, run *drillsv1.DrillRun) error {
+	key := types.NamespacedName{Namespace: run.Namespace, Name: run.Spec.DrillName}
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		drill := &drillsv1.RestoreDrill{}
+		if err := r.APIReader.Get(ctx, key, drill); err != nil {
+			return err
+		}
+		orig := drill.DeepCopy()
+		if !summarize(&drill.Status, run) {
+			return nil
+		}
+		return r.Client.Status().Patch(ctx, drill, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+	})
+	if client.IgnoreNotFound(err) != nil {
+		return err
 	}
+	run.Status.Recorded = true
+	return r.Client.Status().Update(ctx, run)
 }
 
 func (r *Reconciler) writeStatus(ctx context.Context, w *work) error {
@@ -306,13 +389,21 @@ func phaseTook(s drillsv1.DrillRunStatus, phase drillsv1.Phase) string {
 	return "?"
 }
 
+// truncate cuts s to at most n bytes, at a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
 func reasonOr(reason, def string) string {
 	if reason == "" {
 		return def
 	}
 	return reason
 }
-
-var errSandboxTaken = errors.New("sandbox object exists but belongs to another run")
-
-var _ = snapshotv1.GroupName

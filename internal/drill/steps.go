@@ -51,7 +51,10 @@ func (r *Reconciler) selectSnapshot(ctx context.Context, w *work) (bool, time.Du
 	}
 	content := &snapshotv1.VolumeSnapshotContent{}
 	contentName := ptr.Deref(snap.Status.BoundVolumeSnapshotContentName, "")
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: contentName}, content); err != nil {
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: contentName}, content); apierrors.IsNotFound(err) {
+		r.decide(w, rto.Failed(rto.ReasonRestoreFailed, "VolumeSnapshotContent %s of snapshot %s does not exist", contentName, snap.Name))
+		return true, 0, nil
+	} else if err != nil {
 		return false, 0, fmt.Errorf("while reading VolumeSnapshotContent %s of snapshot %s: %w", contentName, snap.Name, err)
 	}
 	handle := ""
@@ -79,7 +82,10 @@ func (r *Reconciler) provision(ctx context.Context, w *work) (bool, time.Duratio
 		return false, 0, err
 	}
 	source := &snapshotv1.VolumeSnapshotContent{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: w.run.Status.Snapshot.ContentName}, source); err != nil {
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: w.run.Status.Snapshot.ContentName}, source); apierrors.IsNotFound(err) {
+		r.decide(w, rto.Failed(rto.ReasonRestoreFailed, "VolumeSnapshotContent %s of snapshot %s was deleted before the restore", w.run.Status.Snapshot.ContentName, w.run.Status.Snapshot.Name))
+		return true, 0, nil
+	} else if err != nil {
 		return false, 0, fmt.Errorf("while reading the source VolumeSnapshotContent: %w", err)
 	}
 	claim := &corev1.PersistentVolumeClaim{}
@@ -150,6 +156,9 @@ func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (bool, time.Dur
 		return false, 0, err
 	}
 	bound := restore.ClaimBound(pvc)
+	if bound {
+		w.run.Status.VolumeName = pvc.Spec.VolumeName
+	}
 	if ready && bound {
 		return true, 0, nil
 	}
@@ -239,9 +248,15 @@ func (r *Reconciler) expireKeptSandbox(ctx context.Context, run *drillsv1.DrillR
 }
 
 // removeSandbox deletes the run's namespace and content copy, through the
-// ownership gates, and reports whether both are gone.
+// ownership gates, makes sure the restored volume is deleted with its claim,
+// and reports whether all three are gone.
 func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) (bool, error) {
 	gone := true
+	volumeGone, err := r.releaseVolume(ctx, run)
+	if err != nil {
+		return false, err
+	}
+	gone = gone && volumeGone
 	if name := run.Status.SandboxNamespace; name != "" {
 		ns := &corev1.Namespace{}
 		err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, ns)
@@ -261,7 +276,7 @@ func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) 
 		}
 	}
 	content := &snapshotv1.VolumeSnapshotContent{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Name: "drill-" + string(run.UID)}, content)
+	err = r.APIReader.Get(ctx, types.NamespacedName{Name: "drill-" + string(run.UID)}, content)
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
@@ -270,7 +285,7 @@ func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) 
 		return false, fmt.Errorf("refusing to delete VolumeSnapshotContent %s: it is not a Retain copy of this run", content.Name)
 	default:
 		gone = false
-		if !gone && content.DeletionTimestamp == nil {
+		if content.DeletionTimestamp == nil {
 			if err := r.Client.Delete(ctx, content, client.Preconditions{UID: &content.UID}); client.IgnoreNotFound(err) != nil {
 				return false, fmt.Errorf("while deleting VolumeSnapshotContent copy %s: %w", content.Name, err)
 			}
@@ -279,24 +294,57 @@ func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) 
 	return gone, nil
 }
 
-// updateDrillSummary records the finished run in the RestoreDrill's status.
-func updateDrillSummary(ctx context.Context, c client.Client, drill *drillsv1.RestoreDrill, run *drillsv1.DrillRun) error {
-	fresh := &drillsv1.RestoreDrill{}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(drill), fresh); err != nil {
-		return err
+// releaseVolume makes the restored volume go away with its claim: a volume
+// of a storage class with reclaimPolicy Retain would otherwise outlive the
+// sandbox as a Released copy of production data. Only the volume bound to
+// this run's sandbox claim is touched (restore.IsSandboxVolume). It
+// reports whether the volume is gone.
+func (r *Reconciler) releaseVolume(ctx context.Context, run *drillsv1.DrillRun) (bool, error) {
+	if run.Status.VolumeName == "" {
+		return true, nil
 	}
-	orig := fresh.DeepCopy()
+	pv := &corev1.PersistentVolume{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Name: run.Status.VolumeName}, pv)
+	switch {
+	case apierrors.IsNotFound(err):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("while reading the restored volume %s: %w", run.Status.VolumeName, err)
+	case !restore.IsSandboxVolume(pv, run.Status.SandboxNamespace):
+		return true, nil // not the sandbox's (any more): not drillerd's to wait for
+	}
+	if err := restore.ReleaseSandboxVolume(ctx, r.Client, pv); err != nil {
+		return false, err
+	}
+	return false, nil
+}
+
+// summarize adds a finished run to its drill's status: run counts and
+// phase durations always, lastRun and lastSuccessTime unless a newer run
+// finished first. It returns false when the run is recorded already.
+func summarize(status *drillsv1.RestoreDrillStatus, run *drillsv1.DrillRun) bool {
 	s := run.Status
-	last := fresh.Status.LastRun
+	last := status.LastRun
 	if last != nil && last.Name == run.Name {
-		return nil // recorded already
+		return false
 	}
-	if fresh.Status.RunCounts == nil {
-		fresh.Status.RunCounts = map[drillsv1.RunResult]int64{}
+	if status.RunCounts == nil {
+		status.RunCounts = map[drillsv1.RunResult]int64{}
 	}
-	fresh.Status.RunCounts[s.Result]++
+	status.RunCounts[s.Result]++
+	for _, p := range s.Phases {
+		if p.Seconds == nil {
+			continue
+		}
+		if status.PhaseDurations == nil {
+			status.PhaseDurations = map[drillsv1.Phase]drillsv1.PhaseHistogram{}
+		}
+		h := status.PhaseDurations[p.Name]
+		h.Observe(*p.Seconds)
+		status.PhaseDurations[p.Name] = h
+	}
 	if last != nil && last.CompletionTime != nil && s.CompletionTime != nil && last.CompletionTime.After(s.CompletionTime.Time) {
-		return c.Status().Patch(ctx, fresh, client.MergeFrom(orig)) // a newer run finished first
+		return true // a newer run finished first
 	}
 	summary := &drillsv1.RunSummary{Name: run.Name, Result: s.Result, Reason: s.Reason, CompletionTime: s.CompletionTime}
 	if s.RTO != nil {
@@ -305,9 +353,9 @@ func updateDrillSummary(ctx context.Context, c client.Client, drill *drillsv1.Re
 	if s.RPO != nil {
 		summary.RPOSeconds = ptr.To(s.RPO.Seconds)
 	}
-	fresh.Status.LastRun = summary
+	status.LastRun = summary
 	if s.Result == drillsv1.ResultSucceeded {
-		fresh.Status.LastSuccessTime = s.CompletionTime
+		status.LastSuccessTime = s.CompletionTime
 	}
-	return c.Status().Patch(ctx, fresh, client.MergeFrom(orig))
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -59,10 +60,11 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (bool, time.Duration
 		})
 	}
 	var newestWrite *time.Time
+	findings := rto.Findings{}
 	if spec.Freshness != nil {
 		newest, err := validate.Freshness(checksCtx, conn, spec.Freshness.SQL, time.Minute)
 		if err != nil {
-			status.Checks = append(status.Checks, drillsv1.CheckResult{Name: "freshness", Passed: false, Expected: "a timestamp", Message: err.Error()})
+			findings.FreshnessFailed = err.Error()
 		} else {
 			newestWrite = &newest
 		}
@@ -77,7 +79,8 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (bool, time.Duration
 		snapshotCreated = status.Snapshot.CreationTime.Time
 	}
 	status.RPO = rto.MeasureRPO(status.StartTime.Time, newestWrite, snapshotCreated, targets.RPO)
-	r.decide(w, rto.Decide(*status, snapshotTooOld(spec, status.StartTime.Time, snapshotCreated)))
+	findings.SnapshotTooOld = snapshotTooOld(spec, status.StartTime.Time, snapshotCreated)
+	r.decide(w, rto.Decide(*status, findings))
 	return true, 0, nil
 }
 
@@ -96,20 +99,22 @@ func snapshotTooOld(spec drillsv1.RestoreDrillSpec, start, created time.Time) st
 // Trust user or the Secret's credentials. Passwords never reach logs.
 func (r *Reconciler) connConfig(ctx context.Context, w *work, pod *corev1.Pod) (*pgx.ConnConfig, error) {
 	db := w.drill.Spec.Database
-	cfg, err := pgx.ParseConfig("sslmode=disable")
+	port := db.Port
+	if port == 0 {
+		port = 5432
+	}
+	database := db.DatabaseName
+	if database == "" {
+		database = "postgres"
+	}
+	// sslmode=prefer: a restored pg_hba.conf may demand TLS (hostssl); the
+	// host is in the connection string so that the plain-text fallback
+	// goes to the same address.
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s sslmode=prefer connect_timeout=30",
+		quoteConnValue(pod.Status.PodIP), port, quoteConnValue(database)))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("while building the connection to %s: %v", pod.Status.PodIP, err)
 	}
-	cfg.Host = pod.Status.PodIP
-	cfg.Port = uint16(db.Port)
-	if cfg.Port == 0 {
-		cfg.Port = 5432
-	}
-	cfg.Database = db.DatabaseName
-	if cfg.Database == "" {
-		cfg.Database = "postgres"
-	}
-	cfg.ConnectTimeout = 30 * time.Second
 	cfg.RuntimeParams["application_name"] = "drillerd"
 	switch db.Auth.Mode {
 	case drillsv1.AuthSecret:
@@ -132,6 +137,11 @@ func (r *Reconciler) connConfig(ctx context.Context, w *work, pod *corev1.Pod) (
 		cfg.User = keyOr(db.Auth.User, "postgres")
 	}
 	return cfg, nil
+}
+
+// quoteConnValue quotes a value for a keyword/value connection string.
+func quoteConnValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 func keyOr(v, def string) string {

@@ -13,9 +13,10 @@
 //	                                                         (scheduler.SuccessWindow); absent when it has none
 //	drillerd_drill_rto_seconds / _rpo_seconds{namespace,drill}     measured by the newest finished run
 //	drillerd_drill_rto_target_seconds / _rpo_target_seconds{namespace,drill}  spec.targets
-//	drillerd_drill_phase_duration_seconds{phase}             histogram over the retained runs' phases;
-//	                                                         a phase's timer starts when the run enters it
-//	                                                         and stops when it enters the next
+//	drillerd_drill_phase_duration_seconds{phase}             histogram over every finished run's phases
+//	                                                         (the drills' status.phaseDurations); a phase's
+//	                                                         timer starts when the run enters it and stops
+//	                                                         when it enters the next
 //	drillerd_drills_in_progress                              runs past Pending and not Done
 //	drillerd_drill_skipped_total{namespace,drill,reason}     schedule ticks that started no run
 //	drillerd_sandbox_orphans_removed_total{kind}             orphaned sandbox objects deleted by the sweep
@@ -40,9 +41,6 @@ import (
 	"github.com/drillerd/drillerd/internal/scheduler"
 )
 
-// PhaseBuckets are the phase-duration histogram's buckets, in seconds.
-var PhaseBuckets = []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 3600}
-
 var (
 	runsTotal     = prometheus.NewDesc("drillerd_drill_runs_total", "Finished drill runs, by result.", []string{"namespace", "drill", "result"}, nil)
 	lastRun       = prometheus.NewDesc("drillerd_drill_last_run_timestamp_seconds", "When the newest finished run of the drill completed.", []string{"namespace", "drill"}, nil)
@@ -56,7 +54,7 @@ var (
 	rpoSeconds    = prometheus.NewDesc("drillerd_drill_rpo_seconds", "RPO measured by the newest finished run: drill start minus the newest recoverable write.", []string{"namespace", "drill"}, nil)
 	rtoTarget     = prometheus.NewDesc("drillerd_drill_rto_target_seconds", "The drill's RTO target (spec.targets.rto).", []string{"namespace", "drill"}, nil)
 	rpoTarget     = prometheus.NewDesc("drillerd_drill_rpo_target_seconds", "The drill's RPO target (spec.targets.rpo).", []string{"namespace", "drill"}, nil)
-	phaseDuration = prometheus.NewDesc("drillerd_drill_phase_duration_seconds", "How long drill phases took, over the retained runs.", []string{"phase"}, nil)
+	phaseDuration = prometheus.NewDesc("drillerd_drill_phase_duration_seconds", "How long the phases of finished drill runs took, from entering the phase to entering the next.", []string{"phase"}, nil)
 	inProgress    = prometheus.NewDesc("drillerd_drills_in_progress", "Runs past Pending and not yet Done.", nil, nil)
 	skippedTotal  = prometheus.NewDesc("drillerd_drill_skipped_total", "Schedule ticks that started no run, by reason.", []string{"namespace", "drill", "reason"}, nil)
 )
@@ -105,8 +103,44 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, d := range drills.Items {
 		c.collectDrill(ch, d, now)
 	}
-	c.collectRuns(ch, runs.Items)
+	collectPhases(ch, drills.Items)
+	running := 0
+	for _, r := range runs.Items {
+		if p := r.Status.Phase; p != "" && p != drillsv1.PhasePending && p != drillsv1.PhaseDone {
+			running++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(inProgress, prometheus.GaugeValue, float64(running))
 	c.collectSandboxes(ctx, ch, runs.Items, now)
+}
+
+// collectPhases sums the drills' phase histograms by phase.
+func collectPhases(ch chan<- prometheus.Metric, drills []drillsv1.RestoreDrill) {
+	type hist struct {
+		count   uint64
+		sum     float64
+		buckets map[float64]uint64
+	}
+	phases := map[drillsv1.Phase]*hist{}
+	for _, d := range drills {
+		for phase, dh := range d.Status.PhaseDurations {
+			h := phases[phase]
+			if h == nil {
+				h = &hist{buckets: make(map[float64]uint64, len(drillsv1.PhaseBuckets))}
+				phases[phase] = h
+			}
+			h.count += uint64(dh.Count)
+			h.sum += dh.Sum
+			for i, le := range drillsv1.PhaseBuckets {
+				if i < len(dh.Buckets) {
+					h.buckets[le] += uint64(dh.Buckets[i])
+				}
+			}
+		}
+	}
+	for phase, h := range phases {
+		ch <- prometheus.MustNewConstHistogram(phaseDuration, h.count, h.sum, h.buckets, string(phase))
+	}
 }
 
 func (c *Collector) collectDrill(ch chan<- prometheus.Metric, d drillsv1.RestoreDrill, now time.Time) {
@@ -149,45 +183,6 @@ func (c *Collector) collectDrill(ch chan<- prometheus.Metric, d drillsv1.Restore
 	}
 	if t := d.Spec.Targets.RPO; t != nil {
 		gauge(rpoTarget, t.Seconds())
-	}
-}
-
-func (c *Collector) collectRuns(ch chan<- prometheus.Metric, runs []drillsv1.DrillRun) {
-	type hist struct {
-		count   uint64
-		sum     float64
-		buckets map[float64]uint64
-	}
-	phases := map[drillsv1.Phase]*hist{}
-	running := 0
-	for _, r := range runs {
-		if p := r.Status.Phase; p != "" && p != drillsv1.PhasePending && p != drillsv1.PhaseDone {
-			running++
-		}
-		for _, p := range r.Status.Phases {
-			if p.Seconds == nil {
-				continue
-			}
-			h := phases[p.Name]
-			if h == nil {
-				h = &hist{buckets: make(map[float64]uint64, len(PhaseBuckets))}
-				for _, b := range PhaseBuckets {
-					h.buckets[b] = 0
-				}
-				phases[p.Name] = h
-			}
-			h.count++
-			h.sum += *p.Seconds
-			for _, b := range PhaseBuckets {
-				if *p.Seconds <= b {
-					h.buckets[b]++
-				}
-			}
-		}
-	}
-	ch <- prometheus.MustNewConstMetric(inProgress, prometheus.GaugeValue, float64(running))
-	for phase, h := range phases {
-		ch <- prometheus.MustNewConstHistogram(phaseDuration, h.count, h.sum, h.buckets, string(phase))
 	}
 }
 

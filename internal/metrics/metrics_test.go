@@ -47,16 +47,30 @@ func TestMetricsComeFromState(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "r9"},
 		Status:     drillsv1.DrillRunStatus{Phase: drillsv1.PhaseDone, Phases: []drillsv1.PhaseTiming{{Name: drillsv1.PhaseRestoringVolume, Seconds: ptr.To(20.0)}}},
 	}
+	// Two finished runs restored their volumes in 4s and 20s; a second
+	// drill's run in 2s. The running run's phases are not counted yet.
+	var h, other drillsv1.PhaseHistogram
+	h.Observe(4)
+	h.Observe(20)
+	other.Observe(2)
+	drill.Status.PhaseDurations = map[drillsv1.Phase]drillsv1.PhaseHistogram{drillsv1.PhaseRestoringVolume: h}
+	drill2 := &drillsv1.RestoreDrill{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "billing", Name: "ledger"},
+		Status:     drillsv1.RestoreDrillStatus{PhaseDurations: map[drillsv1.Phase]drillsv1.PhaseHistogram{drillsv1.PhaseRestoringVolume: other}},
+	}
 	s := runtime.NewScheme()
 	if err := drillsv1.AddToScheme(s); err != nil {
 		t.Fatal(err)
 	}
-	c := NewCollector(fake.NewClientBuilder().WithScheme(s).WithObjects(drill, running, finished).Build(), clocktesting.NewFakePassiveClock(done.Time), logr.Discard())
+	c := NewCollector(fake.NewClientBuilder().WithScheme(s).WithObjects(drill, drill2, running, finished).Build(), clocktesting.NewFakePassiveClock(done.Time), logr.Discard())
 	c.OrphansRemoved.WithLabelValues("Namespace").Inc()
 
 	want := `
 # HELP drillerd_drill_runs_total Finished drill runs, by result.
 # TYPE drillerd_drill_runs_total counter
+drillerd_drill_runs_total{drill="ledger",namespace="billing",result="Error"} 0
+drillerd_drill_runs_total{drill="ledger",namespace="billing",result="Failed"} 0
+drillerd_drill_runs_total{drill="ledger",namespace="billing",result="Succeeded"} 0
 drillerd_drill_runs_total{drill="orders-db",namespace="shop",result="Error"} 0
 drillerd_drill_runs_total{drill="orders-db",namespace="shop",result="Failed"} 2
 drillerd_drill_runs_total{drill="orders-db",namespace="shop",result="Succeeded"} 7
@@ -91,28 +105,28 @@ drillerd_sandbox_orphans_removed_total{kind="Namespace"} 1
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}
-	// Phase histogram: both RestoringVolume timings (3s and 20s), none of the running phase.
+	// Phase histogram: the finished runs' RestoringVolume timings of both drills (2s, 4s, 20s).
 	if n := testutil.CollectAndCount(c, "drillerd_drill_phase_duration_seconds"); n != 1 {
 		t.Errorf("phase histogram series = %d, want 1 (RestoringVolume)", n)
 	}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(`
-# HELP drillerd_drill_phase_duration_seconds How long drill phases took, over the retained runs.
+# HELP drillerd_drill_phase_duration_seconds How long the phases of finished drill runs took, from entering the phase to entering the next.
 # TYPE drillerd_drill_phase_duration_seconds histogram
 drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="0.1"} 0
 drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="0.5"} 0
 drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="1"} 0
-drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="5"} 1
-drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="15"} 1
-drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="30"} 2
-drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="60"} 2
-drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="120"} 2
-drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="300"} 2
-drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="600"} 2
-drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="1200"} 2
-drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="3600"} 2
-drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="+Inf"} 2
-drillerd_drill_phase_duration_seconds_sum{phase="RestoringVolume"} 23
-drillerd_drill_phase_duration_seconds_count{phase="RestoringVolume"} 2
+drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="5"} 2
+drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="15"} 2
+drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="30"} 3
+drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="60"} 3
+drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="120"} 3
+drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="300"} 3
+drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="600"} 3
+drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="1200"} 3
+drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="3600"} 3
+drillerd_drill_phase_duration_seconds_bucket{phase="RestoringVolume",le="+Inf"} 3
+drillerd_drill_phase_duration_seconds_sum{phase="RestoringVolume"} 26
+drillerd_drill_phase_duration_seconds_count{phase="RestoringVolume"} 3
 `), "drillerd_drill_phase_duration_seconds"); err != nil {
 		t.Error(err)
 	}

@@ -1,9 +1,14 @@
 package restore
 
 import (
+	"context"
+	"fmt"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 )
@@ -39,4 +44,27 @@ func StateOf(labels map[string]string, run *drillsv1.DrillRun, now time.Time) Sa
 		return SandboxKept
 	}
 	return SandboxOrphaned
+}
+
+// IsSandboxVolume is the gate to changing a PersistentVolume: it is bound
+// (or was, and is now Released) to the data claim of sandbox namespace ns.
+func IsSandboxVolume(pv *corev1.PersistentVolume, ns string) bool {
+	ref := pv.Spec.ClaimRef
+	return ref != nil && ns != "" && strings.HasPrefix(ns, NamespacePrefix) &&
+		ref.Namespace == ns && ref.Name == DataClaimName
+}
+
+// ReleaseSandboxVolume sets a sandbox volume's reclaim policy to Delete, so
+// that deleting its claim deletes it; the caller has checked
+// IsSandboxVolume. A volume that is already Delete is left alone.
+func ReleaseSandboxVolume(ctx context.Context, c client.Client, pv *corev1.PersistentVolume) error {
+	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
+		return nil
+	}
+	orig := pv.DeepCopy()
+	pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimDelete
+	if err := c.Patch(ctx, pv, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("while setting reclaimPolicy Delete on the restored volume %s: %w", pv.Name, err)
+	}
+	return nil
 }

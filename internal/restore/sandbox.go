@@ -65,8 +65,9 @@ func (s Sandbox) NamespaceName() string {
 func NamespaceName(drill, runUID string) string {
 	sum := sha256.Sum256([]byte(runUID))
 	suffix := hex.EncodeToString(sum[:])[:8]
-	name := truncate(strings.ToLower(drill), 63-len(NamespacePrefix)-1-len(suffix))
-	return strings.TrimSuffix(NamespacePrefix+name, "-") + "-" + suffix
+	name := strings.ReplaceAll(strings.ToLower(drill), ".", "-") // a namespace is a DNS label
+	name = strings.TrimRight(truncate(name, 63-len(NamespacePrefix)-1-len(suffix)), "-")
+	return NamespacePrefix + name + "-" + suffix
 }
 
 // ContentName is the name of the run's VolumeSnapshotContent copy.
@@ -175,8 +176,11 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 	args := []string{
 		"-c", "listen_addresses=*",
 		"-c", fmt.Sprintf("port=%d", port),
-		// The copy must never ship WAL to production's archive.
+		// The copy must never ship WAL to production's archive, nor
+		// start logical replication subscriptions that would connect to
+		// production and consume its replication slots.
 		"-c", "archive_mode=off",
+		"-c", "max_logical_replication_workers=0",
 	}
 	mounts := []corev1.VolumeMount{{Name: "data", MountPath: dataMountPath}}
 	volumes := []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{

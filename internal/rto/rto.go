@@ -109,11 +109,20 @@ func Errored(reason, format string, args ...any) Verdict {
 	return Verdict{Result: drillsv1.ResultError, Reason: reason, Message: fmt.Sprintf(format, args...)}
 }
 
+// Findings are what a run found besides its checks and measurements; an
+// empty string is no finding.
+type Findings struct {
+	// FreshnessFailed says why the freshness query gave no timestamp.
+	FreshnessFailed string
+	// SnapshotTooOld says how much older than maxSnapshotAge the snapshot is.
+	SnapshotTooOld string
+}
+
 // Decide gives the verdict of a run whose database was restored and
-// checked: every failed check, a snapshot older than maxSnapshotAge and
-// missed targets are findings; the reason is the most serious one and the
-// message lists them all.
-func Decide(status drillsv1.DrillRunStatus, snapshotTooOld string) Verdict {
+// checked: every failed check, a failed freshness query, a snapshot older
+// than maxSnapshotAge and missed targets are findings; the reason is the
+// most serious one and the message lists them all.
+func Decide(status drillsv1.DrillRunStatus, extra Findings) Verdict {
 	var findings []string
 	reason := ""
 	note := func(r, msg string) {
@@ -134,8 +143,11 @@ func Decide(status drillsv1.DrillRunStatus, snapshotTooOld string) Verdict {
 			note(ReasonCheckFailed, msg)
 		}
 	}
-	if snapshotTooOld != "" {
-		note(ReasonSnapshotTooOld, snapshotTooOld)
+	if extra.FreshnessFailed != "" {
+		note(ReasonFreshnessFailed, "freshness query failed: "+extra.FreshnessFailed)
+	}
+	if extra.SnapshotTooOld != "" {
+		note(ReasonSnapshotTooOld, extra.SnapshotTooOld)
 	}
 	if m := status.RPO; m != nil && !m.Met {
 		note(ReasonRPOTargetMissed, fmt.Sprintf("RPO %s (basis %s) exceeds the target %s", human(m.Seconds), m.Basis, human(deref(m.TargetSeconds))))

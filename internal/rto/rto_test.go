@@ -81,22 +81,23 @@ func TestDecide(t *testing.T) {
 	tests := []struct {
 		name         string
 		status       drillsv1.DrillRunStatus
-		tooOld       string
+		findings     Findings
 		wantResult   drillsv1.RunResult
 		wantReason   string
 		wantMentions []string
 	}{
-		{"everything held", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMet}, "", drillsv1.ResultSucceeded, "", []string{"1 checks passed", "RTO 1m00s", "RPO 1h00m (Data)"}},
-		{"a failed check names the check", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{failed}, RTO: rtoMet, RPO: rpoMet}, "", drillsv1.ResultFailed, ReasonCheckFailed, []string{"check orders-present failed", `got "999", want >= 1000`}},
-		{"missed RPO", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMissed}, "", drillsv1.ResultFailed, ReasonRPOTargetMissed, []string{"RPO 27h46m (basis Data) exceeds the target 26h00m"}},
-		{"missed RTO", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMissed, RPO: rpoMet}, "", drillsv1.ResultFailed, ReasonRTOTargetMissed, []string{"RTO 16m40s exceeds the target 15m00s"}},
-		{"check failure outranks targets; all are listed", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{failed}, RTO: rtoMissed, RPO: rpoMissed}, "", drillsv1.ResultFailed, ReasonCheckFailed, []string{"check orders-present", "RPO", "RTO"}},
-		{"an old snapshot is a finding", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMet}, "newest snapshot is 50h old", drillsv1.ResultFailed, ReasonSnapshotTooOld, []string{"50h old"}},
-		{"no checks, no targets", drillsv1.DrillRunStatus{}, "", drillsv1.ResultSucceeded, "", []string{"0 checks passed"}},
+		{"everything held", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMet}, Findings{}, drillsv1.ResultSucceeded, "", []string{"1 checks passed", "RTO 1m00s", "RPO 1h00m (Data)"}},
+		{"a failed check names the check", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{failed}, RTO: rtoMet, RPO: rpoMet}, Findings{}, drillsv1.ResultFailed, ReasonCheckFailed, []string{"check orders-present failed", `got "999", want >= 1000`}},
+		{"missed RPO", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMissed}, Findings{}, drillsv1.ResultFailed, ReasonRPOTargetMissed, []string{"RPO 27h46m (basis Data) exceeds the target 26h00m"}},
+		{"missed RTO", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMissed, RPO: rpoMet}, Findings{}, drillsv1.ResultFailed, ReasonRTOTargetMissed, []string{"RTO 16m40s exceeds the target 15m00s"}},
+		{"check failure outranks targets; all are listed", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{failed}, RTO: rtoMissed, RPO: rpoMissed}, Findings{}, drillsv1.ResultFailed, ReasonCheckFailed, []string{"check orders-present", "RPO", "RTO"}},
+		{"an old snapshot is a finding", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMet}, Findings{SnapshotTooOld: "newest snapshot is 50h old"}, drillsv1.ResultFailed, ReasonSnapshotTooOld, []string{"50h old"}},
+		{"no checks, no targets", drillsv1.DrillRunStatus{}, Findings{}, drillsv1.ResultSucceeded, "", []string{"0 checks passed"}},
+		{"a failed freshness query is a finding", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMet}, Findings{FreshnessFailed: "relation \"orders\" does not exist"}, drillsv1.ResultFailed, ReasonFreshnessFailed, []string{"freshness query failed: relation"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := Decide(tt.status, tt.tooOld)
+			v := Decide(tt.status, tt.findings)
 			if v.Result != tt.wantResult || v.Reason != tt.wantReason {
 				t.Errorf("Decide = %s/%s (%s), want %s/%s", v.Result, v.Reason, v.Message, tt.wantResult, tt.wantReason)
 			}

@@ -148,8 +148,9 @@ func (c *Controller) pruneHistory(ctx context.Context, drill *drillsv1.RestoreDr
 	limit := int(ptr.Deref(drill.Spec.HistoryLimit, 10))
 	var done []drillsv1.DrillRun
 	for _, r := range runs {
-		if r.Status.Phase == drillsv1.PhaseDone && r.DeletionTimestamp == nil {
-			done = append(done, r)
+		kept := r.Status.SandboxExpiry != nil && !r.Status.SandboxRemoved
+		if r.Status.Phase == drillsv1.PhaseDone && r.DeletionTimestamp == nil && !kept {
+			done = append(done, r) // a run keeping its failed sandbox stays until the sandbox is gone
 		}
 	}
 	if len(done) <= limit {

@@ -44,6 +44,10 @@ type Server struct {
 	TLS *tls.Config
 	// Client reads drills and runs and creates runs.
 	Client client.Client
+	// APIReader lists a drill's runs from the API server itself for the
+	// 409 check, so that a run created a moment ago counts even before the
+	// cache has it (spec.drillName is a selectable field of DrillRuns).
+	APIReader client.Reader
 	// Auth reviews tokens and access; nil means --auth=none.
 	Auth kubernetes.Interface
 	Log  logr.Logger
@@ -209,7 +213,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	runs := &drillsv1.DrillRunList{}
-	if err := s.Client.List(ctx, runs, client.InNamespace(ns), client.MatchingFields{s.DrillNameField: name}); err != nil {
+	if err := s.APIReader.List(ctx, runs, client.InNamespace(ns), client.MatchingFields{s.DrillNameField: name}); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "cannot list runs: "+err.Error())
 		return
 	}

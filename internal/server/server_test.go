@@ -46,7 +46,7 @@ func newTestServer(t *testing.T, objs ...client.Object) *Server {
 		sar.Status.Allowed = sar.Spec.User == "alice" && attr.Namespace == "shop" && attr.Resource == "drillruns" && attr.Group == "drills.drillerd.dev"
 		return true, sar, nil
 	})
-	return &Server{Client: c, Auth: auth, Log: logr.Discard(), DrillNameField: "spec.drillName"}
+	return &Server{Client: c, APIReader: c, Auth: auth, Log: logr.Discard(), DrillNameField: "spec.drillName"}
 }
 
 func drill(name string) *drillsv1.RestoreDrill {

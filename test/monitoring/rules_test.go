@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/drillerd/drillerd/internal/metrics"
+	"github.com/drillerd/drillerd/test/fixture"
 )
 
 const (
@@ -39,30 +40,14 @@ func promtool(t *testing.T) string {
 	return path
 }
 
-// ruleGroups returns spec.groups of the PrometheusRule as a Prometheus rule file.
+// ruleGroups returns spec.groups of the PrometheusRule as a rule file.
 func ruleGroups(t *testing.T) []byte {
 	t.Helper()
-	data, err := os.ReadFile(ruleFile)
+	rules, err := fixture.RuleFile(ruleFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rule struct {
-		Kind string `json:"kind"`
-		Spec struct {
-			Groups json.RawMessage `json:"groups"`
-		} `json:"spec"`
-	}
-	if err := yaml.Unmarshal(data, &rule); err != nil {
-		t.Fatalf("%s: %v", ruleFile, err)
-	}
-	if rule.Kind != "PrometheusRule" || len(rule.Spec.Groups) == 0 {
-		t.Fatalf("%s: want a PrometheusRule with spec.groups", ruleFile)
-	}
-	out, err := yaml.JSONToYAML([]byte(`{"groups":` + string(rule.Spec.Groups) + `}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return rules
 }
 
 func TestAlertRules(t *testing.T) {

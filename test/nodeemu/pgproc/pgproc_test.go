@@ -26,14 +26,18 @@ const nobody = 65534
 // after ours.
 var fastArgs = []string{"-c", "fsync=off", "-c", "shared_buffers=16MB", "-c", "max_connections=20"}
 
-// requireServer skips unless the test can run PostgreSQL as another user.
+// requireServer fails unless the test can run PostgreSQL as another user,
+// as the node emulator does; -short skips the tests that need it.
 func requireServer(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("needs PostgreSQL; skipped with -short")
+	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to run postgres as nobody")
+		t.Fatal("needs root to run postgres as nobody, as the node emulator does; run as root or with -short")
 	}
 	if _, err := BinDir(); err != nil {
-		t.Skip(err)
+		t.Fatalf("%v: install PostgreSQL (make deps) or run with -short", err)
 	}
 }
 
