@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -141,8 +142,22 @@ func TestOwnershipGates(t *testing.T) {
 			t.Errorf("%s: the deletion gate lets %s through", tt.name, tt.ns.Name)
 		}
 	}
-	long := NamespaceName(strings.Repeat("very-long-drill-name-", 5), "uid")
-	if len(long) > 63 || !strings.HasPrefix(long, NamespacePrefix) {
-		t.Errorf("NamespaceName = %q (%d chars)", long, len(long))
+}
+
+func TestNamespaceNameIsAValidLabel(t *testing.T) {
+	label := regexp.MustCompile(`^drill-[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	for _, drill := range []string{
+		"orders-db",
+		strings.Repeat("very-long-drill-name-", 5),
+		"db.orders.v2", // a DNS subdomain: dots are not allowed in namespaces
+		strings.Repeat("a", 43) + "-" + "bbbbbbb", // truncation would end on a dash
+	} {
+		name := NamespaceName(drill, "0b8c1a5e-uid")
+		if len(name) > 63 || !label.MatchString(name) {
+			t.Errorf("NamespaceName(%q) = %q (%d chars): not a valid namespace name", drill, name, len(name))
+		}
+		if name != NamespaceName(drill, "0b8c1a5e-uid") || name == NamespaceName(drill, "another-uid") {
+			t.Errorf("NamespaceName(%q) must be deterministic per run and differ between runs", drill)
+		}
 	}
 }

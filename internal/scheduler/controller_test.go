@@ -170,14 +170,19 @@ func TestHistoryLimitPrunesTheOldestFinishedRuns(t *testing.T) {
 		objs = append(objs, run(fmt.Sprintf("done-%d", i), drillsv1.PhaseDone, time.Duration(10-i)*time.Hour))
 	}
 	objs = append(objs, run("running", drillsv1.PhaseValidating, 20*time.Hour))
+	// The oldest run failed and keeps its sandbox for debugging: it stays
+	// until the sandbox is gone, or the sweep would take the sandbox early.
+	kept := run("kept", drillsv1.PhaseDone, 30*time.Hour)
+	kept.Status.SandboxExpiry = &metav1.Time{Time: created.Add(time.Hour)}
+	objs = append(objs, kept)
 	h := newHarness(t, created, objs...)
 	_, _, runs := h.reconcile(t)
 	var names []string
 	for _, r := range runs {
 		names = append(names, r.Name)
 	}
-	want := "[done-2 done-3 done-4 running]"
+	want := "[done-2 done-3 done-4 kept running]"
 	if fmt.Sprint(names) != want {
-		t.Errorf("runs kept %v, want %s (the 3 newest finished and the one in progress)", names, want)
+		t.Errorf("runs kept %v, want %s (the 3 newest finished, the one keeping its sandbox and the one in progress)", names, want)
 	}
 }
