@@ -16,7 +16,7 @@ all: build
 ## deps: install every prerequisite on a fresh machine (Debian packages, Go modules, control-plane binaries)
 deps: apt-deps go-deps tools
 
-APT_PACKAGES := postgresql postgresql-contrib chromium
+APT_PACKAGES := postgresql postgresql-contrib chromium prometheus
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -29,6 +29,7 @@ go-deps:
 	cd test/tools/kubernetes && $(GO) mod download
 	cd test/tools/snapshot-controller && $(GO) mod download
 	cd test/tools/etcd && $(GO) mod download
+	cd test/tools/prometheus-operator && $(GO) mod download github.com/prometheus-operator/prometheus-operator
 	@test -x "$$($(GO) env GOPATH)/bin/staticcheck" || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	@test -x $(CONTROLLER_GEN) || GOFLAGS= $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 
@@ -43,8 +44,8 @@ build:
 
 TEST_CLUSTER := $(CURDIR)/.localcluster-test
 
-## test: lint, then every unit and end-to-end test on a local cluster of their own
-test: lint tools build
+## test: prerequisites, lint, then every unit and end-to-end test on a local cluster of their own
+test: deps lint build
 	@$(BIN)/localcluster up --state-dir $(TEST_CLUSTER) >/dev/null
 	@DRILLERD_LOCALCLUSTER=$(TEST_CLUSTER) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...; \
 	  rc=$$?; $(BIN)/localcluster down --state-dir $(TEST_CLUSTER) >/dev/null; exit $$rc
@@ -70,9 +71,11 @@ cluster-up: build tools
 demo: deps build
 	test/demo/demo.sh
 
-## cluster-down: stop the local cluster, drillerd started by the demo, and everything they started
+## cluster-down: stop the local cluster, drillerd and the writer started by the demo, and everything they started
 cluster-down:
-	@if [ -f .localcluster/drillerd.pid ]; then kill $$(cat .localcluster/drillerd.pid) 2>/dev/null || true; rm -f .localcluster/drillerd.pid; fi
+	@for f in .localcluster/drillerd.pid .localcluster/writer.pid; do \
+	  if [ -f $$f ]; then kill $$(cat $$f) 2>/dev/null || true; rm -f $$f; fi; \
+	done
 	@if [ -x $(BIN)/localcluster ]; then $(BIN)/localcluster down; else $(GO) run ./test/cmd/localcluster down; fi
 
 clean:

@@ -272,3 +272,22 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+func TestNoReadySnapshotGoesStraightToTeardown(t *testing.T) {
+	e := newEngine(t, interceptor.Funcs{}, ordersDrill(), newRun("r1").Obj()) // no snapshots at all
+	if _, err := e.reconcile("r1"); err != nil {
+		t.Fatal(err)
+	}
+	got := e.run("r1")
+	var phases []drillsv1.Phase
+	for _, p := range got.Status.Phases {
+		phases = append(phases, p.Name)
+	}
+	if got.Status.Reason != "NoReadySnapshot" || got.Status.Phase != drillsv1.PhaseDone ||
+		len(phases) != 2 || phases[0] != drillsv1.PhaseSelectingSnapshot || phases[1] != drillsv1.PhaseTearingDown {
+		t.Errorf("reason %s, phase %s, timeline %v: want NoReadySnapshot, Done after SelectingSnapshot and TearingDown only", got.Status.Reason, got.Status.Phase, phases)
+	}
+	if got.Status.RTO != nil {
+		t.Errorf("RTO %+v measured although nothing was restored", got.Status.RTO)
+	}
+}

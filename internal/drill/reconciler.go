@@ -172,7 +172,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		w.now = r.Clock.Now()
 		if next == drillsv1.PhaseDone {
 			r.finish(w)
-		} else if run.Status.Phase == phase {
+		} else if run.Status.Phase == phase && run.Status.Result == "" {
+			// A step that reached a verdict goes straight to teardown.
 			rto.StartPhase(&run.Status, next, w.now)
 			r.Recorder.Eventf(run, nil, corev1.EventTypeNormal, string(next), "Progress", "%s done in %s; %s", phase, phaseTook(run.Status, phase), next)
 		}

@@ -71,8 +71,11 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		if !seen {
 			ok = true
 			if s.Auth != nil {
-				allowed, err := s.allowed(r.Context(), user, "list", "restoredrills", d.Namespace)
-				ok = err == nil && allowed
+				// The page shows drills and their runs' messages: both must be readable.
+				for _, resource := range []string{"restoredrills", "drillruns"} {
+					allowed, err := s.allowed(r.Context(), user, "list", resource, d.Namespace)
+					ok = ok && err == nil && allowed
+				}
 			}
 			visible[d.Namespace] = ok
 		}

@@ -1,33 +1,44 @@
 #!/usr/bin/env bash
-# make demo: a local cluster, a production PostgreSQL with data and a
-# snapshot, drillerd serving, and one drill with its report.
+# make demo: the local cluster, drillerd installed from deploy/, a shop's
+# production PostgreSQL with live traffic and nightly VolumeSnapshots, and
+# one drill with its report.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+state=.localcluster
 
 say "Starting the local cluster"
 bin/localcluster up >/dev/null
 eval "$(bin/localcluster env)"
-state=.localcluster
 
-say "Installing the CRDs"
-kubectl apply --server-side --force-conflicts -k deploy/crds >/dev/null
+say "Installing drillerd from deploy/ (CRDs, RBAC, Service, NetworkPolicy)"
+kubectl apply --server-side --force-conflicts -k test/demo/install >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/restoredrills.drills.drillerd.dev crd/drillruns.drills.drillerd.dev >/dev/null
+kubectl get clusterrole drillerd
 
 say "Deploying production: shop/orders-db (PostgreSQL 16 StatefulSet)"
 kubectl apply -f test/demo/production.yaml >/dev/null
 kubectl -n shop rollout status statefulset/orders-db --timeout=180s >/dev/null
 ip=$(kubectl -n shop get pod orders-db-0 -o jsonpath='{.status.podIP}')
-if [ "$(PGPASSWORD=demo-only-password psql -h "$ip" -U shop -d shop -tAc "SELECT to_regclass('orders') IS NOT NULL")" != t ]; then
-  PGPASSWORD=demo-only-password psql -q -h "$ip" -U shop -d shop -v ON_ERROR_STOP=1 -f test/demo/schema.sql
+export PGPASSWORD=demo-only-password
+if [ "$(psql -h "$ip" -U shop -d shop -tAc "SELECT to_regclass('orders') IS NOT NULL")" != t ]; then
+  psql -q -h "$ip" -U shop -d shop -v ON_ERROR_STOP=1 -f test/demo/schema.sql
 fi
-PGPASSWORD=demo-only-password psql -h "$ip" -U shop -d shop -tAc \
-  "SELECT format('%s customers, %s orders, %s order items', (SELECT count(*) FROM customers), (SELECT count(*) FROM orders), (SELECT count(*) FROM order_items))"
+if ! { [ -f "$state/writer.pid" ] && kill -0 "$(cat "$state/writer.pid")" 2>/dev/null; }; then
+  nohup test/demo/writer.sh "$ip" >"$state/writer.log" 2>&1 &
+  echo $! >"$state/writer.pid"
+fi
+sleep 2
+psql -h "$ip" -U shop -d shop -tAc \
+  "SELECT format('%s customers, %s orders, %s order items; a writer adds an order every 0.5s', (SELECT count(*) FROM customers), (SELECT count(*) FROM orders), (SELECT count(*) FROM order_items))"
 
-say "Taking a VolumeSnapshot of data-orders-db-0"
-snap=$(kubectl create -f test/demo/snapshot.yaml -o jsonpath='{.metadata.name}')
-kubectl -n shop wait --for=jsonpath='{.status.readyToUse}'=true "volumesnapshot/$snap" --timeout=120s >/dev/null
-kubectl -n shop get volumesnapshot "$snap"
+say "Taking two nightly VolumeSnapshots of data-orders-db-0, a few seconds apart"
+for _ in 1 2; do
+  snap=$(kubectl create -f test/demo/snapshot.yaml -o jsonpath='{.metadata.name}')
+  kubectl -n shop wait --for=jsonpath='{.status.readyToUse}'=true "volumesnapshot/$snap" --timeout=120s >/dev/null
+  sleep 3
+done
+kubectl -n shop get volumesnapshots
 
 say "Applying the RestoreDrill (deploy/examples/restoredrill.yaml)"
 kubectl apply -f deploy/examples/restoredrill.yaml
@@ -35,10 +46,21 @@ kubectl apply -f deploy/examples/restoredrill.yaml
 if [ -f "$state/drillerd.pid" ] && kill -0 "$(cat "$state/drillerd.pid")" 2>/dev/null; then
   say "drillerd is already serving (pid $(cat "$state/drillerd.pid"))"
 else
-  say "Starting drillerd serve (log: $state/drillerd.log)"
-  nohup bin/drillerd serve --kubeconfig "$KUBECONFIG" --namespace drillerd-system --log-format console \
-    --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081 >"$state/drillerd.log" 2>&1 &
+  say "Starting drillerd serve as the drillerd ServiceAccount (log: $state/drillerd.log)"
+  server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
+  kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d >"$state/drillerd-ca.crt"
+  token=$(kubectl -n drillerd-system create token drillerd --duration=24h)
+  sa_kubeconfig="$state/drillerd.kubeconfig"
+  rm -f "$sa_kubeconfig"
+  KUBECONFIG=$sa_kubeconfig kubectl config set-cluster local --server="$server" --certificate-authority="$PWD/$state/drillerd-ca.crt" --embed-certs >/dev/null
+  KUBECONFIG=$sa_kubeconfig kubectl config set-credentials drillerd --token="$token" >/dev/null
+  KUBECONFIG=$sa_kubeconfig kubectl config set-context drillerd --cluster=local --user=drillerd --namespace=drillerd-system >/dev/null
+  KUBECONFIG=$sa_kubeconfig kubectl config use-context drillerd >/dev/null
+  nohup bin/drillerd serve --kubeconfig "$sa_kubeconfig" --namespace drillerd-system --log-format console \
+    --api-bind-address 127.0.0.1:8443 --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081 \
+    >"$state/drillerd.log" 2>&1 &
   echo $! >"$state/drillerd.pid"
+  for _ in $(seq 60); do curl -sf 127.0.0.1:8081/readyz >/dev/null && break; sleep 0.5; done
 fi
 
 say "Running a drill: bin/drillerd run -n shop orders-db"
@@ -48,15 +70,24 @@ bin/drillerd run -n shop orders-db || code=$?
 say "kubectl -n shop get restoredrills,drillruns"
 kubectl -n shop get restoredrills,drillruns
 
+# An SRE of the shop: the built-in edit role includes drillerd-view and
+# drillerd-edit (deploy/install/aggregated-roles.yaml), so the status page
+# shows shop's drills and the HTTP API starts them.
+kubectl -n shop create serviceaccount sre --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl -n shop create rolebinding sre-edit --clusterrole=edit --serviceaccount=shop:sre --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+viewer=$(kubectl -n shop create token sre --duration=24h)
+
 cat <<MSG
 
 Look around:
-  eval "\$(bin/localcluster env)"       # KUBECONFIG and kubectl on PATH
-  kubectl -n shop describe drillrun      # status, phases, checks, events
-  bin/drillerd run -n shop orders-db     # another drill
-  curl -s 127.0.0.1:8080/metrics | grep controller_runtime_reconcile_total
-  curl -s 127.0.0.1:8081/readyz
-  tail -f $state/drillerd.log
-Stop everything: make cluster-down
+  Status page (self-signed certificate):
+    https://127.0.0.1:8443/?token=$viewer
+  Metrics:           curl -s 127.0.0.1:8080/metrics | grep ^drillerd_
+  The run in detail: eval "\$(bin/localcluster env)"; kubectl -n shop describe drillruns
+  Another drill:     bin/drillerd run -n shop orders-db
+  Over HTTP:         curl -sk -X POST -H "Authorization: Bearer \$(kubectl -n shop create token sre)" \\
+                       https://127.0.0.1:8443/api/v1/namespaces/shop/restoredrills/orders-db/runs
+  drillerd's log:    tail -f $state/drillerd.log
+Stop everything:     make cluster-down
 MSG
 exit $code

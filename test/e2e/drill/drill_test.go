@@ -34,6 +34,7 @@ import (
 	"github.com/drillerd/drillerd/internal/rto"
 	"github.com/drillerd/drillerd/test/fixture"
 	"github.com/drillerd/drillerd/test/nodeemu"
+	"github.com/drillerd/drillerd/test/nodeemu/csistore"
 )
 
 // slowRestoreClass makes restores take long enough that the RTO can be
@@ -72,6 +73,10 @@ func TestDrills(t *testing.T) {
 	t.Run("HTTP API with ServiceAccount tokens and RBAC: 401, 403, 201, 409, 404", p.httpAPI)
 	t.Run("status page in headless Chromium", p.statusPage)
 	t.Run("a schedule every minute yields one run per tick with two replicas", p.scheduleWithTwoReplicas)
+	t.Run("a storage class that retains volumes leaves no restored volume behind", p.retainedVolumeIsRemoved)
+	t.Run("deploy/ passes a server-side dry run, with and without monitoring", p.deployDryRun)
+	t.Run("drillerd with deploy/'s ServiceAccount runs a drill and is refused nothing", p.serviceAccountDrill)
+	t.Run("a real Prometheus with deploy/'s rules fires DrillFailed", p.alertsInPrometheus)
 }
 
 func setUpProduction(t *testing.T, env *fixture.Env) *production {
@@ -177,6 +182,12 @@ func (b *drill) databaseTimeout(d time.Duration) *drill {
 // left and that no source object changed.
 func (p *production) run(t *testing.T, b *drill, args ...string) (*drillsv1.DrillRun, int) {
 	t.Helper()
+	return p.runAs(t, cluster.Kubeconfig, b, args...)
+}
+
+// runAs is run with the credentials of kubeconfig.
+func (p *production) runAs(t *testing.T, kubeconfig string, b *drill, args ...string) (*drillsv1.DrillRun, int) {
+	t.Helper()
 	env := p.env
 	if err := p.c.Create(env.Ctx, b.d); err != nil {
 		t.Fatalf("creating RestoreDrill: %v", err)
@@ -184,7 +195,7 @@ func (p *production) run(t *testing.T, b *drill, args ...string) (*drillsv1.Dril
 	t.Cleanup(func() { _ = p.c.Delete(context.Background(), b.d) })
 	before := p.sourceState(t)
 
-	cmdArgs := append([]string{"run", "--kubeconfig", cluster.Kubeconfig, "-n", p.ns, b.d.Name, "--output", "json", "--timeout", "5m"}, args...)
+	cmdArgs := append([]string{"run", "--kubeconfig", kubeconfig, "-n", p.ns, b.d.Name, "--output", "json", "--timeout", "5m"}, args...)
 	cmd := exec.CommandContext(env.Ctx, drillerd, cmdArgs...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -226,10 +237,22 @@ func (p *production) sourceState(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	store, err := csistore.Open(cluster.CSIStore)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range snaps.Items {
 		b.WriteString(" snap/" + s.Name + ":" + s.ResourceVersion)
 		content := env.Content(&s)
 		b.WriteString(" content/" + content.Name + ":" + content.ResourceVersion)
+		// The physical snapshot itself, which a Delete-policy copy would destroy.
+		if content.Status != nil && content.Status.SnapshotHandle != nil {
+			snap, ok, err := store.GetSnapshot(*content.Status.SnapshotHandle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fmt.Fprintf(&b, " physical/%s:%v:%d", *content.Status.SnapshotHandle, ok, snap.SizeBytes)
+		}
 	}
 	return b.String()
 }
@@ -551,6 +574,19 @@ func (p *production) scheduleWithTwoReplicas(t *testing.T) {
 			t.Errorf("tick %s has %d runs, want exactly 1", tick, n)
 		}
 	}
+	// Only the leader ran drills: one replica's log has every verdict, the
+	// other's none.
+	var verdicts []int
+	for _, r := range replicas {
+		log, err := os.ReadFile(r.logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		verdicts = append(verdicts, strings.Count(string(log), "\tverdict\t"))
+	}
+	if (verdicts[0] == 0) == (verdicts[1] == 0) {
+		t.Errorf("verdicts per replica %v: want all from one replica, the leader", verdicts)
+	}
 	lease, err := p.env.Client.CoordinationV1().Leases("drillerd-system").Get(p.env.Ctx, "drillerd.drills.drillerd.dev", metav1.GetOptions{})
 	if err != nil || ptr.Deref(lease.Spec.HolderIdentity, "") == "" {
 		t.Errorf("no leader holds the Lease: %v", err)
@@ -561,6 +597,20 @@ func (p *production) scheduleWithTwoReplicas(t *testing.T) {
 	}
 	if stored.Status.NextScheduleTime == nil || stored.Status.LastRun == nil {
 		t.Errorf("drill status %+v lacks nextScheduleTime or lastRun", stored.Status)
+	}
+	// Every minute from the first tick to the last has a run or a counted skip.
+	var first, last time.Time
+	for tick := range ticks {
+		if first.IsZero() || tick.Before(first) {
+			first = tick
+		}
+		if tick.After(last) {
+			last = tick
+		}
+	}
+	minutes := int(last.Sub(first)/time.Minute) + 1
+	if accounted := int64(len(ticks)) + stored.Status.SkippedTicks["AlreadyRunning"]; accounted < int64(minutes) {
+		t.Errorf("%d ticks from %s to %s, but only %d runs and %d skips", minutes, first, last, len(ticks), stored.Status.SkippedTicks["AlreadyRunning"])
 	}
 }
 

@@ -1,0 +1,326 @@
+package drill_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/test/fixture"
+	"github.com/drillerd/drillerd/test/localcluster"
+	"github.com/drillerd/drillerd/test/nodeemu"
+)
+
+// serviceAccount is the identity deploy/ gives drillerd.
+const serviceAccount = "system:serviceaccount:drillerd-system:drillerd"
+
+func kubectl(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(cluster.KubectlBinary, append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func repoPath(t *testing.T, parts ...string) string {
+	t.Helper()
+	root, err := localcluster.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(append([]string{root}, parts...)...)
+}
+
+// deployDryRun: the API server accepts every object of deploy/, and of
+// deploy/ with the monitoring component once the Prometheus Operator's CRDs
+// are installed.
+func (p *production) deployDryRun(t *testing.T) {
+	out := kubectl(t, "apply", "--dry-run=server", "-k", repoPath(t, "deploy"))
+	for _, want := range []string{"clusterrole.rbac.authorization.k8s.io/drillerd", "deployment.apps/drillerd", "networkpolicy.networking.k8s.io/drillerd"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the dry run does not mention %s:\n%s", want, out)
+		}
+	}
+	for _, resource := range []string{"servicemonitors", "prometheusrules"} {
+		crd, err := fixture.PrometheusOperatorCRD(resource)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kubectl(t, "apply", "--server-side", "-f", crd)
+		kubectl(t, "wait", "--for=condition=Established", "--timeout=30s", "crd/"+resource+".monitoring.coreos.com")
+	}
+	out = kubectl(t, "apply", "--dry-run=server", "-k", repoPath(t, "test", "e2e", "drill", "testdata", "monitoring"))
+	for _, want := range []string{"servicemonitor.monitoring.coreos.com/drillerd", "prometheusrule.monitoring.coreos.com/drillerd", "configmap/drillerd-dashboard"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the dry run with the monitoring component does not mention %s:\n%s", want, out)
+		}
+	}
+}
+
+// serviceAccountDrill installs deploy/ and runs drillerd, `drillerd serve`
+// and `drillerd run` alike, with the ServiceAccount's own token: a passing
+// drill proves the ClusterRole suffices, the audit log that the API server
+// refused drillerd nothing, and access reviews that it may not touch what
+// it must not.
+func (p *production) serviceAccountDrill(t *testing.T) {
+	env := p.env
+	kubectl(t, "apply", "--server-side", "--force-conflicts", "-k", repoPath(t, "test", "e2e", "drill", "testdata", "install"))
+	tr, err := env.Client.CoreV1().ServiceAccounts("drillerd-system").CreateToken(env.Ctx, "drillerd",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "drillerd.kubeconfig")
+	writeTokenKubeconfig(t, kubeconfig, tr.Status.Token)
+
+	started := time.Now()
+	daemon.stop()
+	defer func() {
+		if err := daemon.start(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	info := daemon.info
+	info.Kubeconfig = kubeconfig
+	sa := &drillerdProcess{info: info, logPath: daemon.logPath + ".serviceaccount"}
+	if err := sa.start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sa.stop()
+
+	d := p.newDrill("least-privilege").
+		check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1000")}).
+		builtin(drillsv1.BuiltinTablesReadable).builtin(drillsv1.BuiltinAmcheck).
+		freshness("SELECT max(created_at) FROM orders").targets(15*time.Minute, 26*time.Hour)
+	run, code := p.runAs(t, kubeconfig, d)
+	if code != 0 || run.Status.Result != drillsv1.ResultSucceeded {
+		t.Fatalf("exit %d, %s (%s: %s): want a passing drill with the ServiceAccount's permissions (log %s)", code, run.Status.Result, run.Status.Reason, run.Status.Message, sa.logPath)
+	}
+	if run.Status.Snapshot == nil || run.Status.SandboxNamespace == "" || !run.Status.Recorded {
+		t.Errorf("status %+v: want the snapshot, the sandbox and the drill's summary recorded", run.Status)
+	}
+
+	requests, refused := auditOf(t, serviceAccount, started)
+	if requests < 20 {
+		t.Errorf("the audit log shows only %d requests by %s: was drillerd using its token?", requests, serviceAccount)
+	}
+	for _, r := range refused {
+		t.Errorf("the API server refused drillerd: %s", r)
+	}
+
+	// What the ServiceAccount may not do.
+	denied := []authorizationv1.ResourceAttributes{
+		{Namespace: p.ns, Verb: "delete", Resource: "persistentvolumeclaims"},
+		{Namespace: p.ns, Verb: "delete", Group: "snapshot.storage.k8s.io", Resource: "volumesnapshots"},
+		{Verb: "update", Group: "snapshot.storage.k8s.io", Resource: "volumesnapshotcontents"},
+		{Verb: "patch", Group: "snapshot.storage.k8s.io", Resource: "volumesnapshotcontents"},
+		{Namespace: p.ns, Verb: "list", Resource: "secrets"},
+		{Namespace: p.ns, Verb: "delete", Resource: "pods"},
+		{Verb: "delete", Resource: "persistentvolumes"},
+		{Namespace: p.ns, Verb: "update", Group: "drills.drillerd.dev", Resource: "restoredrills"},
+		{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"},
+	}
+	for _, attr := range denied {
+		review, err := env.Client.AuthorizationV1().SubjectAccessReviews().Create(env.Ctx, &authorizationv1.SubjectAccessReview{
+			Spec: authorizationv1.SubjectAccessReviewSpec{User: serviceAccount, ResourceAttributes: &attr},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if review.Status.Allowed {
+			t.Errorf("drillerd's ServiceAccount may %s %s.%s in %q; it must not", attr.Verb, attr.Resource, attr.Group, attr.Namespace)
+		}
+	}
+}
+
+// writeTokenKubeconfig writes a kubeconfig for the local cluster that
+// authenticates with token only.
+func writeTokenKubeconfig(t *testing.T, path, token string) {
+	t.Helper()
+	admin, err := clientcmd.LoadFromFile(cluster.Kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := admin.Contexts[admin.CurrentContext]
+	server := admin.Clusters[ctx.Cluster]
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["local"] = server
+	cfg.AuthInfos["drillerd"] = &clientcmdapi.AuthInfo{Token: token}
+	cfg.Contexts["drillerd"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "drillerd", Namespace: "drillerd-system"}
+	cfg.CurrentContext = "drillerd"
+	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// auditOf counts user's requests in the audit log since since and lists
+// those the API server refused with 401 or 403.
+func auditOf(t *testing.T, user string, since time.Time) (requests int, refused []string) {
+	t.Helper()
+	f, err := os.Open(cluster.AuditLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var ev struct {
+			Stage string `json:"stage"`
+			Verb  string `json:"verb"`
+			User  struct {
+				Username string `json:"username"`
+			} `json:"user"`
+			ObjectRef *struct {
+				Resource, Subresource, Namespace, Name, APIGroup string
+			} `json:"objectRef"`
+			RequestURI     string `json:"requestURI"`
+			ResponseStatus *struct {
+				Code    int    `json:"code"`
+				Message string `json:"message"`
+			} `json:"responseStatus"`
+			StageTimestamp metav1.MicroTime `json:"stageTimestamp"`
+		}
+		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.User.Username != user || ev.StageTimestamp.Before(&metav1.MicroTime{Time: since}) {
+			continue
+		}
+		if ev.Stage != "ResponseComplete" && ev.Stage != "ResponseStarted" {
+			continue
+		}
+		requests++
+		if ev.ResponseStatus != nil && (ev.ResponseStatus.Code == 401 || ev.ResponseStatus.Code == 403) {
+			refused = append(refused, fmt.Sprintf("%s %s: %d %s", ev.Verb, ev.RequestURI, ev.ResponseStatus.Code, ev.ResponseStatus.Message))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return requests, refused
+}
+
+// alertsInPrometheus runs a real Prometheus with deploy/monitoring's rules
+// against drillerd: a failed drill fires DrillFailed naming the drill and
+// the reason, a passing one fires nothing, and every dashboard query is
+// valid PromQL that finds drillerd's series.
+func (p *production) alertsInPrometheus(t *testing.T) {
+	env := p.env
+	rules, err := fixture.RuleFile(repoPath(t, "deploy", "monitoring", "prometheusrule.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prom := env.StartPrometheus("drillerd", []string{daemon.metrics}, rules)
+
+	pass := p.newDrill("alert-pass").check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1")}).targets(15*time.Minute, 26*time.Hour)
+	fail := p.newDrill("alert-fail").check("orders-exact", "SELECT count(*) FROM orders", drillsv1.Expectation{Equals: ptr.To("3")})
+	if run, _ := p.run(t, pass); run.Status.Result != drillsv1.ResultSucceeded {
+		t.Fatalf("alert-pass: %s %s", run.Status.Result, run.Status.Message)
+	}
+	if run, _ := p.run(t, fail); run.Status.Reason != "CheckFailed" {
+		t.Fatalf("alert-fail: %s/%s, want Failed/CheckFailed", run.Status.Result, run.Status.Reason)
+	}
+
+	var firing fixture.Alert
+	env.WaitFor(fixture.Scaled(60*time.Second), "DrillFailed to fire in Prometheus for alert-fail", func(ctx context.Context) (bool, error) {
+		alerts, err := prom.Alerts(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, a := range alerts {
+			if a.Labels["alertname"] == "DrillFailed" && a.Labels["drill"] == "alert-fail" && a.State == "firing" {
+				firing = a
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("alerts now: %v", alerts)
+	})
+	if firing.Labels["namespace"] != p.ns || firing.Labels["reason"] != "CheckFailed" || firing.Labels["severity"] != "critical" {
+		t.Errorf("DrillFailed labels %v: want namespace %s, reason CheckFailed, severity critical", firing.Labels, p.ns)
+	}
+	if want := "Restore drill " + p.ns + "/alert-fail failed: CheckFailed"; firing.Annotations["summary"] != want {
+		t.Errorf("summary %q, want %q", firing.Annotations["summary"], want)
+	}
+	alerts, err := prom.Alerts(env.Ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range alerts {
+		if a.Labels["drill"] == "alert-pass" || a.Labels["alertname"] == "DrillerdDown" {
+			t.Errorf("unexpected alert %s for %s (%s)", a.Labels["alertname"], a.Labels["drill"], a.State)
+		}
+	}
+
+	// The dashboard's queries, with its variables set to this namespace.
+	var dashboard struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	data, err := os.ReadFile(repoPath(t, "deploy", "monitoring", "dashboard.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &dashboard); err != nil {
+		t.Fatal(err)
+	}
+	vars := strings.NewReplacer("$namespace", regexp.QuoteMeta(p.ns), "$drill", "alert-.*")
+	for _, panel := range dashboard.Panels {
+		found := false
+		for _, target := range panel.Targets {
+			samples, err := prom.Query(env.Ctx, vars.Replace(target.Expr))
+			if err != nil {
+				t.Errorf("dashboard panel %q: %v", panel.Title, err)
+			}
+			found = found || len(samples) > 0
+		}
+		if !found && panel.Title != "Skipped schedule ticks (per day)" {
+			t.Errorf("dashboard panel %q shows no data after two drills", panel.Title)
+		}
+	}
+}
+
+// retainedVolumeIsRemoved: restoring onto a storage class whose volumes are
+// retained must still leave no copy of production data behind.
+func (p *production) retainedVolumeIsRemoved(t *testing.T) {
+	env := p.env
+	binding := storagev1.VolumeBindingImmediate
+	class := &storagev1.StorageClass{
+		ObjectMeta:        metav1.ObjectMeta{Name: "hostpath-retain"},
+		Provisioner:       nodeemu.DriverName,
+		ReclaimPolicy:     ptr.To(corev1.PersistentVolumeReclaimRetain),
+		VolumeBindingMode: &binding,
+	}
+	if _, err := env.Client.StorageV1().StorageClasses().Create(env.Ctx, class, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	d := p.newDrill("retain-class").storageClass(class.Name).check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1")})
+	run, code := p.run(t, d) // run checks that no PV of the sandbox is left
+	if code != 0 || run.Status.VolumeName == "" {
+		t.Fatalf("exit %d, volume %q: %s", code, run.Status.VolumeName, run.Status.Message)
+	}
+	if _, err := env.Client.CoreV1().PersistentVolumes().Get(env.Ctx, run.Status.VolumeName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the restored volume %s of a Retain class outlived the drill (%v)", run.Status.VolumeName, err)
+	}
+}
