@@ -1,7 +1,11 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"time"
 
 	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/kubernetes"
@@ -113,7 +117,16 @@ func serve(cfg ServeConfig) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	// Ready once the caches have synced: a replica that cannot read drills
+	// yet would answer the API and /metrics with nothing.
+	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("caches not synced yet")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	log.Info("starting", "version", version, "namespace", cfg.Namespace, "maxConcurrentDrills", cfg.MaxConcurrentDrills, "leaderElect", cfg.LeaderElect)

@@ -82,8 +82,9 @@ func DatabasePodProgress(pod *corev1.Pod) PodProgress {
 	return p
 }
 
-// LastEvent is "Reason: message" of the newest event in events, warnings
-// first; empty when there is none.
+// LastEvent is "Reason: message" of the newest warning in events, else of
+// the newest event; empty when there is none. A warning says more about why
+// an object is stuck than a later normal event.
 func LastEvent(events []corev1.Event) string {
 	if len(events) == 0 {
 		return ""

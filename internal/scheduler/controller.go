@@ -7,6 +7,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,8 +93,10 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		setReady(drill, metav1.ConditionTrue, "Scheduled", "next run at "+next.UTC().Format(time.RFC3339))
 		requeue = next.Sub(now) + 100*time.Millisecond
 	}
-	if err := c.Client.Status().Patch(ctx, drill, client.MergeFrom(orig)); err != nil {
-		return ctrl.Result{}, fmt.Errorf("while writing RestoreDrill status: %w", err)
+	if !equality.Semantic.DeepEqual(orig.Status, drill.Status) {
+		if err := c.Client.Status().Patch(ctx, drill, client.MergeFrom(orig)); err != nil {
+			return ctrl.Result{}, fmt.Errorf("while writing RestoreDrill status: %w", err)
+		}
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
