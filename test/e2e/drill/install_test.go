@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/test/fixture"
@@ -116,9 +117,17 @@ func (p *production) serviceAccountDrill(t *testing.T) {
 	if code != 0 || run.Status.Result != drillsv1.ResultSucceeded {
 		t.Fatalf("exit %d, %s (%s: %s): want a passing drill with the ServiceAccount's permissions (log %s)", code, run.Status.Result, run.Status.Reason, run.Status.Message, sa.logPath)
 	}
-	if run.Status.Snapshot == nil || run.Status.SandboxNamespace == "" || !run.Status.Recorded {
-		t.Errorf("status %+v: want the snapshot, the sandbox and the drill's summary recorded", run.Status)
+	if run.Status.Snapshot == nil || run.Status.SandboxNamespace == "" || run.Status.VolumeName == "" {
+		t.Errorf("status %+v: want the snapshot, the sandbox and the restored volume recorded", run.Status)
 	}
+	env.WaitFor(fixture.ShortTimeout, "the run to be summarised in the RestoreDrill's status", func(ctx context.Context) (bool, error) {
+		stored := &drillsv1.RestoreDrill{}
+		if err := p.c.Get(ctx, client.ObjectKeyFromObject(d.d), stored); err != nil {
+			return false, err
+		}
+		last := stored.Status.LastRun
+		return last != nil && last.Name == run.Name && stored.Status.RunCounts[drillsv1.ResultSucceeded] == 1, nil
+	})
 
 	requests, refused := auditOf(t, serviceAccount, started)
 	if requests < 20 {
