@@ -39,7 +39,7 @@ tools:
 
 ## build: build the commands into bin/
 build:
-	$(GO) build -ldflags "-X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o $(BIN)/drillerd ./cmd/drillerd
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o $(BIN)/drillerd ./cmd/drillerd
 	$(GO) build -o $(BIN)/localcluster ./test/cmd/localcluster
 
 TEST_CLUSTER := $(CURDIR)/.localcluster-test

@@ -94,8 +94,9 @@ type SandboxSpec struct {
 	// +optional
 	StorageClassName *string `json:"storageClassName,omitempty"`
 
-	// KeepOnFailure keeps a failed drill's sandbox this long for debugging,
-	// then removes it. Default: removed at once.
+	// KeepOnFailure keeps the sandbox of a run that did not succeed (Failed
+	// or Error) this long for debugging, then removes it. Default: removed
+	// at once.
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s')",message="keepOnFailure must not be negative"
 	KeepOnFailure *metav1.Duration `json:"keepOnFailure,omitempty"`

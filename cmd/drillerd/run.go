@@ -63,6 +63,9 @@ func runDrill(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) int 
 		return fail("while waiting for %s/%s: %v", ns, run.Name, err)
 	}
 	if cfg.Output == "json" {
+		// As the HTTP API returns it: typed, without server bookkeeping.
+		done.APIVersion, done.Kind = drillsv1.GroupVersion.String(), "DrillRun"
+		done.ManagedFields = nil
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(done); err != nil {

@@ -291,3 +291,31 @@ func TestNoReadySnapshotGoesStraightToTeardown(t *testing.T) {
 		t.Errorf("RTO %+v measured although nothing was restored", got.Status.RTO)
 	}
 }
+
+func TestTeardownFindsAVolumeBoundAfterTheVerdict(t *testing.T) {
+	// The run failed before it saw its claim bound (a quota refused the
+	// pod); the claim bound afterwards to a volume of a Retain class.
+	run := newRun("r1").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultError).Obj()
+	run.Status.StartTime = &metav1.Time{Time: t0}
+	run.Status.SandboxNamespace = "drill-orders-db-1234abcd"
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: run.Status.SandboxNamespace, Name: restore.DataClaimName},
+		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: "pvc-late"},
+	}
+	late := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "pvc-late"},
+		Spec: corev1.PersistentVolumeSpec{PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			ClaimRef: &corev1.ObjectReference{Namespace: run.Status.SandboxNamespace, Name: restore.DataClaimName}},
+	}
+	e := newEngine(t, interceptor.Funcs{}, ordersDrill(), run, sandboxNamespace(run, run.Status.SandboxNamespace), claim, late)
+	if _, err := e.reconcile("r1"); err != nil {
+		t.Fatal(err)
+	}
+	pv := &corev1.PersistentVolume{}
+	if err := e.c.Get(context.Background(), client.ObjectKeyFromObject(late), pv); err != nil || pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
+		t.Errorf("late volume %v (%v), want reclaimPolicy Delete", pv.Spec.PersistentVolumeReclaimPolicy, err)
+	}
+	if got := e.run("r1"); got.Status.VolumeName != "pvc-late" || got.Status.Phase != drillsv1.PhaseTearingDown {
+		t.Errorf("volume %q, phase %s: want teardown waiting for pvc-late", got.Status.VolumeName, got.Status.Phase)
+	}
+}

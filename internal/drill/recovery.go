@@ -152,6 +152,28 @@ func (r *Recovery) Sweep(ctx context.Context) error {
 		}
 		r.removed("Namespace", ns.Name)
 	}
+	// Restored volumes labelled by their run (restore.IsSandboxVolume
+	// gates them too): one of a Retain class whose sandbox is gone would
+	// otherwise stay as a Released copy of production data.
+	labelled := &corev1.PersistentVolumeList{}
+	if err := r.APIReader.List(ctx, labelled, owned); err != nil {
+		return fmt.Errorf("while listing restored volumes: %w", err)
+	}
+	for i := range labelled.Items {
+		pv := &labelled.Items[i]
+		if pv.Spec.ClaimRef == nil || !restore.IsSandboxVolume(pv, pv.Spec.ClaimRef.Namespace) ||
+			pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
+			continue
+		}
+		orphan, err := r.orphaned(ctx, pv.Labels)
+		if err != nil || !orphan {
+			continue
+		}
+		if err := restore.ReleaseSandboxVolume(ctx, r.Client, pv); err != nil {
+			return err
+		}
+		r.removed("PersistentVolume", pv.Name)
+	}
 	contents := &snapshotv1.VolumeSnapshotContentList{}
 	if err := r.APIReader.List(ctx, contents, owned); err != nil {
 		return fmt.Errorf("while listing content copies: %w", err)

@@ -158,3 +158,44 @@ func TestSweepDeletesOnlyRetainCopies(t *testing.T) {
 		t.Errorf("a Delete-policy content was swept (it would destroy a physical snapshot): %v", err)
 	}
 }
+
+func TestSweepReleasesOrphanedRetainedVolumes(t *testing.T) {
+	gone := newRun("gone").Obj()
+	running := newRun("running").In(drillsv1.PhaseValidating).Obj()
+	labels := func(run *drillsv1.DrillRun) map[string]string {
+		return map[string]string{restore.LabelManagedBy: restore.ManagedByValue, restore.LabelRun: string(run.UID), restore.LabelRunName: run.Name, restore.LabelRunNamespace: run.Namespace}
+	}
+	volume := func(name, claimNamespace string, l map[string]string) *corev1.PersistentVolume {
+		return &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l},
+			Spec: corev1.PersistentVolumeSpec{PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+				ClaimRef: &corev1.ObjectReference{Namespace: claimNamespace, Name: restore.DataClaimName}},
+		}
+	}
+	tests := []struct {
+		name        string
+		pv          *corev1.PersistentVolume
+		wantRelease bool
+	}{
+		{"run gone: released", volume("pv-1", "drill-orders-db-aaaa", labels(gone)), true},
+		{"run in progress: kept", volume("pv-2", "drill-orders-db-bbbb", labels(running)), false},
+		{"labelled, but bound to another namespace's claim", volume("pv-3", "prod", labels(gone)), false},
+		{"not labelled: never touched", volume("pv-4", "drill-orders-db-cccc", nil), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(tt.pv, running).Build()
+			r := &Recovery{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate()}
+			if err := r.Sweep(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			got := &corev1.PersistentVolume{}
+			if err := c.Get(context.Background(), client.ObjectKeyFromObject(tt.pv), got); err != nil {
+				t.Fatal(err)
+			}
+			if released := got.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete; released != tt.wantRelease {
+				t.Errorf("reclaim policy %s, want released=%v", got.Spec.PersistentVolumeReclaimPolicy, tt.wantRelease)
+			}
+		})
+	}
+}

@@ -23,7 +23,7 @@ import (
 // sandboxKinds are the sandbox objects whose changes wake their run.
 func sandboxKinds() []client.Object {
 	return []client.Object{
-		&corev1.Namespace{}, &corev1.Pod{}, &corev1.PersistentVolumeClaim{},
+		&corev1.Namespace{}, &corev1.Pod{}, &corev1.PersistentVolumeClaim{}, &corev1.PersistentVolume{},
 		&snapshotv1.VolumeSnapshot{}, &snapshotv1.VolumeSnapshotContent{},
 	}
 }

@@ -158,6 +158,9 @@ func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (bool, time.Dur
 	bound := restore.ClaimBound(pvc)
 	if bound {
 		w.run.Status.VolumeName = pvc.Spec.VolumeName
+		if err := r.labelVolume(ctx, w.run, w.sandbox.Labels()); err != nil {
+			return false, 0, err
+		}
 	}
 	if ready && bound {
 		return true, 0, nil
@@ -170,7 +173,38 @@ func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (bool, time.Dur
 		}
 		return true, 0, nil
 	}
-	return false, deadline.Sub(w.now), nil
+	return false, wakeAt(w, deadline).Sub(w.now), nil
+}
+
+// wakeAt is when a waiting phase looks again without a watch event: its own
+// deadline, or the run's timeouts.total if that comes first.
+func wakeAt(w *work, phaseDeadline time.Time) time.Time {
+	if d := w.run.Status.Deadline; d != nil && d.Time.Before(phaseDeadline) {
+		return d.Time
+	}
+	return phaseDeadline
+}
+
+// labelVolume gives the restored volume the sandbox's ownership labels, so
+// that the sweep can find it if the run's teardown never happens.
+func (r *Reconciler) labelVolume(ctx context.Context, run *drillsv1.DrillRun, labels map[string]string) error {
+	pv := &corev1.PersistentVolume{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: run.Status.VolumeName}, pv); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("while reading the restored volume %s: %w", run.Status.VolumeName, err)
+	} else if err != nil || !restore.IsSandboxVolume(pv, run.Status.SandboxNamespace) || pv.Labels[restore.LabelRun] == string(run.UID) {
+		return nil
+	}
+	orig := pv.DeepCopy()
+	if pv.Labels == nil {
+		pv.Labels = map[string]string{}
+	}
+	for k, v := range labels {
+		pv.Labels[k] = v
+	}
+	if err := r.Client.Patch(ctx, pv, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("while labelling the restored volume %s: %w", pv.Name, err)
+	}
+	return nil
 }
 
 // startDatabase waits until the database pod accepts connections.
@@ -197,7 +231,7 @@ func (r *Reconciler) startDatabase(ctx context.Context, w *work) (bool, time.Dur
 		r.decide(w, rto.Failed(rto.ReasonDatabaseFailed, "%s", withEvent(fmt.Sprintf("database pod %s/%s not ready after %s", ns, restore.DatabasePodName, timeout), why)))
 		return true, 0, nil
 	}
-	return false, deadline.Sub(w.now), nil
+	return false, wakeAt(w, deadline).Sub(w.now), nil
 }
 
 // tearDown removes the sandbox, or keeps a failed one for keepOnFailure.
@@ -300,6 +334,16 @@ func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) 
 // this run's sandbox claim is touched (restore.IsSandboxVolume). It
 // reports whether the volume is gone.
 func (r *Reconciler) releaseVolume(ctx context.Context, run *drillsv1.DrillRun) (bool, error) {
+	if run.Status.VolumeName == "" && run.Status.SandboxNamespace != "" {
+		// The run ended before it saw its claim bound; the claim may be
+		// bound by now.
+		claim := &corev1.PersistentVolumeClaim{}
+		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: run.Status.SandboxNamespace, Name: restore.DataClaimName}, claim)
+		if client.IgnoreNotFound(err) != nil {
+			return false, fmt.Errorf("while reading the sandbox's claim: %w", err)
+		}
+		run.Status.VolumeName = claim.Spec.VolumeName
+	}
 	if run.Status.VolumeName == "" {
 		return true, nil
 	}

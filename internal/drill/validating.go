@@ -59,6 +59,9 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (bool, time.Duration
 			Seconds: float64(res.Duration.Milliseconds()) / 1000, Message: res.Message,
 		})
 	}
+	// The RTO clock stops when the last check has answered; the freshness
+	// query measures the RPO and is not part of the recovery.
+	checksDone := r.Clock.Now()
 	var newestWrite *time.Time
 	findings := rto.Findings{}
 	if spec.Freshness != nil {
@@ -69,7 +72,6 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (bool, time.Duration
 			newestWrite = &newest
 		}
 	}
-	checksDone := r.Clock.Now()
 
 	targets := rto.TargetsOf(spec)
 	provisionStart, _ := rto.PhaseStart(*status, drillsv1.PhaseProvisioning)

@@ -20,8 +20,9 @@
 //	drillerd_drills_in_progress                              runs past Pending and not Done
 //	drillerd_drill_skipped_total{namespace,drill,reason}     schedule ticks that started no run
 //	drillerd_sandbox_orphans_removed_total{kind}             orphaned sandbox objects deleted by the sweep
-//	drillerd_sandboxes{kind,state}                           labelled sandbox namespaces and content copies by
-//	                                                         state: active, kept (keepOnFailure) or orphaned
+//	drillerd_sandboxes{kind,state}                           labelled sandbox namespaces, restored volumes and
+//	                                                         content copies by state: active, kept
+//	                                                         (keepOnFailure) or orphaned
 package metrics
 
 import (
@@ -49,7 +50,7 @@ var (
 	lastRunInfo   = prometheus.NewDesc("drillerd_drill_last_run_info", "Always 1; the labels carry the newest finished run's result and reason.", []string{"namespace", "drill", "result", "reason"}, nil)
 	created       = prometheus.NewDesc("drillerd_drill_created_timestamp_seconds", "When the RestoreDrill was created.", []string{"namespace", "drill"}, nil)
 	successWindow = prometheus.NewDesc("drillerd_drill_success_window_seconds", "How long the drill may go without a successful run before DrillNotSucceededRecently fires (spec.targets.successWindow or the schedule's default).", []string{"namespace", "drill"}, nil)
-	sandboxes     = prometheus.NewDesc("drillerd_sandboxes", "drillerd's sandbox namespaces and VolumeSnapshotContent copies, by state: active (its run is in progress), kept (keepOnFailure) or orphaned (left for the sweep).", []string{"kind", "state"}, nil)
+	sandboxes     = prometheus.NewDesc("drillerd_sandboxes", "drillerd's sandbox namespaces, restored PersistentVolumes and VolumeSnapshotContent copies, by state: active (its run is in progress), kept (keepOnFailure) or orphaned (left for the sweep).", []string{"kind", "state"}, nil)
 	rtoSeconds    = prometheus.NewDesc("drillerd_drill_rto_seconds", "RTO measured by the newest finished run: from the start of provisioning until every check answered.", []string{"namespace", "drill"}, nil)
 	rpoSeconds    = prometheus.NewDesc("drillerd_drill_rpo_seconds", "RPO measured by the newest finished run: drill start minus the newest recoverable write.", []string{"namespace", "drill"}, nil)
 	rtoTarget     = prometheus.NewDesc("drillerd_drill_rto_target_seconds", "The drill's RTO target (spec.targets.rto).", []string{"namespace", "drill"}, nil)
@@ -214,6 +215,18 @@ func (c *Collector) collectSandboxes(ctx context.Context, ch chan<- prometheus.M
 			}
 		}
 		count("Namespace", sets)
+	}
+	volumes := &corev1.PersistentVolumeList{}
+	if err := c.Reader.List(ctx, volumes, owned); err != nil {
+		c.Log.Error(err, "while listing restored volumes for metrics")
+	} else {
+		var sets []map[string]string
+		for i := range volumes.Items {
+			if pv := &volumes.Items[i]; pv.Spec.ClaimRef != nil && restore.IsSandboxVolume(pv, pv.Spec.ClaimRef.Namespace) {
+				sets = append(sets, pv.Labels)
+			}
+		}
+		count("PersistentVolume", sets)
 	}
 	contents := &snapshotv1.VolumeSnapshotContentList{}
 	if err := c.Reader.List(ctx, contents, owned); err != nil {

@@ -181,6 +181,12 @@ func TestSandboxesByState(t *testing.T) {
 			Spec:       snapshotv1.VolumeSnapshotContentSpec{DeletionPolicy: policy},
 		}
 	}
+	volume := func(name, ns, runName, uid string) *corev1.PersistentVolume {
+		return &corev1.PersistentVolume{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels(runName, uid)},
+			Spec:       corev1.PersistentVolumeSpec{ClaimRef: &corev1.ObjectReference{Namespace: ns, Name: restore.DataClaimName}},
+		}
+	}
 	objects := []client.Object{
 		run("validating", "u1", drillsv1.PhaseValidating, nil),
 		run("kept", "u2", drillsv1.PhaseDone, &later),
@@ -195,14 +201,19 @@ func TestSandboxesByState(t *testing.T) {
 		content("validating", "u1", snapshotv1.VolumeSnapshotContentRetain),
 		content("gone", "u5", snapshotv1.VolumeSnapshotContentRetain),
 		content("gone", "u7", snapshotv1.VolumeSnapshotContentDelete), // never drillerd's to remove
+		volume("pv-kept", "drill-b-2", "kept", "u2"),
+		volume("pv-gone", "drill-d-4", "gone", "u5"),
 	}
 	c := NewCollector(newClient(t, objects...), clocktesting.NewFakePassiveClock(now), logr.Discard())
 	want := `
-# HELP drillerd_sandboxes drillerd's sandbox namespaces and VolumeSnapshotContent copies, by state: active (its run is in progress), kept (keepOnFailure) or orphaned (left for the sweep).
+# HELP drillerd_sandboxes drillerd's sandbox namespaces, restored PersistentVolumes and VolumeSnapshotContent copies, by state: active (its run is in progress), kept (keepOnFailure) or orphaned (left for the sweep).
 # TYPE drillerd_sandboxes gauge
 drillerd_sandboxes{kind="Namespace",state="active"} 1
 drillerd_sandboxes{kind="Namespace",state="kept"} 1
 drillerd_sandboxes{kind="Namespace",state="orphaned"} 3
+drillerd_sandboxes{kind="PersistentVolume",state="active"} 0
+drillerd_sandboxes{kind="PersistentVolume",state="kept"} 1
+drillerd_sandboxes{kind="PersistentVolume",state="orphaned"} 1
 drillerd_sandboxes{kind="VolumeSnapshotContent",state="active"} 1
 drillerd_sandboxes{kind="VolumeSnapshotContent",state="kept"} 0
 drillerd_sandboxes{kind="VolumeSnapshotContent",state="orphaned"} 1

@@ -79,9 +79,13 @@ func (s Sandbox) meta(name string) metav1.ObjectMeta {
 
 // Namespace is the sandbox namespace.
 func (s Sandbox) Namespace() *corev1.Namespace {
+	labels := s.Labels()
+	// The database pod needs nothing beyond the baseline Pod Security
+	// Standard; enforcing it keeps a drill's image from running privileged.
+	labels["pod-security.kubernetes.io/enforce"] = "baseline"
 	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
 		Name:   s.NamespaceName(),
-		Labels: s.Labels(),
+		Labels: labels,
 		Annotations: map[string]string{
 			"drills.drillerd.dev/purpose": fmt.Sprintf("restore drill %s/%s, run %s; removed by drillerd", s.Drill.Namespace, s.Drill.Name, s.Run.Name),
 		},
@@ -173,15 +177,20 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 	if port == 0 {
 		port = 5432
 	}
-	args := []string{
+	// The drill's own arguments come first: PostgreSQL takes the last
+	// value of a setting, so none of them can undo what follows.
+	args := append([]string{}, db.Args...)
+	args = append(args,
 		"-c", "listen_addresses=*",
 		"-c", fmt.Sprintf("port=%d", port),
-		// The copy must never ship WAL to production's archive, nor
-		// start logical replication subscriptions that would connect to
-		// production and consume its replication slots.
+		// The copy must never reach production: no WAL shipped to its
+		// archive, no logical replication subscription connecting to it and
+		// consuming its slots, no standby streaming from its primary.
 		"-c", "archive_mode=off",
 		"-c", "max_logical_replication_workers=0",
-	}
+		"-c", "primary_conninfo=",
+		"-c", "primary_slot_name=",
+	)
 	mounts := []corev1.VolumeMount{{Name: "data", MountPath: dataMountPath}}
 	volumes := []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
 		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: DataClaimName},
@@ -193,7 +202,6 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: HBAConfigMapName}},
 		}})
 	}
-	args = append(args, db.Args...)
 	pgdata := dataMountPath
 	if db.DataSubPath != "" {
 		pgdata = path.Join(dataMountPath, db.DataSubPath)

@@ -101,16 +101,28 @@ func TestClaimSize(t *testing.T) {
 }
 
 func TestDatabasePod(t *testing.T) {
-	trust := testSandbox(drillsv1.AuthTrust).DatabasePod()
+	sb := testSandbox(drillsv1.AuthTrust)
+	// A drill's args try to switch the protections back on.
+	sb.Drill.Spec.Database.Args = append(sb.Drill.Spec.Database.Args, "-c", "archive_mode=on", "-c", "hba_file=/tmp/other", "-c", "max_logical_replication_workers=4")
+	trust := sb.DatabasePod()
 	c := trust.Spec.Containers[0]
 	args := strings.Join(c.Args, " ")
-	for _, want := range []string{"-c archive_mode=off", "-c hba_file=/etc/drillerd/pg_hba.conf", "-c shared_buffers=64MB"} {
+	for _, want := range []string{"-c shared_buffers=64MB", "-c listen_addresses=*"} {
 		if !strings.Contains(args, want) {
 			t.Errorf("args %q lack %q", args, want)
 		}
 	}
-	if strings.Index(args, "hba_file") > strings.Index(args, "shared_buffers") {
-		t.Error("the drill's own args must come last, so they win")
+	// PostgreSQL takes a setting's last value.
+	for setting, want := range map[string]string{
+		"archive_mode": "off", "hba_file": "/etc/drillerd/pg_hba.conf", "max_logical_replication_workers": "0",
+		"primary_conninfo": "", "primary_slot_name": "",
+	} {
+		if got, ok := lastSetting(c.Args, setting); !ok || got != want {
+			t.Errorf("%s = %q (set %v), want %q to win over the drill's args", setting, got, ok, want)
+		}
+	}
+	if ns := sb.Namespace(); ns.Labels["pod-security.kubernetes.io/enforce"] != "baseline" {
+		t.Errorf("sandbox namespace labels %v: want the baseline Pod Security Standard enforced", ns.Labels)
 	}
 	if c.Env[0].Name != "PGDATA" || c.Env[0].Value != "/var/lib/postgresql/data/pgdata" {
 		t.Errorf("PGDATA %+v", c.Env)
@@ -160,4 +172,17 @@ func TestNamespaceNameIsAValidLabel(t *testing.T) {
 			t.Errorf("NamespaceName(%q) must be deterministic per run and differ between runs", drill)
 		}
 	}
+}
+
+// lastSetting is the last value given to setting with -c in args.
+func lastSetting(args []string, setting string) (string, bool) {
+	value, found := "", false
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "-c" {
+			if v, ok := strings.CutPrefix(args[i+1], setting+"="); ok {
+				value, found = v, true
+			}
+		}
+	}
+	return value, found
 }

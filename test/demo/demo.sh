@@ -43,9 +43,12 @@ kubectl -n shop get volumesnapshots
 say "Applying the RestoreDrill (deploy/examples/restoredrill.yaml)"
 kubectl apply -f deploy/examples/restoredrill.yaml
 
-if [ -f "$state/drillerd.pid" ] && kill -0 "$(cat "$state/drillerd.pid")" 2>/dev/null; then
-  say "drillerd is already serving (pid $(cat "$state/drillerd.pid"))"
-else
+if [ -f "$state/drillerd.pid" ]; then
+  kill "$(cat "$state/drillerd.pid")" 2>/dev/null || true   # a fresh token, and the binary just built
+  rm -f "$state/drillerd.pid"
+  sleep 1
+fi
+{
   say "Starting drillerd serve as the drillerd ServiceAccount (log: $state/drillerd.log)"
   server=$(kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.server}')
   kubectl config view --raw --minify -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d >"$state/drillerd-ca.crt"
@@ -60,8 +63,17 @@ else
     --api-bind-address 127.0.0.1:8443 --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081 \
     >"$state/drillerd.log" 2>&1 &
   echo $! >"$state/drillerd.pid"
-  for _ in $(seq 60); do curl -sf 127.0.0.1:8081/readyz >/dev/null && break; sleep 0.5; done
-fi
+  ready=false
+  for _ in $(seq 60); do
+    if curl -sf 127.0.0.1:8081/readyz >/dev/null; then ready=true; break; fi
+    sleep 0.5
+  done
+  if ! $ready; then
+    echo "drillerd did not become ready; its log:" >&2
+    tail -20 "$state/drillerd.log" >&2
+    exit 1
+  fi
+}
 
 say "Running a drill: bin/drillerd run -n shop orders-db"
 code=0
