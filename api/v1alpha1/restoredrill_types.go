@@ -421,7 +421,7 @@ type RunSummary struct {
 // +kubebuilder:printcolumn:name="RTO(s)",type=number,JSONPath=`.status.lastRun.rtoSeconds`
 // +kubebuilder:printcolumn:name="RPO(s)",type=number,JSONPath=`.status.lastRun.rpoSeconds`
 // +kubebuilder:printcolumn:name="Last Success",type=date,JSONPath=`.status.lastSuccessTime`
-// +kubebuilder:printcolumn:name="Next Run",type=date,JSONPath=`.status.nextScheduleTime`
+// +kubebuilder:printcolumn:name="Next Run",type=string,JSONPath=`.status.nextScheduleTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type RestoreDrill struct {
 	metav1.TypeMeta   `json:",inline"`
