@@ -5,11 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-state=.localcluster
+# The end-to-end test runs the demo on its own cluster and binaries.
+state=${DEMO_STATE_DIR:-.localcluster}
+drillerd=${DRILLERD:-bin/drillerd}
+localcluster=${LOCALCLUSTER:-bin/localcluster}
 
 say "Starting the local cluster"
-bin/localcluster up >/dev/null
-eval "$(bin/localcluster env)"
+"$localcluster" up --state-dir "$state" >/dev/null
+eval "$("$localcluster" env --state-dir "$state")"
+state=$(cd "$state" && pwd)
 
 say "Installing drillerd from deploy/ (CRDs, RBAC, Service, NetworkPolicy)"
 kubectl apply --server-side --force-conflicts -k test/demo/install >/dev/null
@@ -55,11 +59,11 @@ fi
   token=$(kubectl -n drillerd-system create token drillerd --duration=24h)
   sa_kubeconfig="$state/drillerd.kubeconfig"
   rm -f "$sa_kubeconfig"
-  KUBECONFIG=$sa_kubeconfig kubectl config set-cluster local --server="$server" --certificate-authority="$PWD/$state/drillerd-ca.crt" --embed-certs >/dev/null
+  KUBECONFIG=$sa_kubeconfig kubectl config set-cluster local --server="$server" --certificate-authority="$state/drillerd-ca.crt" --embed-certs >/dev/null
   KUBECONFIG=$sa_kubeconfig kubectl config set-credentials drillerd --token="$token" >/dev/null
   KUBECONFIG=$sa_kubeconfig kubectl config set-context drillerd --cluster=local --user=drillerd --namespace=drillerd-system >/dev/null
   KUBECONFIG=$sa_kubeconfig kubectl config use-context drillerd >/dev/null
-  nohup bin/drillerd serve --kubeconfig "$sa_kubeconfig" --namespace drillerd-system --log-format console \
+  nohup "$drillerd" serve --kubeconfig "$sa_kubeconfig" --namespace drillerd-system --log-format console \
     --api-bind-address 127.0.0.1:8443 --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081 \
     >"$state/drillerd.log" 2>&1 &
   echo $! >"$state/drillerd.pid"
@@ -77,7 +81,7 @@ fi
 
 say "Running a drill: bin/drillerd run -n shop orders-db"
 code=0
-bin/drillerd run -n shop orders-db || code=$?
+"$drillerd" run -n shop orders-db || code=$?
 
 say "kubectl -n shop get restoredrills,drillruns"
 kubectl -n shop get restoredrills,drillruns

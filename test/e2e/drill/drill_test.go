@@ -77,6 +77,7 @@ func TestDrills(t *testing.T) {
 	t.Run("deploy/ passes a server-side dry run, with and without monitoring", p.deployDryRun)
 	t.Run("drillerd with deploy/'s ServiceAccount runs a drill and is refused nothing", p.serviceAccountDrill)
 	t.Run("a real Prometheus with deploy/'s rules fires DrillFailed", p.alertsInPrometheus)
+	t.Run("make demo's script drills the shop's database", p.demo)
 }
 
 func setUpProduction(t *testing.T, env *fixture.Env) *production {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -331,5 +332,65 @@ func (p *production) retainedVolumeIsRemoved(t *testing.T) {
 	}
 	if _, err := env.Client.CoreV1().PersistentVolumes().Get(env.Ctx, run.Status.VolumeName, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("the restored volume %s of a Retain class outlived the drill (%v)", run.Status.VolumeName, err)
+	}
+}
+
+// demo runs `make demo`'s script on this cluster: it must install drillerd,
+// drill the shop's database as the ServiceAccount and print a passing
+// report with a working status page link.
+func (p *production) demo(t *testing.T) {
+	env := p.env
+	daemon.stop() // the demo runs its own drillerd
+	defer func() {
+		if err := daemon.start(); err != nil {
+			t.Fatal(err)
+		}
+	}()
+	dir := t.TempDir()
+	localclusterBin := filepath.Join(dir, "localcluster")
+	build := exec.Command("go", "build", "-o", localclusterBin, "./test/cmd/localcluster")
+	build.Dir = repoPath(t)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building localcluster: %v\n%s", err, out)
+	}
+	defer func() {
+		for _, pidFile := range []string{"drillerd.pid", "writer.pid"} {
+			data, err := os.ReadFile(filepath.Join(cluster.StateDir, pidFile))
+			if err != nil {
+				continue
+			}
+			var pid int
+			if _, err := fmt.Sscan(string(data), &pid); err == nil && pid > 0 {
+				if proc, err := os.FindProcess(pid); err == nil {
+					_ = proc.Signal(syscall.SIGTERM)
+				}
+			}
+			_ = os.Remove(filepath.Join(cluster.StateDir, pidFile))
+		}
+	}()
+	ctx, cancel := context.WithTimeout(env.Ctx, fixture.Scaled(5*time.Minute))
+	defer cancel()
+	cmd := exec.CommandContext(ctx, repoPath(t, "test", "demo", "demo.sh"))
+	cmd.Dir = repoPath(t)
+	cmd.Env = append(os.Environ(), "DEMO_STATE_DIR="+cluster.StateDir, "DRILLERD="+drillerd, "LOCALCLUSTER="+localclusterBin)
+	out, err := cmd.CombinedOutput()
+	t.Logf("demo output:\n%s", out)
+	if err != nil {
+		t.Fatalf("the demo failed: %v", err)
+	}
+	text := string(out)
+	for _, want := range []string{"Verdict   Succeeded: 5 checks passed", "PASS  every-order-has-items", "RPO", "basis Data", "restoredrill.drills.drillerd.dev/orders-db", "Stop everything:     make cluster-down"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the demo's output lacks %q", want)
+		}
+	}
+	// The status page link it prints works and shows the drill.
+	link := regexp.MustCompile(`https://127\.0\.0\.1:8443/\?token=\S+`).FindString(text)
+	if link == "" {
+		t.Fatal("the demo prints no status page link")
+	}
+	page := chromium(t, t.TempDir(), link, "--dump-dom")
+	if !strings.Contains(page, "shop/orders-db") || !strings.Contains(page, "Succeeded") {
+		t.Errorf("the demo's status page does not show shop/orders-db succeeding:\n%s", page)
 	}
 }
