@@ -161,8 +161,7 @@ func (r *Recovery) Sweep(ctx context.Context) error {
 	}
 	for i := range labelled.Items {
 		pv := &labelled.Items[i]
-		if pv.Spec.ClaimRef == nil || !restore.IsSandboxVolume(pv, pv.Spec.ClaimRef.Namespace) ||
-			pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
+		if !restore.IsOwnedVolume(pv) || pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
 			continue
 		}
 		orphan, err := r.orphaned(ctx, pv.Labels)

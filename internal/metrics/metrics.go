@@ -33,6 +33,8 @@ import (
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -204,40 +206,28 @@ func (c *Collector) collectSandboxes(ctx context.Context, ch chan<- prometheus.M
 			ch <- prometheus.MustNewConstMetric(sandboxes, prometheus.GaugeValue, float64(n), kind, string(state))
 		}
 	}
-	namespaces := &corev1.NamespaceList{}
-	if err := c.Reader.List(ctx, namespaces, owned); err != nil {
-		c.Log.Error(err, "while listing sandbox namespaces for metrics")
-	} else {
-		var sets []map[string]string
-		for i := range namespaces.Items {
-			if restore.IsOwnedSandbox(&namespaces.Items[i]) {
-				sets = append(sets, namespaces.Items[i].Labels)
-			}
+	for _, k := range []struct {
+		kind  string
+		list  client.ObjectList
+		owned func(client.Object) bool // the ownership gate of the kind
+	}{
+		{"Namespace", &corev1.NamespaceList{}, func(o client.Object) bool { return restore.IsOwnedSandbox(o.(*corev1.Namespace)) }},
+		{"PersistentVolume", &corev1.PersistentVolumeList{}, func(o client.Object) bool { return restore.IsOwnedVolume(o.(*corev1.PersistentVolume)) }},
+		{"VolumeSnapshotContent", &snapshotv1.VolumeSnapshotContentList{}, func(o client.Object) bool {
+			return restore.IsOwnedContent(o.(*snapshotv1.VolumeSnapshotContent))
+		}},
+	} {
+		if err := c.Reader.List(ctx, k.list, owned); err != nil {
+			c.Log.Error(err, "while listing sandbox objects for metrics", "kind", k.kind)
+			continue
 		}
-		count("Namespace", sets)
-	}
-	volumes := &corev1.PersistentVolumeList{}
-	if err := c.Reader.List(ctx, volumes, owned); err != nil {
-		c.Log.Error(err, "while listing restored volumes for metrics")
-	} else {
 		var sets []map[string]string
-		for i := range volumes.Items {
-			if pv := &volumes.Items[i]; pv.Spec.ClaimRef != nil && restore.IsSandboxVolume(pv, pv.Spec.ClaimRef.Namespace) {
-				sets = append(sets, pv.Labels)
+		_ = meta.EachListItem(k.list, func(o runtime.Object) error {
+			if obj := o.(client.Object); k.owned(obj) {
+				sets = append(sets, obj.GetLabels())
 			}
-		}
-		count("PersistentVolume", sets)
-	}
-	contents := &snapshotv1.VolumeSnapshotContentList{}
-	if err := c.Reader.List(ctx, contents, owned); err != nil {
-		c.Log.Error(err, "while listing content copies for metrics")
-	} else {
-		var sets []map[string]string
-		for i := range contents.Items {
-			if restore.IsOwnedContent(&contents.Items[i]) {
-				sets = append(sets, contents.Items[i].Labels)
-			}
-		}
-		count("VolumeSnapshotContent", sets)
+			return nil
+		})
+		count(k.kind, sets)
 	}
 }

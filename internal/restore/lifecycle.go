@@ -54,6 +54,13 @@ func IsSandboxVolume(pv *corev1.PersistentVolume, ns string) bool {
 		ref.Namespace == ns && ref.Name == DataClaimName
 }
 
+// IsOwnedVolume is the gate to releasing a volume found by label (the
+// sweep): it carries drillerd's labels and is bound to a sandbox's claim.
+func IsOwnedVolume(pv *corev1.PersistentVolume) bool {
+	return pv.Labels[LabelManagedBy] == ManagedByValue && pv.Labels[LabelRun] != "" &&
+		pv.Spec.ClaimRef != nil && IsSandboxVolume(pv, pv.Spec.ClaimRef.Namespace)
+}
+
 // ReleaseSandboxVolume sets a sandbox volume's reclaim policy to Delete, so
 // that deleting its claim deletes it; the caller has checked
 // IsSandboxVolume. A volume that is already Delete is left alone.
