@@ -9,6 +9,9 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 state=${DEMO_STATE_DIR:-.localcluster}
 drillerd=${DRILLERD:-bin/drillerd}
 localcluster=${LOCALCLUSTER:-bin/localcluster}
+api=${DEMO_API_ADDRESS:-127.0.0.1:8443}
+metrics=${DEMO_METRICS_ADDRESS:-127.0.0.1:8080}
+probes=${DEMO_PROBE_ADDRESS:-127.0.0.1:8081}
 
 say "Starting the local cluster"
 "$localcluster" up --state-dir "$state" >/dev/null
@@ -64,12 +67,12 @@ fi
   KUBECONFIG=$sa_kubeconfig kubectl config set-context drillerd --cluster=local --user=drillerd --namespace=drillerd-system >/dev/null
   KUBECONFIG=$sa_kubeconfig kubectl config use-context drillerd >/dev/null
   nohup "$drillerd" serve --kubeconfig "$sa_kubeconfig" --namespace drillerd-system --log-format console \
-    --api-bind-address 127.0.0.1:8443 --metrics-bind-address 127.0.0.1:8080 --health-probe-bind-address 127.0.0.1:8081 \
+    --api-bind-address "$api" --metrics-bind-address "$metrics" --health-probe-bind-address "$probes" \
     >"$state/drillerd.log" 2>&1 &
   echo $! >"$state/drillerd.pid"
   ready=false
   for _ in $(seq 60); do
-    if curl -sf 127.0.0.1:8081/readyz >/dev/null; then ready=true; break; fi
+    if curl -sf "$probes/readyz" >/dev/null; then ready=true; break; fi
     sleep 0.5
   done
   if ! $ready; then
@@ -97,12 +100,12 @@ cat <<MSG
 
 Look around:
   Status page (self-signed certificate):
-    https://127.0.0.1:8443/?token=$viewer
-  Metrics:           curl -s 127.0.0.1:8080/metrics | grep ^drillerd_
+    https://$api/?token=$viewer
+  Metrics:           curl -s $metrics/metrics | grep ^drillerd_
   The run in detail: eval "\$(bin/localcluster env)"; kubectl -n shop describe drillruns
   Another drill:     bin/drillerd run -n shop orders-db
   Over HTTP:         curl -sk -X POST -H "Authorization: Bearer \$(kubectl -n shop create token sre)" \\
-                       https://127.0.0.1:8443/api/v1/namespaces/shop/restoredrills/orders-db/runs
+                       https://$api/api/v1/namespaces/shop/restoredrills/orders-db/runs
   drillerd's log:    tail -f $state/drillerd.log
 Stop everything:     make cluster-down
 MSG

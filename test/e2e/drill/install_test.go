@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -372,7 +373,8 @@ func (p *production) demo(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, repoPath(t, "test", "demo", "demo.sh"))
 	cmd.Dir = repoPath(t)
-	cmd.Env = append(os.Environ(), "DEMO_STATE_DIR="+cluster.StateDir, "DRILLERD="+drillerd, "LOCALCLUSTER="+localclusterBin)
+	cmd.Env = append(os.Environ(), "DEMO_STATE_DIR="+cluster.StateDir, "DRILLERD="+drillerd, "LOCALCLUSTER="+localclusterBin,
+		"DEMO_API_ADDRESS="+freeAddress(t), "DEMO_METRICS_ADDRESS="+freeAddress(t), "DEMO_PROBE_ADDRESS="+freeAddress(t))
 	out, err := cmd.CombinedOutput()
 	t.Logf("demo output:\n%s", out)
 	if err != nil {
@@ -385,7 +387,7 @@ func (p *production) demo(t *testing.T) {
 		}
 	}
 	// The status page link it prints works and shows the drill.
-	link := regexp.MustCompile(`https://127\.0\.0\.1:8443/\?token=\S+`).FindString(text)
+	link := regexp.MustCompile(`https://127\.0\.0\.1:[0-9]+/\?token=\S+`).FindString(text)
 	if link == "" {
 		t.Fatal("the demo prints no status page link")
 	}
@@ -393,4 +395,15 @@ func (p *production) demo(t *testing.T) {
 	if !strings.Contains(page, "shop/orders-db") || !strings.Contains(page, "Succeeded") {
 		t.Errorf("the demo's status page does not show shop/orders-db succeeding:\n%s", page)
 	}
+}
+
+// freeAddress is a loopback address with a port nothing listens on now.
+func freeAddress(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
