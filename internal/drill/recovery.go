@@ -121,7 +121,6 @@ func (r *Recovery) Sweep(ctx context.Context) error {
 	if err := r.APIReader.List(ctx, namespaces, owned); err != nil {
 		return fmt.Errorf("while listing sandbox namespaces: %w", err)
 	}
-	var volumes *corev1.PersistentVolumeList
 	for i := range namespaces.Items {
 		ns := &namespaces.Items[i]
 		if !restore.IsOwnedSandbox(ns) {
@@ -131,18 +130,8 @@ func (r *Recovery) Sweep(ctx context.Context) error {
 		if err != nil || !orphan {
 			continue
 		}
-		if volumes == nil {
-			volumes = &corev1.PersistentVolumeList{}
-			if err := r.APIReader.List(ctx, volumes); err != nil {
-				return fmt.Errorf("while listing volumes of orphaned sandboxes: %w", err)
-			}
-		}
-		for j := range volumes.Items {
-			if pv := &volumes.Items[j]; restore.IsSandboxVolume(pv, ns.Name) {
-				if err := restore.ReleaseSandboxVolume(ctx, r.Client, pv); err != nil {
-					return err
-				}
-			}
+		if _, _, err := releaseVolume(ctx, r.APIReader, r.Client, ns.Name, ""); err != nil {
+			return err
 		}
 		if ns.DeletionTimestamp != nil {
 			continue

@@ -72,7 +72,7 @@ func TestMarkInterrupted(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(tt.run).WithStatusSubresource(&drillsv1.DrillRun{}).Build()
-			r := &Recovery{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate()}
+			r := newRecovery(c)
 			if err := r.MarkInterrupted(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -119,8 +119,8 @@ func TestSweep(t *testing.T) {
 			objs := append([]client.Object{tt.namespace}, tt.runs...)
 			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).Build()
 			removed := 0
-			r := &Recovery{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate(),
-				OrphanRemoved: func(string) { removed++ }}
+			r := newRecovery(c)
+			r.OrphanRemoved = func(string) { removed++ }
 			if err := r.Sweep(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -147,7 +147,7 @@ func TestSweepDeletesOnlyRetainCopies(t *testing.T) {
 	deleting.Name = "drill-delete-policy"
 	deleting.Spec.DeletionPolicy = snapshotv1.VolumeSnapshotContentDelete
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(retain, deleting).Build()
-	r := &Recovery{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate()}
+	r := newRecovery(c)
 	if err := r.Sweep(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestSweepReleasesOrphanedRetainedVolumes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(tt.pv, running).Build()
-			r := &Recovery{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate()}
+			r := newRecovery(c)
 			if err := r.Sweep(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -198,4 +198,36 @@ func TestSweepReleasesOrphanedRetainedVolumes(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestSweepReleasesTheVolumeOfAnOrphanedSandboxBoundAfterItsRun(t *testing.T) {
+	// The run is gone; its sandbox claim bound to a Retain volume that was
+	// never labelled (the run ended before it saw the claim bound).
+	gone := newRun("gone").Obj()
+	ns := sandboxNamespace(gone, "drill-orders-db-ffff")
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: restore.DataClaimName},
+		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: "pv-late"},
+	}
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "pv-late"},
+		Spec: corev1.PersistentVolumeSpec{PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			ClaimRef: &corev1.ObjectReference{Namespace: ns.Name, Name: restore.DataClaimName}},
+	}
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(ns, claim, pv).Build()
+	if err := newRecovery(c).Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := &corev1.PersistentVolume{}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(pv), got); err != nil || got.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimDelete {
+		t.Errorf("volume %v (%v), want reclaimPolicy Delete before its namespace is swept", got.Spec.PersistentVolumeReclaimPolicy, err)
+	}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(ns), &corev1.Namespace{}); !apierrors.IsNotFound(err) {
+		t.Errorf("orphaned namespace not swept: %v", err)
+	}
+}
+
+// newRecovery is a Recovery at t0 on c.
+func newRecovery(c client.Client) *Recovery {
+	return &Recovery{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate()}
 }

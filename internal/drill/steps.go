@@ -139,8 +139,8 @@ func (r *Reconciler) create(ctx context.Context, w *work, obj client.Object) err
 // restoreVolume waits until the snapshot copy is ready and the claim bound.
 func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (bool, time.Duration, error) {
 	ns := w.sandbox.NamespaceName()
-	deadline := phaseDeadline(w, durationOr(w.drill.Spec.Timeouts.Volume, drillsv1.DefaultVolumeTimeout))
 	timeout := durationOr(w.drill.Spec.Timeouts.Volume, drillsv1.DefaultVolumeTimeout)
+	deadline := phaseDeadline(w, timeout)
 
 	vs := &snapshotv1.VolumeSnapshot{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.SourceSnapshotName}, vs); client.IgnoreNotFound(err) != nil {
@@ -285,12 +285,11 @@ func (r *Reconciler) expireKeptSandbox(ctx context.Context, run *drillsv1.DrillR
 // ownership gates, makes sure the restored volume is deleted with its claim,
 // and reports whether all three are gone.
 func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) (bool, error) {
-	gone := true
-	volumeGone, err := r.releaseVolume(ctx, run)
+	volume, gone, err := releaseVolume(ctx, r.APIReader, r.Client, run.Status.SandboxNamespace, run.Status.VolumeName)
 	if err != nil {
 		return false, err
 	}
-	gone = gone && volumeGone
+	run.Status.VolumeName = volume
 	if name := run.Status.SandboxNamespace; name != "" {
 		ns := &corev1.Namespace{}
 		err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, ns)
@@ -328,39 +327,36 @@ func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) 
 	return gone, nil
 }
 
-// releaseVolume makes the restored volume go away with its claim: a volume
-// of a storage class with reclaimPolicy Retain would otherwise outlive the
-// sandbox as a Released copy of production data. Only the volume bound to
-// this run's sandbox claim is touched (restore.IsSandboxVolume). It
-// reports whether the volume is gone.
-func (r *Reconciler) releaseVolume(ctx context.Context, run *drillsv1.DrillRun) (bool, error) {
-	if run.Status.VolumeName == "" && run.Status.SandboxNamespace != "" {
-		// The run ended before it saw its claim bound; the claim may be
-		// bound by now.
+// releaseVolume makes the restored volume of sandbox namespace ns go away
+// with its claim: a volume of a storage class with reclaimPolicy Retain
+// would otherwise outlive the sandbox as a Released copy of production
+// data. name is the volume if known, else the sandbox claim's volume is
+// looked up (a run can end before it saw its claim bound). Only a volume
+// bound to the sandbox's claim is touched (restore.IsSandboxVolume). It
+// returns the volume's name and whether it is gone.
+func releaseVolume(ctx context.Context, reader client.Reader, c client.Client, ns, name string) (string, bool, error) {
+	if name == "" && ns != "" {
 		claim := &corev1.PersistentVolumeClaim{}
-		err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: run.Status.SandboxNamespace, Name: restore.DataClaimName}, claim)
+		err := reader.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DataClaimName}, claim)
 		if client.IgnoreNotFound(err) != nil {
-			return false, fmt.Errorf("while reading the sandbox's claim: %w", err)
+			return "", false, fmt.Errorf("while reading the sandbox's claim: %w", err)
 		}
-		run.Status.VolumeName = claim.Spec.VolumeName
+		name = claim.Spec.VolumeName
 	}
-	if run.Status.VolumeName == "" {
-		return true, nil
+	if name == "" {
+		return "", true, nil
 	}
 	pv := &corev1.PersistentVolume{}
-	err := r.APIReader.Get(ctx, types.NamespacedName{Name: run.Status.VolumeName}, pv)
+	err := reader.Get(ctx, types.NamespacedName{Name: name}, pv)
 	switch {
 	case apierrors.IsNotFound(err):
-		return true, nil
+		return name, true, nil
 	case err != nil:
-		return false, fmt.Errorf("while reading the restored volume %s: %w", run.Status.VolumeName, err)
-	case !restore.IsSandboxVolume(pv, run.Status.SandboxNamespace):
-		return true, nil // not the sandbox's (any more): not drillerd's to wait for
+		return name, false, fmt.Errorf("while reading the restored volume %s: %w", name, err)
+	case !restore.IsSandboxVolume(pv, ns):
+		return name, true, nil // not the sandbox's (any more): not drillerd's to wait for
 	}
-	if err := restore.ReleaseSandboxVolume(ctx, r.Client, pv); err != nil {
-		return false, err
-	}
-	return false, nil
+	return name, false, restore.ReleaseSandboxVolume(ctx, c, pv)
 }
 
 // summarize adds a finished run to its drill's status: run counts and

@@ -19,7 +19,7 @@
 //	                                                         when it enters the next
 //	drillerd_drills_in_progress                              runs past Pending and not Done
 //	drillerd_drill_skipped_total{namespace,drill,reason}     schedule ticks that started no run
-//	drillerd_sandbox_orphans_removed_total{kind}             orphaned sandbox objects deleted by the sweep
+//	drillerd_sandbox_orphans_removed_total{kind}             orphaned sandbox objects the sweep deleted or released
 //	drillerd_sandboxes{kind,state}                           labelled sandbox namespaces, restored volumes and
 //	                                                         content copies by state: active, kept
 //	                                                         (keepOnFailure) or orphaned
@@ -75,7 +75,7 @@ type Collector struct {
 func NewCollector(r client.Reader, clk clock.PassiveClock, log logr.Logger) *Collector {
 	return &Collector{Reader: r, Clock: clk, Log: log, OrphansRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "drillerd_sandbox_orphans_removed_total",
-		Help: "Orphaned sandbox objects (namespaces, content copies) deleted by the sweep, by kind.",
+		Help: "Orphaned sandbox objects deleted by the sweep (namespaces, content copies) or released to be deleted (retained volumes), by kind.",
 	}, []string{"kind"})}
 }
 

@@ -58,11 +58,7 @@ func TestMetricsComeFromState(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: "billing", Name: "ledger"},
 		Status:     drillsv1.RestoreDrillStatus{PhaseDurations: map[drillsv1.Phase]drillsv1.PhaseHistogram{drillsv1.PhaseRestoringVolume: other}},
 	}
-	s := runtime.NewScheme()
-	if err := drillsv1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	c := NewCollector(fake.NewClientBuilder().WithScheme(s).WithObjects(drill, drill2, running, finished).Build(), clocktesting.NewFakePassiveClock(done.Time), logr.Discard())
+	c := NewCollector(newClient(t, drill, drill2, running, finished), clocktesting.NewFakePassiveClock(done.Time), logr.Discard())
 	c.OrphansRemoved.WithLabelValues("Namespace").Inc()
 
 	want := `
@@ -95,7 +91,7 @@ drillerd_drill_skipped_total{drill="orders-db",namespace="shop",reason="AlreadyR
 # HELP drillerd_drills_in_progress Runs past Pending and not yet Done.
 # TYPE drillerd_drills_in_progress gauge
 drillerd_drills_in_progress 1
-# HELP drillerd_sandbox_orphans_removed_total Orphaned sandbox objects (namespaces, content copies) deleted by the sweep, by kind.
+# HELP drillerd_sandbox_orphans_removed_total Orphaned sandbox objects deleted by the sweep (namespaces, content copies) or released to be deleted (retained volumes), by kind.
 # TYPE drillerd_sandbox_orphans_removed_total counter
 drillerd_sandbox_orphans_removed_total{kind="Namespace"} 1
 `

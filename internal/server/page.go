@@ -74,7 +74,9 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 				// The page shows drills and their runs' messages: both must be readable.
 				for _, resource := range []string{"restoredrills", "drillruns"} {
 					allowed, err := s.allowed(r.Context(), user, "list", resource, d.Namespace)
-					ok = ok && err == nil && allowed
+					if ok = err == nil && allowed; !ok {
+						break
+					}
 				}
 			}
 			visible[d.Namespace] = ok
