@@ -5,7 +5,6 @@
 package monitoring_test
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
@@ -118,31 +117,17 @@ func TestEveryAlertIsUnitTested(t *testing.T) {
 func TestQueriesUseExposedMetrics(t *testing.T) {
 	exposed := exposedMetrics(t)
 	rules := string(ruleGroups(t))
-	dashboard, err := os.ReadFile(dashboardFile)
+	panels, err := fixture.DashboardPanels(dashboardFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var d struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	if err := json.Unmarshal(dashboard, &d); err != nil {
-		t.Fatalf("%s is not valid JSON: %v", dashboardFile, err)
-	}
-	if len(d.Panels) == 0 {
-		t.Fatalf("%s has no panels", dashboardFile)
-	}
 	sources := map[string]string{ruleFile: rules}
-	for _, p := range d.Panels {
-		for _, target := range p.Targets {
-			if target.Expr == "" {
+	for _, p := range panels {
+		for _, q := range p.Queries {
+			if q == "" {
 				t.Errorf("dashboard panel %q has a target without a query", p.Title)
 			}
-			sources[dashboardFile+": "+p.Title] += target.Expr + "\n"
+			sources[dashboardFile+": "+p.Title] += q + "\n"
 		}
 	}
 	metricName := regexp.MustCompile(`drillerd_[a-z_]+`)

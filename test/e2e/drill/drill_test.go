@@ -23,6 +23,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
@@ -67,6 +68,7 @@ func TestDrills(t *testing.T) {
 	t.Run("no ready snapshot", p.noReadySnapshot)
 	t.Run("freshness beyond the RPO target fails on RPO", p.freshnessBeyondRPO)
 	t.Run("image that cannot start fails within the database timeout", p.imageCannotStart)
+	t.Run("a sandbox the API server refuses ends APIError at once and is torn down", p.sandboxRefused)
 	t.Run("a failed sandbox is kept for keepOnFailure, then removed", p.keepOnFailure)
 	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
 	t.Run("metrics after a passed and a failed drill, and after a restart", p.metricsSurviveRestart)
@@ -171,6 +173,14 @@ func (b *drill) source(claim string) *drill {
 func (b *drill) image(image string) *drill { b.d.Spec.Database.Image = image; return b }
 func (b *drill) storageClass(name string) *drill {
 	b.d.Spec.Sandbox.StorageClassName = &name
+	return b
+}
+func (b *drill) successWindow(d time.Duration) *drill {
+	b.d.Spec.Targets.SuccessWindow = &metav1.Duration{Duration: d}
+	return b
+}
+func (b *drill) resources(r corev1.ResourceRequirements) *drill {
+	b.d.Spec.Sandbox.Resources = r
 	return b
 }
 func (b *drill) databaseTimeout(d time.Duration) *drill {
@@ -418,6 +428,28 @@ func (p *production) imageCannotStart(t *testing.T) {
 	end, ok2 := phaseStart(run, drillsv1.PhaseTearingDown)
 	if !ok || !ok2 || end.Sub(start) > 20*time.Second {
 		t.Errorf("StartingDatabase lasted %s, want the 15s database timeout", end.Sub(start))
+	}
+}
+
+func (p *production) sandboxRefused(t *testing.T) {
+	// Requests above limits: the API server refuses the database pod as
+	// invalid, however often it is retried.
+	d := p.newDrill("refused").check("one", "SELECT 1", drillsv1.Expectation{Equals: ptr.To("1")}).
+		resources(corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")},
+			Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")},
+		})
+	run, code := p.run(t, d) // run checks that no sandbox is left and the source is untouched
+	if code != 2 || run.Status.Result != drillsv1.ResultError || run.Status.Reason != "APIError" {
+		t.Fatalf("exit %d, %s/%s (%s): want exit 2, Error/APIError", code, run.Status.Result, run.Status.Reason, run.Status.Message)
+	}
+	if !strings.Contains(run.Status.Message, "Provisioning") || !strings.Contains(run.Status.Message, "limit") {
+		t.Errorf("message %q: want the phase and the API server's refusal", run.Status.Message)
+	}
+	for _, ph := range run.Status.Phases {
+		if ph.Name == drillsv1.PhaseRestoringVolume {
+			t.Errorf("the run went on to %s after the refusal: %+v", ph.Name, run.Status.Phases)
+		}
 	}
 }
 

@@ -241,8 +241,12 @@ func (p *production) alertsInPrometheus(t *testing.T) {
 	}
 	prom := env.StartPrometheus("drillerd", []string{daemon.metrics}, rules)
 
-	pass := p.newDrill("alert-pass").check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1")}).targets(15*time.Minute, 26*time.Hour)
-	fail := p.newDrill("alert-fail").check("orders-exact", "SELECT count(*) FROM orders", drillsv1.Expectation{Equals: ptr.To("3")})
+	// alert-fail may go a second without a success, so it soon has gone
+	// longer; alert-pass has an hour and succeeds.
+	pass := p.newDrill("alert-pass").check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1")}).
+		targets(15*time.Minute, 26*time.Hour).successWindow(time.Hour)
+	fail := p.newDrill("alert-fail").check("orders-exact", "SELECT count(*) FROM orders", drillsv1.Expectation{Equals: ptr.To("3")}).
+		successWindow(time.Second)
 	if run, _ := p.run(t, pass); run.Status.Result != drillsv1.ResultSucceeded {
 		t.Fatalf("alert-pass: %s %s", run.Status.Result, run.Status.Message)
 	}
@@ -251,18 +255,24 @@ func (p *production) alertsInPrometheus(t *testing.T) {
 	}
 
 	var firing fixture.Alert
-	env.WaitFor(fixture.Scaled(60*time.Second), "DrillFailed to fire in Prometheus for alert-fail", func(ctx context.Context) (bool, error) {
+	env.WaitFor(fixture.Scaled(60*time.Second), "DrillFailed and DrillNotSucceededRecently to fire in Prometheus for alert-fail", func(ctx context.Context) (bool, error) {
 		alerts, err := prom.Alerts(ctx)
 		if err != nil {
 			return false, err
 		}
+		stale := false
 		for _, a := range alerts {
-			if a.Labels["alertname"] == "DrillFailed" && a.Labels["drill"] == "alert-fail" && a.State == "firing" {
+			if a.Labels["drill"] != "alert-fail" || a.State != "firing" {
+				continue
+			}
+			switch a.Labels["alertname"] {
+			case "DrillFailed":
 				firing = a
-				return true, nil
+			case "DrillNotSucceededRecently":
+				stale = true
 			}
 		}
-		return false, fmt.Errorf("alerts now: %v", alerts)
+		return firing.Labels != nil && stale, fmt.Errorf("alerts now: %v", alerts)
 	})
 	if firing.Labels["namespace"] != p.ns || firing.Labels["reason"] != "CheckFailed" || firing.Labels["severity"] != "critical" {
 		t.Errorf("DrillFailed labels %v: want namespace %s, reason CheckFailed, severity critical", firing.Labels, p.ns)
@@ -281,26 +291,15 @@ func (p *production) alertsInPrometheus(t *testing.T) {
 	}
 
 	// The dashboard's queries, with its variables set to this namespace.
-	var dashboard struct {
-		Panels []struct {
-			Title   string `json:"title"`
-			Targets []struct {
-				Expr string `json:"expr"`
-			} `json:"targets"`
-		} `json:"panels"`
-	}
-	data, err := os.ReadFile(repoPath(t, "deploy", "monitoring", "dashboard.json"))
+	panels, err := fixture.DashboardPanels(repoPath(t, "deploy", "monitoring", "dashboard.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(data, &dashboard); err != nil {
-		t.Fatal(err)
-	}
 	vars := strings.NewReplacer("$namespace", regexp.QuoteMeta(p.ns), "$drill", "alert-.*")
-	for _, panel := range dashboard.Panels {
+	for _, panel := range panels {
 		found := false
-		for _, target := range panel.Targets {
-			samples, err := prom.Query(env.Ctx, vars.Replace(target.Expr))
+		for _, query := range panel.Queries {
+			samples, err := prom.Query(env.Ctx, vars.Replace(query))
 			if err != nil {
 				t.Errorf("dashboard panel %q: %v", panel.Title, err)
 			}
