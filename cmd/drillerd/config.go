@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/drillerd/drillerd/internal/scheduler"
 )
 
 // ServeConfig is the configuration of `drillerd serve`.
@@ -22,6 +24,7 @@ type ServeConfig struct {
 	LogFormat              string
 	LogLevel               string
 	SweepInterval          time.Duration
+	StartingDeadline       time.Duration
 	APIBindAddress         string
 	Auth                   string
 	TLSCertFile            string
@@ -45,6 +48,7 @@ func DefaultServeConfig() ServeConfig {
 		LogFormat:              "json",
 		LogLevel:               "info",
 		SweepInterval:          10 * time.Minute,
+		StartingDeadline:       scheduler.DefaultStartingDeadline,
 		APIBindAddress:         ":8443",
 		Auth:                   "kubernetes",
 	}
@@ -67,6 +71,7 @@ func (c *ServeConfig) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "API serving certificate; default: self-signed")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "API serving key; default: self-signed")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "how often orphaned sandboxes are looked for (also at start-up)")
+	fs.DurationVar(&c.StartingDeadline, "starting-deadline", c.StartingDeadline, "how late a schedule tick may still start its run, like a CronJob's startingDeadlineSeconds: a tick handled later (drillerd was down) starts no run and is skipped as MissedDeadline, so an outage does not fire a backlog")
 }
 
 // Validate names the first bad flag and how to fix it.
@@ -83,6 +88,9 @@ func (c *ServeConfig) Validate() error {
 	}
 	if c.SweepInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--sweep-interval=%s: must be positive", c.SweepInterval))
+	}
+	if c.StartingDeadline <= 0 {
+		errs = append(errs, fmt.Errorf("--starting-deadline=%s: must be positive", c.StartingDeadline))
 	}
 	if c.LogFormat != "json" && c.LogFormat != "console" {
 		errs = append(errs, fmt.Errorf("--log-format=%q: use json or console", c.LogFormat))

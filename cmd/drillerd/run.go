@@ -43,7 +43,7 @@ func runDrill(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) int 
 		return fail("RestoreDrill %s/%s: %v", ns, cfg.Drill, err)
 	}
 	run := &drillsv1.DrillRun{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: truncate(cfg.Drill, 50) + "-cli-", Labels: map[string]string{drillsv1.LabelDrill: cfg.Drill}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, GenerateName: generateNamePrefix(cfg.Drill, 50) + "-cli-", Labels: map[string]string{drillsv1.LabelDrill: cfg.Drill}},
 		Spec:       drillsv1.DrillRunSpec{DrillName: cfg.Drill, Trigger: drillsv1.TriggerCLI, SnapshotName: cfg.Snapshot},
 	}
 	if err := c.Create(ctx, run); err != nil {
@@ -116,10 +116,13 @@ func waitDone(ctx context.Context, c client.WithWatch, run *drillsv1.DrillRun) (
 	}
 }
 
-func truncate(s string, n int) string {
-	s = strings.ToLower(s)
-	if len(s) > n {
-		return s[:n]
+// generateNamePrefix returns the start of a run's GenerateName for drill:
+// its name lower-cased and cut to at most n bytes, so that the rest of the
+// generated name still fits.
+func generateNamePrefix(drill string, n int) string {
+	drill = strings.ToLower(drill)
+	if len(drill) > n {
+		return drill[:n]
 	}
-	return s
+	return drill
 }

@@ -62,7 +62,7 @@ func serve(cfg ServeConfig) error {
 		APIReader:         mgr.GetAPIReader(),
 		Clock:             clock.RealClock{},
 		Recorder:          mgr.GetEventRecorder("drillerd"),
-		Database:          drill.ConnectPgx,
+		Database:          drill.ConnectPostgres,
 		DrillerdNamespace: cfg.Namespace,
 		DrillerdLabels:    podLabels,
 		MaxInFlight:       cfg.MaxConcurrentDrills,
@@ -71,9 +71,10 @@ func serve(cfg ServeConfig) error {
 		return err
 	}
 	schedules := &scheduler.Controller{
-		Client:   mgr.GetClient(),
-		Clock:    clock.RealClock{},
-		Recorder: mgr.GetEventRecorder("drillerd"),
+		Client:           mgr.GetClient(),
+		Clock:            clock.RealClock{},
+		Recorder:         mgr.GetEventRecorder("drillerd"),
+		StartingDeadline: cfg.StartingDeadline,
 	}
 	if err := schedules.SetupWithManager(mgr); err != nil {
 		return err

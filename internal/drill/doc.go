@@ -1,18 +1,35 @@
 // Package drill is the DrillRun reconciler.
 //
-// # Design: an ordered list of re-entrant phases
+// # Design: one pipeline of re-entrant steps
 //
-//	SelectingSnapshot → Provisioning → RestoringVolume → StartingDatabase → Validating → TearingDown → Done
+// A run goes through the phases of pipeline (pipeline.go) in order:
 //
-// Each phase looks at what already exists, does one thing, writes status and
-// either moves on (within the same reconcile, so no time is lost between
-// phases) or waits. Waiting is a watch: sandbox objects carry the run's
-// labels and every change to them reconciles the run; a RequeueAfter at the
-// phase's deadline covers "nothing happened". Deadlines derive from phase
-// start times in status, so they survive restarts.
+//	Pending → SelectingSnapshot → Provisioning → RestoringVolume → StartingDatabase → Validating → TearingDown → Done
+//
+// Each phase has one step. A step looks at what already exists, does one
+// thing and returns one of three outcomes:
+//
+//   - nextPhase: its work is done; the run moves on within the same
+//     reconcile, so no time is lost between phases;
+//   - waitFor(d): it waits. Waiting is a watch: sandbox objects carry the
+//     run's labels and every change to them reconciles the run; d covers
+//     "nothing happened" (a phase deadline, a recheck);
+//   - conclude(verdict): the run has its verdict and goes to TearingDown.
+//
+// Steps never set result fields: endRun is the one way a run gets its
+// verdict, whoever decides it (a step, a permanent API error, the total
+// timeout, a drill deleted mid-run, or start-up recovery marking a run
+// Interrupted). Status is written after each step that changed it.
+// Deadlines derive from times in status, so they survive restarts.
 //
 // The RTO clock starts when Provisioning starts and stops when the last
 // check has answered. A verdict is reached at the latest in Validating and
 // recorded before teardown; teardown removes the sandbox (or keeps a failed
-// one for keepOnFailure) and then the run is Done.
+// one for keepOnFailure), the run is Done, and Done's step counts it in its
+// RestoreDrill's status and later removes a kept sandbox.
+//
+// Files follow the pipeline: admission.go, select.go, provision.go,
+// restore.go, database.go, validating.go, teardown.go and record.go hold the
+// steps; recovery.go and sweep.go what the leader does at start and
+// periodically.
 package drill

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,44 +15,58 @@ import (
 	"github.com/drillerd/drillerd/internal/restore"
 	"github.com/drillerd/drillerd/internal/rto"
 	"github.com/drillerd/drillerd/internal/validate"
+	"github.com/drillerd/drillerd/internal/verdict"
 )
 
-// Connector opens a connection to a restored database.
-type Connector func(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error)
-
-// ConnectPgx connects with pgx.
-func ConnectPgx(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
-	return pgx.ConnectConfig(ctx, cfg)
+// Checker runs a drill's checks on one connection to a restored database.
+// *validate.Session is the real one.
+type Checker interface {
+	Run(ctx context.Context, checks []validate.Check) []validate.Result
+	Freshness(ctx context.Context, sql string, timeout time.Duration) (time.Time, error)
+	Close(ctx context.Context) error
 }
 
-// validate runs the checks and the freshness query, stops the RTO clock,
-// measures the RPO and reaches the verdict.
-func (r *Reconciler) validate(ctx context.Context, w *work) (bool, time.Duration, error) {
+// Connector opens a Checker on a restored database.
+type Connector func(ctx context.Context, cfg *pgx.ConnConfig) (Checker, error)
+
+// ConnectPostgres is the Connector of a real PostgreSQL.
+func ConnectPostgres(ctx context.Context, cfg *pgx.ConnConfig) (Checker, error) {
+	s, err := validate.Connect(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// freshnessTimeout is the freshness query's statement timeout.
+const freshnessTimeout = time.Minute
+
+// validate is the Validating step: it runs the checks, stops the RTO clock
+// when the last one has answered, runs the freshness query, measures the
+// RPO and concludes with the verdict.
+func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 	spec := w.drill.Spec
 	ns := w.sandbox.NamespaceName()
 	pod := &corev1.Pod{}
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DatabasePodName}, pod); err != nil {
-		return false, 0, fmt.Errorf("while reading the database pod: %w", err)
+		return outcome{}, fmt.Errorf("while reading the database pod: %w", err)
 	}
 	cfg, err := r.connConfig(ctx, w, pod)
 	if err != nil {
-		r.decide(w, rto.Errored(rto.ReasonInvalidSpec, "%v", err))
-		return true, 0, nil
+		return conclude(verdict.Errored(verdict.ReasonInvalidSpec, "%v", err)), nil
 	}
 	checksCtx, cancel := context.WithTimeout(ctx, durationOr(spec.Timeouts.Checks, drillsv1.DefaultChecksTimeout))
 	defer cancel()
-	conn, err := r.Database(checksCtx, cfg)
+	db, err := r.Database(checksCtx, cfg)
 	if err != nil {
-		r.decide(w, rto.Failed(rto.ReasonDatabaseFailed, "cannot connect to the restored database %s as %s at %s: %v",
-			cfg.Database, cfg.User, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), err))
-		return true, 0, nil
+		return conclude(verdict.Failed(verdict.ReasonDatabaseFailed, "cannot connect to the restored database %s as %s at %s: %v",
+			cfg.Database, cfg.User, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), err)), nil
 	}
-	defer conn.Close(context.WithoutCancel(ctx))
+	defer db.Close(context.WithoutCancel(ctx))
 
-	results := validate.Run(checksCtx, conn, checksOf(spec.Checks))
 	status := &w.run.Status
 	status.Checks = status.Checks[:0]
-	for _, res := range results {
+	for _, res := range db.Run(checksCtx, checksOf(spec.Checks)) {
 		status.Checks = append(status.Checks, drillsv1.CheckResult{
 			Name: res.Name, Passed: res.Passed, Value: res.Value, Expected: res.Expected,
 			Seconds: float64(res.Duration.Milliseconds()) / 1000, Message: res.Message,
@@ -63,9 +76,9 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (bool, time.Duration
 	// query measures the RPO and is not part of the recovery.
 	checksDone := r.Clock.Now()
 	var newestWrite *time.Time
-	findings := rto.Findings{}
+	findings := verdict.Findings{}
 	if spec.Freshness != nil {
-		newest, err := validate.Freshness(checksCtx, conn, spec.Freshness.SQL, time.Minute)
+		newest, err := db.Freshness(checksCtx, spec.Freshness.SQL, freshnessTimeout)
 		if err != nil {
 			findings.FreshnessFailed = err.Error()
 		} else {
@@ -82,8 +95,7 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (bool, time.Duration
 	}
 	status.RPO = rto.MeasureRPO(status.StartTime.Time, newestWrite, snapshotCreated, targets.RPO)
 	findings.SnapshotTooOld = snapshotTooOld(spec, status.StartTime.Time, snapshotCreated)
-	r.decide(w, rto.Decide(*status, findings))
-	return true, 0, nil
+	return conclude(verdict.Decide(*status, findings)), nil
 }
 
 func snapshotTooOld(spec drillsv1.RestoreDrillSpec, start, created time.Time) string {
@@ -95,62 +107,6 @@ func snapshotTooOld(spec drillsv1.RestoreDrillSpec, start, created time.Time) st
 		return ""
 	}
 	return fmt.Sprintf("the newest ready snapshot is %s old, more than maxSnapshotAge %s", rto.Human(age.Seconds()), spec.Source.MaxSnapshotAge.Duration)
-}
-
-// connConfig is where and as whom drillerd connects: the pod's IP, and the
-// Trust user or the Secret's credentials. Passwords never reach logs.
-func (r *Reconciler) connConfig(ctx context.Context, w *work, pod *corev1.Pod) (*pgx.ConnConfig, error) {
-	db := w.drill.Spec.Database
-	port := db.Port
-	if port == 0 {
-		port = 5432
-	}
-	database := db.DatabaseName
-	if database == "" {
-		database = "postgres"
-	}
-	// sslmode=prefer: a restored pg_hba.conf may demand TLS (hostssl); the
-	// host is in the connection string so that the plain-text fallback
-	// goes to the same address.
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s sslmode=prefer connect_timeout=30",
-		quoteConnValue(pod.Status.PodIP), port, quoteConnValue(database)))
-	if err != nil {
-		return nil, fmt.Errorf("while building the connection to %s: %v", pod.Status.PodIP, err)
-	}
-	cfg.RuntimeParams["application_name"] = "drillerd"
-	switch db.Auth.Mode {
-	case drillsv1.AuthSecret:
-		ref := db.Auth.SecretRef
-		secret := &corev1.Secret{}
-		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: w.run.Namespace, Name: ref.Name}, secret); err != nil {
-			return nil, fmt.Errorf("spec.database.auth.secretRef: cannot read Secret %s/%s: %v", w.run.Namespace, ref.Name, err)
-		}
-		userKey, passKey := keyOr(ref.UsernameKey, "username"), keyOr(ref.PasswordKey, "password")
-		user, ok := secret.Data[userKey]
-		if !ok {
-			return nil, fmt.Errorf("spec.database.auth.secretRef: Secret %s/%s has no key %q", w.run.Namespace, ref.Name, userKey)
-		}
-		pass, ok := secret.Data[passKey]
-		if !ok {
-			return nil, fmt.Errorf("spec.database.auth.secretRef: Secret %s/%s has no key %q", w.run.Namespace, ref.Name, passKey)
-		}
-		cfg.User, cfg.Password = string(user), string(pass)
-	default:
-		cfg.User = keyOr(db.Auth.User, "postgres")
-	}
-	return cfg, nil
-}
-
-// quoteConnValue quotes a value for a keyword/value connection string.
-func quoteConnValue(v string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}
-
-func keyOr(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 func checksOf(checks []drillsv1.Check) []validate.Check {

@@ -2,15 +2,205 @@ package drill
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/validate"
+	"github.com/drillerd/drillerd/internal/verdict"
 )
+
+// fakeChecker is a restored database that answers every check as told,
+// taking its time on a fake clock.
+type fakeChecker struct {
+	clock      *clocktesting.FakeClock
+	took       time.Duration // how long the checks take
+	failing    string        // the name of a check that fails
+	connectErr error
+	newest     time.Time // the freshness query's answer
+	freshErr   error
+	freshTook  time.Duration
+
+	cfg    *pgx.ConnConfig
+	ran    []validate.Check
+	closed bool
+}
+
+func (f *fakeChecker) connect(_ context.Context, cfg *pgx.ConnConfig) (Checker, error) {
+	f.cfg = cfg
+	if f.connectErr != nil {
+		return nil, f.connectErr
+	}
+	return f, nil
+}
+
+func (f *fakeChecker) Run(_ context.Context, checks []validate.Check) []validate.Result {
+	f.ran = checks
+	f.clock.Step(f.took)
+	out := make([]validate.Result, 0, len(checks))
+	for _, c := range checks {
+		r := validate.Result{Name: c.Name, Passed: true, Value: "1200", Expected: ">= 1000"}
+		if c.Name == f.failing {
+			r.Passed, r.Value, r.Message = false, "999", ""
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (f *fakeChecker) Freshness(context.Context, string, time.Duration) (time.Time, error) {
+	f.clock.Step(f.freshTook)
+	return f.newest, f.freshErr
+}
+
+func (f *fakeChecker) Close(context.Context) error { f.closed = true; return nil }
+
+// validatingRun is a run that started at t0, began provisioning 10s later
+// and reached Validating at t0+30s, restoring a snapshot cut 3h before t0.
+func validatingRun() *drillsv1.DrillRun {
+	cut := metav1.NewTime(t0.Add(-3 * time.Hour))
+	run := newRun("r1").In(drillsv1.PhaseValidating).StartedAt(t0).Deadline(t0.Add(time.Hour)).
+		PhaseTiming(drillsv1.PhaseSelectingSnapshot, t0, t0.Add(10*time.Second)).
+		PhaseTiming(drillsv1.PhaseProvisioning, t0.Add(10*time.Second), t0.Add(11*time.Second)).
+		PhaseTiming(drillsv1.PhaseRestoringVolume, t0.Add(11*time.Second), t0.Add(25*time.Second)).
+		PhaseTiming(drillsv1.PhaseStartingDatabase, t0.Add(25*time.Second), t0.Add(30*time.Second)).
+		PhaseTiming(drillsv1.PhaseValidating, t0.Add(30*time.Second), time.Time{}).
+		Snapshot(drillsv1.SnapshotRef{Name: "nightly", ContentName: "snapcontent-1", SnapshotHandle: "snap-1", CreationTime: &cut}).
+		Obj()
+	run.Status.SandboxNamespace = sandboxOf(run)
+	return run
+}
+
+func databasePod(run *drillsv1.DrillRun) *corev1.Pod {
+	pod := &corev1.Pod{}
+	pod.Namespace, pod.Name = sandboxOf(run), restore.DatabasePodName
+	pod.Status = readyPod("127.0.3.4")
+	return pod
+}
+
+func TestValidatingReachesTheVerdict(t *testing.T) {
+	orders := drillsv1.Check{Name: "orders-present", SQL: "SELECT count(*) FROM orders", Expect: &drillsv1.Expectation{Min: ptrTo("1000")}}
+	tests := []struct {
+		name       string
+		drill      *drillsv1.RestoreDrill
+		db         fakeChecker
+		wantResult drillsv1.RunResult
+		wantReason string
+		wantInMsg  string
+		wantRTO    float64 // 0: no RTO measured
+		wantRPO    float64
+		wantBasis  drillsv1.RPOBasis
+	}{
+		{
+			name:  "every check passes; the RTO stops after the checks, not after the freshness query",
+			drill: ordersDrill().Check(orders).Freshness("SELECT max(created_at) FROM orders").Targets(time.Minute, 4*time.Hour).Obj(),
+			db:    fakeChecker{took: 4 * time.Second, newest: t0.Add(-time.Hour), freshTook: 30 * time.Second},
+			// provisioning started at t0+10s; checks done at t0+30s+4s
+			wantResult: drillsv1.ResultSucceeded, wantInMsg: "1 checks passed", wantRTO: 24, wantRPO: 3600, wantBasis: drillsv1.RPOBasisData,
+		},
+		{
+			name:       "a failed check fails the run and is named",
+			drill:      ordersDrill().Check(orders).Obj(),
+			db:         fakeChecker{failing: "orders-present"},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonCheckFailed, wantInMsg: `check orders-present failed: got "999"`,
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "a database that refuses connections fails the run",
+			drill:      ordersDrill().Check(orders).Obj(),
+			db:         fakeChecker{connectErr: errors.New("connection refused")},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonDatabaseFailed, wantInMsg: "cannot connect to the restored database postgres as postgres at 127.0.3.4:5432: connection refused",
+		},
+		{
+			name:       "a failed freshness query is a finding",
+			drill:      ordersDrill().Check(orders).Freshness("SELECT max(created_at) FROM orders").Obj(),
+			db:         fakeChecker{freshErr: errors.New(`relation "orders" does not exist`)},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonFreshnessFailed, wantInMsg: "orders",
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "a missed RTO target fails the run",
+			drill:      ordersDrill().Check(orders).Targets(30*time.Second, 0).Obj(),
+			db:         fakeChecker{took: 15 * time.Second},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonRTOTargetMissed, wantInMsg: "RTO 35.0s exceeds the target 30.0s",
+			wantRTO: 35, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "a snapshot older than maxSnapshotAge fails the run",
+			drill:      ordersDrill().Check(orders).MaxSnapshotAge(time.Hour).Obj(),
+			db:         fakeChecker{},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonSnapshotTooOld, wantInMsg: "more than maxSnapshotAge 1h0m0s",
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "credentials that cannot be read are the drill's fault",
+			drill:      ordersDrill().Check(orders).AuthSecret("missing", "", "").Obj(),
+			db:         fakeChecker{},
+			wantResult: drillsv1.ResultError, wantReason: verdict.ReasonInvalidSpec, wantInMsg: "spec.database.auth.secretRef: cannot read Secret prod/missing",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			run := validatingRun()
+			e := newEngine(t, interceptor.Funcs{}, tt.drill, run, databasePod(run))
+			e.clock.SetTime(t0.Add(30 * time.Second))
+			db := tt.db
+			db.clock = e.clock
+			e.r.Database = db.connect
+			e.mustReconcile("r1")
+			got := e.run("r1").Status
+			if got.Result != tt.wantResult || got.Reason != tt.wantReason || !strings.Contains(got.Message, tt.wantInMsg) {
+				t.Errorf("verdict %s/%s %q, want %s/%s mentioning %q", got.Result, got.Reason, got.Message, tt.wantResult, tt.wantReason, tt.wantInMsg)
+			}
+			if got.Phase != drillsv1.PhaseDone {
+				t.Errorf("phase %s, want the run torn down and Done", got.Phase)
+			}
+			switch {
+			case tt.wantRTO == 0 && got.RTO != nil:
+				t.Errorf("RTO %+v measured although the database never answered", got.RTO)
+			case tt.wantRTO != 0 && (got.RTO == nil || got.RTO.Seconds != tt.wantRTO):
+				t.Errorf("RTO %+v, want %vs", got.RTO, tt.wantRTO)
+			}
+			if tt.wantBasis != "" && (got.RPO == nil || got.RPO.Seconds != tt.wantRPO || got.RPO.Basis != tt.wantBasis) {
+				t.Errorf("RPO %+v, want %vs on basis %s", got.RPO, tt.wantRPO, tt.wantBasis)
+			}
+			if db.connectErr == nil && db.cfg != nil && !db.closed {
+				t.Error("the connection to the restored database was not closed")
+			}
+		})
+	}
+}
+
+func TestChecksReachTheDatabaseAsWritten(t *testing.T) {
+	drill := ordersDrill().
+		SQLCheck("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptrTo("1000"), Regex: ptrTo("^[0-9]+$")}).
+		Builtin(drillsv1.BuiltinAmcheck).Obj()
+	drill.Spec.Checks[0].Timeout = &metav1.Duration{Duration: 5 * time.Second}
+	run := validatingRun()
+	e := newEngine(t, interceptor.Funcs{}, drill, run, databasePod(run))
+	db := &fakeChecker{clock: e.clock}
+	e.r.Database = db.connect
+	e.mustReconcile("r1")
+	if len(db.ran) != 2 {
+		t.Fatalf("ran %d checks, want 2", len(db.ran))
+	}
+	first, second := db.ran[0], db.ran[1]
+	if first.Name != "orders-present" || first.SQL != "SELECT count(*) FROM orders" || *first.Expect.Min != "1000" || *first.Expect.Regex != "^[0-9]+$" || first.Timeout != 5*time.Second {
+		t.Errorf("first check %+v, want the SQL check with its expectation and timeout", first)
+	}
+	if second.Builtin != validate.BuiltinAmcheck || second.SQL != "" {
+		t.Errorf("second check %+v, want the Amcheck built-in", second)
+	}
+}
 
 func TestConnConfigReachesThePodWithAndWithoutTLS(t *testing.T) {
 	secret := &corev1.Secret{
@@ -19,25 +209,24 @@ func TestConnConfigReachesThePodWithAndWithoutTLS(t *testing.T) {
 	}
 	tests := []struct {
 		name               string
-		db                 drillsv1.DatabaseSpec
+		drill              *drillsv1.RestoreDrill
 		wantUser, wantPass string
 		wantDB             string
 		wantPort           uint16
 		wantErr            string
 	}{
-		{"trust with defaults", drillsv1.DatabaseSpec{}, "postgres", "", "postgres", 5432, ""},
-		{"trust user, odd database name, port", drillsv1.DatabaseSpec{DatabaseName: `shop's db`, Port: 6432, Auth: drillsv1.AuthSpec{User: "shop"}}, "shop", "", `shop's db`, 6432, ""},
-		{"secret", drillsv1.DatabaseSpec{Auth: drillsv1.AuthSpec{Mode: drillsv1.AuthSecret, SecretRef: &drillsv1.SecretCredentials{Name: "creds", UsernameKey: "user", PasswordKey: "pass"}}}, "app", `p'w\d`, "postgres", 5432, ""},
-		{"secret without the key", drillsv1.DatabaseSpec{Auth: drillsv1.AuthSpec{Mode: drillsv1.AuthSecret, SecretRef: &drillsv1.SecretCredentials{Name: "creds"}}}, "", "", "", 0, `spec.database.auth.secretRef: Secret prod/creds has no key "username"`},
-		{"secret missing", drillsv1.DatabaseSpec{Auth: drillsv1.AuthSpec{Mode: drillsv1.AuthSecret, SecretRef: &drillsv1.SecretCredentials{Name: "nope"}}}, "", "", "", 0, "spec.database.auth.secretRef: cannot read Secret prod/nope"},
+		{"trust with defaults", ordersDrill().Obj(), "postgres", "", "postgres", 5432, ""},
+		{"trust user, odd database name, port", ordersDrill().DatabaseName(`shop's db`).Port(6432).AuthUser("shop").Obj(), "shop", "", `shop's db`, 6432, ""},
+		{"secret", ordersDrill().AuthSecret("creds", "user", "pass").Obj(), "app", `p'w\d`, "postgres", 5432, ""},
+		{"secret without the key", ordersDrill().AuthSecret("creds", "", "").Obj(), "", "", "", 0, `spec.database.auth.secretRef: Secret prod/creds has no key "username"`},
+		{"secret missing", ordersDrill().AuthSecret("nope", "", "").Obj(), "", "", "", 0, "spec.database.auth.secretRef: cannot read Secret prod/nope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(secret).Build()
-			r := &Reconciler{APIReader: c}
-			w := &work{run: newRun("r").Obj(), drill: &drillsv1.RestoreDrill{Spec: drillsv1.RestoreDrillSpec{Database: tt.db}}}
+			e := newEngine(t, interceptor.Funcs{}, secret)
+			w := &work{run: newRun("r").Obj(), drill: tt.drill}
 			pod := &corev1.Pod{Status: corev1.PodStatus{PodIP: "127.0.4.7"}}
-			cfg, err := r.connConfig(context.Background(), w, pod)
+			cfg, err := e.r.connConfig(context.Background(), w, pod)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)

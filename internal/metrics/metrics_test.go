@@ -10,54 +10,41 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/builder"
 	"github.com/drillerd/drillerd/internal/restore"
 )
 
 func TestMetricsComeFromState(t *testing.T) {
 	done := metav1.NewTime(time.Unix(1795312800, 0))
 	success := metav1.NewTime(time.Unix(1795226400, 0))
-	drill := &drillsv1.RestoreDrill{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders-db"},
-		Spec: drillsv1.RestoreDrillSpec{Targets: drillsv1.Targets{
-			RTO: &metav1.Duration{Duration: 15 * time.Minute}, RPO: &metav1.Duration{Duration: 26 * time.Hour},
-		}},
-		Status: drillsv1.RestoreDrillStatus{
-			RunCounts:       map[drillsv1.RunResult]int64{drillsv1.ResultSucceeded: 7, drillsv1.ResultFailed: 2},
-			SkippedTicks:    map[string]int64{"AlreadyRunning": 1},
-			LastSuccessTime: &success,
-			LastRun:         &drillsv1.RunSummary{Name: "r9", Result: drillsv1.ResultFailed, Reason: "CheckFailed", RTOSeconds: ptr.To(42.5), RPOSeconds: ptr.To(3600.0), CompletionTime: &done},
-		},
-	}
-	running := &drillsv1.DrillRun{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "r10"},
-		Status: drillsv1.DrillRunStatus{Phase: drillsv1.PhaseValidating, Phases: []drillsv1.PhaseTiming{
-			{Name: drillsv1.PhaseRestoringVolume, Seconds: ptr.To(3.0)},
-			{Name: drillsv1.PhaseValidating},
-		}},
-	}
-	finished := &drillsv1.DrillRun{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "r9"},
-		Status:     drillsv1.DrillRunStatus{Phase: drillsv1.PhaseDone, Phases: []drillsv1.PhaseTiming{{Name: drillsv1.PhaseRestoringVolume, Seconds: ptr.To(20.0)}}},
-	}
 	// Two finished runs restored their volumes in 4s and 20s; a second
 	// drill's run in 2s. The running run's phases are not counted yet.
 	var h, other drillsv1.PhaseHistogram
 	h.Observe(4)
 	h.Observe(20)
 	other.Observe(2)
-	drill.Status.PhaseDurations = map[drillsv1.Phase]drillsv1.PhaseHistogram{drillsv1.PhaseRestoringVolume: h}
-	drill2 := &drillsv1.RestoreDrill{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "billing", Name: "ledger"},
-		Status:     drillsv1.RestoreDrillStatus{PhaseDurations: map[drillsv1.Phase]drillsv1.PhaseHistogram{drillsv1.PhaseRestoringVolume: other}},
-	}
+	drill := builder.ForDrill("shop", "orders-db").Targets(15*time.Minute, 26*time.Hour).Status(func(s *drillsv1.RestoreDrillStatus) {
+		s.RunCounts = map[drillsv1.RunResult]int64{drillsv1.ResultSucceeded: 7, drillsv1.ResultFailed: 2}
+		s.SkippedTicks = map[string]int64{"AlreadyRunning": 1}
+		s.LastSuccessTime = &success
+		s.LastRun = &drillsv1.RunSummary{Name: "r9", Result: drillsv1.ResultFailed, Reason: "CheckFailed", RTOSeconds: ptr.To(42.5), RPOSeconds: ptr.To(3600.0), CompletionTime: &done}
+		s.PhaseDurations = map[drillsv1.Phase]drillsv1.PhaseHistogram{drillsv1.PhaseRestoringVolume: h}
+	}).Obj()
+	started := done.Add(-time.Hour)
+	running := builder.ForRun("shop", "r10").Of("orders-db").In(drillsv1.PhaseValidating).
+		PhaseTiming(drillsv1.PhaseRestoringVolume, started, started.Add(3*time.Second)).
+		PhaseTiming(drillsv1.PhaseValidating, started.Add(3*time.Second), time.Time{}).Obj()
+	finished := builder.ForRun("shop", "r9").Of("orders-db").In(drillsv1.PhaseDone).
+		PhaseTiming(drillsv1.PhaseRestoringVolume, started, started.Add(20*time.Second)).Obj()
+	drill2 := builder.ForDrill("billing", "ledger").Status(func(s *drillsv1.RestoreDrillStatus) {
+		s.PhaseDurations = map[drillsv1.Phase]drillsv1.PhaseHistogram{drillsv1.PhaseRestoringVolume: other}
+	}).Obj()
 	c := NewCollector(newClient(t, drill, drill2, running, finished), clocktesting.NewFakePassiveClock(done.Time), logr.Discard())
 	c.OrphansRemoved.WithLabelValues("Namespace").Inc()
 
@@ -130,15 +117,10 @@ drillerd_drill_phase_duration_seconds_count{phase="RestoringVolume"} 3
 
 func TestSuccessWindowAndCreation(t *testing.T) {
 	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	created := metav1.NewTime(time.Unix(1795000000, 0))
+	created := time.Unix(1795000000, 0)
 	drills := []client.Object{
-		&drillsv1.RestoreDrill{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "nightly", CreationTimestamp: created},
-			Spec:       drillsv1.RestoreDrillSpec{Schedule: "0 3 * * *"},
-		},
-		&drillsv1.RestoreDrill{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "on-demand", CreationTimestamp: created},
-		},
+		builder.ForDrill("shop", "nightly").Created(created).Schedule("0 3 * * *").Obj(),
+		builder.ForDrill("shop", "on-demand").Created(created).Obj(),
 	}
 	c := NewCollector(newClient(t, drills...), clocktesting.NewFakePassiveClock(now), logr.Discard())
 	want := `
@@ -157,13 +139,8 @@ drillerd_drill_success_window_seconds{drill="nightly",namespace="shop"} 176400
 
 func TestSandboxesByState(t *testing.T) {
 	now := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
-	later := metav1.NewTime(now.Add(time.Hour))
-	earlier := metav1.NewTime(now.Add(-time.Hour))
-	run := func(name, uid string, phase drillsv1.Phase, expiry *metav1.Time) *drillsv1.DrillRun {
-		return &drillsv1.DrillRun{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name, UID: types.UID(uid)},
-			Status:     drillsv1.DrillRunStatus{Phase: phase, SandboxExpiry: expiry},
-		}
+	run := func(name, uid string, phase drillsv1.Phase) *builder.RunBuilder {
+		return builder.ForRun("shop", name).UID(types.UID(uid)).In(phase)
 	}
 	labels := func(runName, uid string) map[string]string {
 		return map[string]string{restore.LabelManagedBy: restore.ManagedByValue, restore.LabelRun: uid, restore.LabelRunName: runName, restore.LabelRunNamespace: "shop"}
@@ -172,10 +149,7 @@ func TestSandboxesByState(t *testing.T) {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels(runName, uid)}}
 	}
 	content := func(runName, uid string, policy snapshotv1.DeletionPolicy) *snapshotv1.VolumeSnapshotContent {
-		return &snapshotv1.VolumeSnapshotContent{
-			ObjectMeta: metav1.ObjectMeta{Name: "drill-" + uid, Labels: labels(runName, uid)},
-			Spec:       snapshotv1.VolumeSnapshotContentSpec{DeletionPolicy: policy},
-		}
+		return builder.ForContent("drill-" + uid).Labels(labels(runName, uid)).DeletionPolicy(policy).Obj()
 	}
 	volume := func(name, ns, runName, uid string) *corev1.PersistentVolume {
 		return &corev1.PersistentVolume{
@@ -184,10 +158,10 @@ func TestSandboxesByState(t *testing.T) {
 		}
 	}
 	objects := []client.Object{
-		run("validating", "u1", drillsv1.PhaseValidating, nil),
-		run("kept", "u2", drillsv1.PhaseDone, &later),
-		run("expired", "u3", drillsv1.PhaseDone, &earlier),
-		run("replaced", "u4-new", drillsv1.PhaseValidating, nil),
+		run("validating", "u1", drillsv1.PhaseValidating).Obj(),
+		run("kept", "u2", drillsv1.PhaseDone).KeptUntil(now.Add(time.Hour)).Obj(),
+		run("expired", "u3", drillsv1.PhaseDone).KeptUntil(now.Add(-time.Hour)).Obj(),
+		run("replaced", "u4-new", drillsv1.PhaseValidating).Obj(),
 		namespace("drill-a-1", "validating", "u1"),
 		namespace("drill-b-2", "kept", "u2"),
 		namespace("drill-c-3", "expired", "u3"),
@@ -217,15 +191,4 @@ drillerd_sandboxes{kind="VolumeSnapshotContent",state="orphaned"} 1
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "drillerd_sandboxes"); err != nil {
 		t.Error(err)
 	}
-}
-
-func newClient(t *testing.T, objects ...client.Object) client.Client {
-	t.Helper()
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{drillsv1.AddToScheme, corev1.AddToScheme, snapshotv1.AddToScheme} {
-		if err := add(s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return fake.NewClientBuilder().WithScheme(s).WithObjects(objects...).Build()
 }

@@ -21,6 +21,13 @@
 //
 // drillerd deletes only objects that carry its labels
 // (app.kubernetes.io/managed-by=drillerd and drills.drillerd.dev/run=<uid>),
-// and namespaces only when they also have the name prefix "drill-".
-// IsOwnedSandbox and IsOwnedContent are the only gates to deletion.
+// and namespaces only when they also have the name prefix "drill-". The
+// restored volume is changed (its reclaim policy set to Delete, so that it
+// goes with its claim) only while it is bound, or was bound before it was
+// Released, to the claim "data" of a sandbox namespace.
+//
+// Those rules live in ownership.go, and its functions are the only gates
+// to deleting or changing a cluster object: IsOwnedSandbox for namespaces,
+// IsOwnedContent for content copies, IsSandboxVolume and IsOwnedVolume for
+// restored volumes.
 package restore

@@ -3,7 +3,6 @@ package restore
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -46,24 +45,10 @@ func StateOf(labels map[string]string, run *drillsv1.DrillRun, now time.Time) Sa
 	return SandboxOrphaned
 }
 
-// IsSandboxVolume is the gate to changing a PersistentVolume: it is bound
-// (or was, and is now Released) to the data claim of sandbox namespace ns.
-func IsSandboxVolume(pv *corev1.PersistentVolume, ns string) bool {
-	ref := pv.Spec.ClaimRef
-	return ref != nil && ns != "" && strings.HasPrefix(ns, NamespacePrefix) &&
-		ref.Namespace == ns && ref.Name == DataClaimName
-}
-
-// IsOwnedVolume is the gate to releasing a volume found by label (the
-// sweep): it carries drillerd's labels and is bound to a sandbox's claim.
-func IsOwnedVolume(pv *corev1.PersistentVolume) bool {
-	return pv.Labels[LabelManagedBy] == ManagedByValue && pv.Labels[LabelRun] != "" &&
-		pv.Spec.ClaimRef != nil && IsSandboxVolume(pv, pv.Spec.ClaimRef.Namespace)
-}
-
 // ReleaseSandboxVolume sets a sandbox volume's reclaim policy to Delete, so
-// that deleting its claim deletes it; the caller has checked
-// IsSandboxVolume. A volume that is already Delete is left alone.
+// that deleting its claim deletes it; the caller has checked the volume with
+// IsSandboxVolume or IsOwnedVolume (ownership.go). A volume that is already
+// Delete is left alone.
 func ReleaseSandboxVolume(ctx context.Context, c client.Client, pv *corev1.PersistentVolume) error {
 	if pv.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain {
 		return nil

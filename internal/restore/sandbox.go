@@ -17,15 +17,9 @@ import (
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 )
 
-// Ownership labels.
+// Names of the objects in a sandbox (the ownership labels are in
+// ownership.go).
 const (
-	LabelManagedBy        = "app.kubernetes.io/managed-by"
-	ManagedByValue        = "drillerd"
-	LabelRun              = "drills.drillerd.dev/run"
-	LabelRunName          = "drills.drillerd.dev/run-name"
-	LabelRunNamespace     = "drills.drillerd.dev/run-namespace"
-	LabelDrill            = "drills.drillerd.dev/drill"
-	NamespacePrefix       = "drill-"
 	SourceSnapshotName    = "source"
 	DataClaimName         = "data"
 	DatabasePodName       = "db"
@@ -52,7 +46,7 @@ func (s Sandbox) Labels() map[string]string {
 		LabelRun:          string(s.Run.UID),
 		LabelRunName:      s.Run.Name,
 		LabelRunNamespace: s.Run.Namespace,
-		LabelDrill:        truncate(s.Drill.Name, 63),
+		LabelDrill:        clip(s.Drill.Name, 63),
 	}
 }
 
@@ -66,7 +60,7 @@ func NamespaceName(drill, runUID string) string {
 	sum := sha256.Sum256([]byte(runUID))
 	suffix := hex.EncodeToString(sum[:])[:8]
 	name := strings.ReplaceAll(strings.ToLower(drill), ".", "-") // a namespace is a DNS label
-	name = strings.TrimRight(truncate(name, 63-len(NamespacePrefix)-1-len(suffix)), "-")
+	name = strings.TrimRight(clip(name, 63-len(NamespacePrefix)-1-len(suffix)), "-")
 	return NamespacePrefix + name + "-" + suffix
 }
 
@@ -111,7 +105,7 @@ func (s Sandbox) NetworkPolicy() *networkingv1.NetworkPolicy {
 }
 
 // ContentCopy is a pre-provisioned content pointing at the source's
-// physical snapshot, with deletionPolicy Retain (safety rule 2).
+// physical snapshot, with deletionPolicy Retain.
 func (s Sandbox) ContentCopy(source *snapshotv1.VolumeSnapshotContent, handle string) *snapshotv1.VolumeSnapshotContent {
 	return &snapshotv1.VolumeSnapshotContent{
 		ObjectMeta: metav1.ObjectMeta{Name: s.ContentName(), Labels: s.Labels()},
@@ -233,22 +227,20 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 	}
 }
 
-// IsOwnedSandbox is the gate to deleting a namespace: drillerd's label and
-// the name prefix.
-func IsOwnedSandbox(ns *corev1.Namespace) bool {
-	return ns.Labels[LabelManagedBy] == ManagedByValue && ns.Labels[LabelRun] != "" && strings.HasPrefix(ns.Name, NamespacePrefix)
-}
-
-// IsOwnedContent is the gate to deleting a VolumeSnapshotContent: drillerd's
-// labels, and never one that would delete the physical snapshot.
-func IsOwnedContent(c *snapshotv1.VolumeSnapshotContent) bool {
-	return c.Labels[LabelManagedBy] == ManagedByValue && c.Labels[LabelRun] != "" &&
-		c.Spec.DeletionPolicy == snapshotv1.VolumeSnapshotContentRetain
-}
-
-func truncate(s string, n int) string {
+// clip cuts s to at most n bytes, without an ellipsis (label values and
+// namespace names are limited in bytes, and a marker would spend them) and
+// without splitting a UTF-8 rune: it ends at the last rune boundary at or
+// before n.
+func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n]
+	cut := 0
+	for i := range s {
+		if i > n {
+			break
+		}
+		cut = i
+	}
+	return s[:cut]
 }

@@ -10,29 +10,29 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/builder"
 )
 
-func testSandbox(mode drillsv1.AuthMode) Sandbox {
+// orders starts the drill of the shop's orders database.
+func orders() *builder.DrillBuilder {
+	return builder.ForDrill("shop", "orders-db").Image("postgres:16").DataSubPath("pgdata").Port(5432).Args("-c", "shared_buffers=64MB")
+}
+
+// sandboxFor is the sandbox of run orders-db-1 of drill.
+func sandboxFor(drill *drillsv1.RestoreDrill) Sandbox {
 	return Sandbox{
-		Run: &drillsv1.DrillRun{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders-db-1", UID: "0f1e2d3c-aaaa"}},
-		Drill: &drillsv1.RestoreDrill{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders-db"},
-			Spec: drillsv1.RestoreDrillSpec{Database: drillsv1.DatabaseSpec{
-				Image: "postgres:16", DataSubPath: "pgdata", Port: 5432, Auth: drillsv1.AuthSpec{Mode: mode},
-				Args: []string{"-c", "shared_buffers=64MB"},
-			}},
-		},
+		Run:               builder.ForRun("shop", "orders-db-1").Of(drill.Name).Obj(),
+		Drill:             drill,
 		DrillerdNamespace: "drillerd-system",
 		DrillerdLabels:    map[string]string{"app.kubernetes.io/name": "drillerd"},
 	}
 }
 
 func TestNetworkPolicyAdmitsOnlyDrillerd(t *testing.T) {
-	np := testSandbox(drillsv1.AuthTrust).NetworkPolicy()
+	np := sandboxFor(orders().Obj()).NetworkPolicy()
 	if len(np.Spec.PodSelector.MatchLabels)+len(np.Spec.PodSelector.MatchExpressions) != 0 {
 		t.Error("the policy does not select every pod of the sandbox")
 	}
@@ -49,16 +49,16 @@ func TestNetworkPolicyAdmitsOnlyDrillerd(t *testing.T) {
 }
 
 func TestContentCopyKeepsThePhysicalSnapshot(t *testing.T) {
-	sb := testSandbox(drillsv1.AuthTrust)
-	source := &snapshotv1.VolumeSnapshotContent{Spec: snapshotv1.VolumeSnapshotContentSpec{
-		Driver: "ebs.csi.aws.com", DeletionPolicy: snapshotv1.VolumeSnapshotContentDelete, VolumeSnapshotClassName: ptr.To("csi-aws"),
-	}}
+	sb := sandboxFor(orders().Obj())
+	source := builder.ForContent("snapcontent-prod").Driver("ebs.csi.aws.com").DeletionPolicy(snapshotv1.VolumeSnapshotContentDelete).Obj()
+	source.Spec.VolumeSnapshotClassName = ptr.To("csi-aws")
 	c := sb.ContentCopy(source, "snap-0abc")
 	if c.Spec.DeletionPolicy != snapshotv1.VolumeSnapshotContentRetain {
 		t.Errorf("copy has deletionPolicy %s: deleting it would destroy the production backup", c.Spec.DeletionPolicy)
 	}
-	if ptr.Deref(c.Spec.Source.SnapshotHandle, "") != "snap-0abc" || c.Spec.Source.VolumeHandle != nil || c.Spec.Driver != "ebs.csi.aws.com" {
-		t.Errorf("copy source %+v driver %s", c.Spec.Source, c.Spec.Driver)
+	if ptr.Deref(c.Spec.Source.SnapshotHandle, "") != "snap-0abc" || c.Spec.Source.VolumeHandle != nil || c.Spec.Driver != "ebs.csi.aws.com" ||
+		ptr.Deref(c.Spec.VolumeSnapshotClassName, "") != "csi-aws" {
+		t.Errorf("copy source %+v driver %s class %v", c.Spec.Source, c.Spec.Driver, c.Spec.VolumeSnapshotClassName)
 	}
 	if c.Spec.VolumeSnapshotRef.Namespace != sb.NamespaceName() || c.Spec.VolumeSnapshotRef.Name != SourceSnapshotName {
 		t.Errorf("copy is bound to %+v", c.Spec.VolumeSnapshotRef)
@@ -73,7 +73,7 @@ func TestContentCopyKeepsThePhysicalSnapshot(t *testing.T) {
 }
 
 func TestClaimSize(t *testing.T) {
-	sb := testSandbox(drillsv1.AuthTrust)
+	sb := sandboxFor(orders().Obj())
 	tests := []struct {
 		name, request, capacity, restore, want string
 	}{
@@ -83,10 +83,7 @@ func TestClaimSize(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := &corev1.PersistentVolumeClaim{Spec: corev1.PersistentVolumeClaimSpec{
-				StorageClassName: ptr.To("fast"),
-				Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(tt.request)}},
-			}}
+			src := builder.ForClaim("shop", "data-orders-0").StorageClass("fast").Size(tt.request).Obj()
 			if tt.capacity != "" {
 				src.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(tt.capacity)}
 			}
@@ -101,9 +98,9 @@ func TestClaimSize(t *testing.T) {
 }
 
 func TestDatabasePod(t *testing.T) {
-	sb := testSandbox(drillsv1.AuthTrust)
 	// A drill's args try to switch the protections back on.
-	sb.Drill.Spec.Database.Args = append(sb.Drill.Spec.Database.Args, "-c", "archive_mode=on", "-c", "hba_file=/tmp/other", "-c", "max_logical_replication_workers=4")
+	sb := sandboxFor(orders().AuthUser("postgres").
+		Args("-c", "archive_mode=on", "-c", "hba_file=/tmp/other", "-c", "max_logical_replication_workers=4").Obj())
 	trust := sb.DatabasePod()
 	c := trust.Spec.Containers[0]
 	args := strings.Join(c.Args, " ")
@@ -130,29 +127,9 @@ func TestDatabasePod(t *testing.T) {
 	if ptr.Deref(trust.Spec.AutomountServiceAccountToken, true) || trust.Spec.RestartPolicy != corev1.RestartPolicyNever {
 		t.Error("the sandbox pod must not get an API token and must not hide crashes behind restarts")
 	}
-	secret := testSandbox(drillsv1.AuthSecret).DatabasePod()
+	secret := sandboxFor(orders().AuthSecret("orders-db-creds", "username", "password").Obj()).DatabasePod()
 	if strings.Contains(strings.Join(secret.Spec.Containers[0].Args, " "), "hba_file") || len(secret.Spec.Volumes) != 1 {
 		t.Error("mode Secret must keep the restored pg_hba.conf")
-	}
-}
-
-func TestOwnershipGates(t *testing.T) {
-	sb := testSandbox(drillsv1.AuthTrust)
-	ns := sb.Namespace()
-	if !IsOwnedSandbox(ns) || !strings.HasPrefix(ns.Name, NamespacePrefix) || len(ns.Name) > 63 {
-		t.Errorf("sandbox namespace %s labels %v", ns.Name, ns.Labels)
-	}
-	tests := []struct {
-		name string
-		ns   *corev1.Namespace
-	}{
-		{"no labels", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "drill-orders-db-1234"}}},
-		{"labels but production's name", &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Labels: ns.Labels}}},
-	}
-	for _, tt := range tests {
-		if IsOwnedSandbox(tt.ns) {
-			t.Errorf("%s: the deletion gate lets %s through", tt.name, tt.ns.Name)
-		}
 	}
 }
 
@@ -185,4 +162,31 @@ func lastSetting(args []string, setting string) (string, bool) {
 		}
 	}
 	return value, found
+}
+
+func TestClip(t *testing.T) {
+	tests := []struct {
+		name  string
+		given string
+		n     int
+		want  string
+	}{
+		{"shorter than n", "orders", 63, "orders"},
+		{"exactly n", "orders", 6, "orders"},
+		{"longer than n, no ellipsis", "orders-db", 6, "orders"},
+		{"n of zero", "orders", 0, ""},
+		{"a two-byte rune across the cut", "ab\u00e9cd", 3, "ab"},
+		{"a three-byte rune across the cut", "ab\u20accd", 4, "ab"},
+		{"a rune ending at the cut", "ab\u20accd", 5, "ab\u20ac"},
+		{"a four-byte rune across the cut", "a\U0001f600b", 4, "a"},
+		{"invalid bytes count one each", "a\xff\xffb", 2, "a\xff"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := clip(tt.given, tt.n)
+			if got != tt.want || len(got) > tt.n {
+				t.Errorf("clip(%q, %d) = %q, want %q", tt.given, tt.n, got, tt.want)
+			}
+		})
+	}
 }

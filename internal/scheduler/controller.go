@@ -30,20 +30,29 @@ const DrillNameField = "spec.drillName"
 // DefaultStartingDeadline is how late a tick may still start a run.
 const DefaultStartingDeadline = 10 * time.Minute
 
-// Skip reasons.
+// Skip reasons: the keys of status.skippedTicks and the reasons of the
+// drillerd_drill_skipped_total metric.
 const (
+	// SkipAlreadyRunning: a run of the drill was still in progress.
 	SkipAlreadyRunning = "AlreadyRunning"
+	// SkipMissedDeadline: the tick was handled more than the starting
+	// deadline after it (drillerd was down).
 	SkipMissedDeadline = "MissedDeadline"
 )
 
 // Controller reconciles RestoreDrills: schedule ticks, history, status.
 type Controller struct {
-	Client           client.Client
-	Clock            clock.PassiveClock
-	Recorder         events.EventRecorder
+	// Client reads drills and runs, creates and prunes runs and writes the
+	// drill's status.
+	Client client.Client
+	// Clock says when now is.
+	Clock clock.PassiveClock
+	// Recorder receives a RunSkipped event per skipped tick.
+	Recorder events.EventRecorder
+	// StartingDeadline is how late a tick may still start a run; a tick
+	// handled later is skipped as MissedDeadline. Zero means
+	// DefaultStartingDeadline.
 	StartingDeadline time.Duration
-	// Skipped is called once per skipped tick.
-	Skipped func(namespace, drill, reason string)
 }
 
 // Reconcile handles the drill's newest due tick and prunes its history.
@@ -114,9 +123,6 @@ func (c *Controller) handleTick(ctx context.Context, drill *drillsv1.RestoreDril
 			drill.Status.SkippedTicks = map[string]int64{}
 		}
 		drill.Status.SkippedTicks[reason]++
-		if c.Skipped != nil {
-			c.Skipped(drill.Namespace, drill.Name, reason)
-		}
 	}
 	if now.Sub(tick) > deadline {
 		skip(SkipMissedDeadline, "the tick of %s was missed by %s (more than %s late)", tick.UTC().Format(time.RFC3339), now.Sub(tick).Round(time.Second), deadline)

@@ -3,87 +3,17 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"maps"
+	"strings"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
-	"k8s.io/client-go/tools/events"
-	clocktesting "k8s.io/utils/clock/testing"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 )
-
-var created = time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
-
-type drillBuilder struct{ d *drillsv1.RestoreDrill }
-
-func newDrill(schedule string) *drillBuilder {
-	return &drillBuilder{d: &drillsv1.RestoreDrill{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: "orders-db", UID: "drill-uid", CreationTimestamp: metav1.Time{Time: created}},
-		Spec:       drillsv1.RestoreDrillSpec{Schedule: schedule, Database: drillsv1.DatabaseSpec{Image: "postgres:16"}},
-	}}
-}
-func (b *drillBuilder) TimeZone(tz string) *drillBuilder { b.d.Spec.TimeZone = &tz; return b }
-func (b *drillBuilder) Suspended() *drillBuilder         { b.d.Spec.Suspend = true; return b }
-func (b *drillBuilder) History(n int32) *drillBuilder    { b.d.Spec.HistoryLimit = &n; return b }
-func (b *drillBuilder) Obj() *drillsv1.RestoreDrill      { return b.d }
-
-func run(name string, phase drillsv1.Phase, age time.Duration) *drillsv1.DrillRun {
-	return &drillsv1.DrillRun{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: name, UID: types.UID(name), CreationTimestamp: metav1.Time{Time: created.Add(-age)}},
-		Spec:       drillsv1.DrillRunSpec{DrillName: "orders-db"},
-		Status:     drillsv1.DrillRunStatus{Phase: phase},
-	}
-}
-
-type harness struct {
-	c       client.Client
-	ctl     *Controller
-	clock   *clocktesting.FakePassiveClock
-	skipped []string
-}
-
-func newHarness(t *testing.T, now time.Time, objs ...client.Object) *harness {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	if err := drillsv1.AddToScheme(s); err != nil {
-		t.Fatal(err)
-	}
-	c := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).
-		WithStatusSubresource(&drillsv1.RestoreDrill{}, &drillsv1.DrillRun{}).
-		WithIndex(&drillsv1.DrillRun{}, DrillNameField, func(o client.Object) []string { return []string{o.(*drillsv1.DrillRun).Spec.DrillName} }).
-		Build()
-	h := &harness{c: c, clock: clocktesting.NewFakePassiveClock(now)}
-	h.ctl = &Controller{Client: c, Clock: h.clock, Recorder: events.NewFakeRecorder(100),
-		Skipped: func(ns, drill, reason string) { h.skipped = append(h.skipped, reason) }}
-	return h
-}
-
-func (h *harness) reconcile(t *testing.T) (ctrl.Result, *drillsv1.RestoreDrill, []drillsv1.DrillRun) {
-	t.Helper()
-	res, err := h.ctl.Reconcile(context.Background(), ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "prod", Name: "orders-db"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &drillsv1.RestoreDrill{}
-	if err := h.c.Get(context.Background(), types.NamespacedName{Namespace: "prod", Name: "orders-db"}, d); err != nil {
-		t.Fatal(err)
-	}
-	runs := &drillsv1.DrillRunList{}
-	if err := h.c.List(context.Background(), runs); err != nil {
-		t.Fatal(err)
-	}
-	return res, d, runs.Items
-}
 
 func TestTickCreatesExactlyOneRun(t *testing.T) {
 	tick := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
@@ -130,28 +60,72 @@ func TestTicks(t *testing.T) {
 		name        string
 		drill       *drillsv1.RestoreDrill
 		runs        []client.Object
+		deadline    time.Duration // Controller.StartingDeadline; zero is the default
 		now         time.Time
 		wantRuns    int
-		wantSkipped []string
+		wantSkipped string // the reason counted in status.skippedTicks
+		wantEvent   string // in the RunSkipped event's message
 		wantReason  string
 		wantNext    bool
 	}{
-		{"previous run still going", newDrill("0 3 * * *").Obj(), []client.Object{run("older", drillsv1.PhaseValidating, time.Hour)}, tick.Add(time.Second), 1, []string{SkipAlreadyRunning}, "Scheduled", true},
-		{"tick missed by more than the deadline", newDrill("0 3 * * *").Obj(), nil, tick.Add(time.Hour), 0, []string{SkipMissedDeadline}, "Scheduled", true},
-		{"suspended", newDrill("0 3 * * *").Suspended().Obj(), nil, tick.Add(time.Second), 0, nil, "Suspended", false},
-		{"on demand only", newDrill("").Obj(), nil, tick.Add(time.Second), 0, nil, "OnDemand", false},
-		{"unknown time zone", newDrill("0 3 * * *").TimeZone("Mars/Olympus").Obj(), nil, tick.Add(time.Second), 0, nil, "InvalidSchedule", false},
-		{"time zone moves the tick: 03:00 Berlin is 02:00 UTC", newDrill("0 3 * * *").TimeZone("Europe/Berlin").Obj(), nil, tick.Add(-time.Hour + time.Second), 1, nil, "Scheduled", true},
+		{
+			name: "previous run still going", drill: newDrill("0 3 * * *").Obj(),
+			runs: []client.Object{newRun("older").In(drillsv1.PhaseValidating).Created(created.Add(-time.Hour)).Obj()},
+			now:  tick.Add(time.Second), wantRuns: 1,
+			wantSkipped: SkipAlreadyRunning, wantEvent: "run older is still in progress", wantReason: "Scheduled", wantNext: true,
+		},
+		{
+			name: "tick missed by more than the deadline", drill: newDrill("0 3 * * *").Obj(),
+			now: tick.Add(time.Hour), wantRuns: 0,
+			wantSkipped: SkipMissedDeadline, wantEvent: "was missed by 1h0m0s (more than 10m0s late)", wantReason: "Scheduled", wantNext: true,
+		},
+		{
+			name: "a longer starting deadline still starts a late tick", drill: newDrill("0 3 * * *").Obj(),
+			deadline: 2 * time.Hour, now: tick.Add(time.Hour), wantRuns: 1, wantReason: "Scheduled", wantNext: true,
+		},
+		{
+			name: "a shorter starting deadline skips a tick the default would start", drill: newDrill("0 3 * * *").Obj(),
+			deadline: 30 * time.Second, now: tick.Add(time.Minute), wantRuns: 0,
+			wantSkipped: SkipMissedDeadline, wantEvent: "was missed by 1m0s (more than 30s late)", wantReason: "Scheduled", wantNext: true,
+		},
+		{
+			name: "suspended", drill: newDrill("0 3 * * *").Suspended().Obj(),
+			now: tick.Add(time.Second), wantRuns: 0, wantReason: "Suspended",
+		},
+		{
+			name: "on demand only", drill: newDrill("").Obj(),
+			now: tick.Add(time.Second), wantRuns: 0, wantReason: "OnDemand",
+		},
+		{
+			name: "unknown time zone", drill: newDrill("0 3 * * *").TimeZone("Mars/Olympus").Obj(),
+			now: tick.Add(time.Second), wantRuns: 0, wantReason: "InvalidSchedule",
+		},
+		{
+			name: "time zone moves the tick: 03:00 Berlin is 02:00 UTC", drill: newDrill("0 3 * * *").TimeZone("Europe/Berlin").Obj(),
+			now: tick.Add(-time.Hour + time.Second), wantRuns: 1, wantReason: "Scheduled", wantNext: true,
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, tt.now, append([]client.Object{tt.drill}, tt.runs...)...)
+			h.ctl.StartingDeadline = tt.deadline
 			_, d, runs := h.reconcile(t)
 			if len(runs) != tt.wantRuns {
 				t.Errorf("%d runs, want %d", len(runs), tt.wantRuns)
 			}
-			if fmt.Sprint(h.skipped) != fmt.Sprint(tt.wantSkipped) {
-				t.Errorf("skipped %v, want %v", h.skipped, tt.wantSkipped)
+			wantSkipped := map[string]int64{}
+			if tt.wantSkipped != "" {
+				wantSkipped[tt.wantSkipped] = 1
+			}
+			if !maps.Equal(d.Status.SkippedTicks, wantSkipped) {
+				t.Errorf("status.skippedTicks %v, want %v", d.Status.SkippedTicks, wantSkipped)
+			}
+			skipped := h.events("RunSkipped")
+			switch {
+			case tt.wantEvent == "" && len(skipped) != 0:
+				t.Errorf("RunSkipped events %q, want none", skipped)
+			case tt.wantEvent != "" && (len(skipped) != 1 || !strings.Contains(skipped[0], tt.wantEvent)):
+				t.Errorf("RunSkipped events %q, want one saying %q", skipped, tt.wantEvent)
 			}
 			ready := meta.FindStatusCondition(d.Status.Conditions, "Ready")
 			if ready == nil || ready.Reason != tt.wantReason {
@@ -164,17 +138,33 @@ func TestTicks(t *testing.T) {
 	}
 }
 
+func TestSkippedTicksAddUp(t *testing.T) {
+	tick := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+	drill := newDrill("0 3 * * *").Status(func(s *drillsv1.RestoreDrillStatus) {
+		s.SkippedTicks = map[string]int64{SkipAlreadyRunning: 2}
+	}).Obj()
+	h := newHarness(t, tick.Add(time.Second), drill, newRun("older").In(drillsv1.PhaseValidating).Created(created.Add(-time.Hour)).Obj())
+	h.reconcile(t)
+	// The same tick handled again is not skipped twice.
+	h.clock.SetTime(tick.Add(2 * time.Second))
+	_, d, _ := h.reconcile(t)
+	if got := d.Status.SkippedTicks[SkipAlreadyRunning]; got != 3 {
+		t.Errorf("skippedTicks[%s] = %d, want 3 (2 before, 1 for this tick)", SkipAlreadyRunning, got)
+	}
+	if got := h.events("RunSkipped"); len(got) != 1 {
+		t.Errorf("RunSkipped events %q, want 1", got)
+	}
+}
+
 func TestHistoryLimitPrunesTheOldestFinishedRuns(t *testing.T) {
 	objs := []client.Object{newDrill("").History(3).Obj()}
 	for i := range 5 {
-		objs = append(objs, run(fmt.Sprintf("done-%d", i), drillsv1.PhaseDone, time.Duration(10-i)*time.Hour))
+		objs = append(objs, newRun(fmt.Sprintf("done-%d", i)).In(drillsv1.PhaseDone).Created(created.Add(-time.Duration(10-i)*time.Hour)).Obj())
 	}
-	objs = append(objs, run("running", drillsv1.PhaseValidating, 20*time.Hour))
+	objs = append(objs, newRun("running").In(drillsv1.PhaseValidating).Created(created.Add(-20*time.Hour)).Obj())
 	// The oldest run failed and keeps its sandbox for debugging: it stays
 	// until the sandbox is gone, or the sweep would take the sandbox early.
-	kept := run("kept", drillsv1.PhaseDone, 30*time.Hour)
-	kept.Status.SandboxExpiry = &metav1.Time{Time: created.Add(time.Hour)}
-	objs = append(objs, kept)
+	objs = append(objs, newRun("kept").In(drillsv1.PhaseDone).Created(created.Add(-30*time.Hour)).KeptUntil(created.Add(time.Hour)).Obj())
 	h := newHarness(t, created, objs...)
 	_, _, runs := h.reconcile(t)
 	var names []string

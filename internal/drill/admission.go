@@ -1,0 +1,96 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/rto"
+	"github.com/drillerd/drillerd/internal/verdict"
+)
+
+// pendingRecheck is how often a Pending run looks for a free slot.
+const pendingRecheck = 2 * time.Second
+
+// admit is the Pending step: a run waits for one of MaxInFlight slots, then
+// starts: its start time and its timeouts.total deadline are set.
+func (r *Reconciler) admit(ctx context.Context, w *work) (outcome, error) {
+	s := &w.run.Status
+	if w.drill != nil {
+		ok, err := r.takeSlot(ctx, w.run)
+		if err != nil {
+			return outcome{}, err
+		}
+		if !ok {
+			if s.Phase == "" {
+				rto.StartPhase(s, drillsv1.PhasePending, w.now)
+				s.Message = fmt.Sprintf("waiting for one of the %d drill slots (--max-concurrent-drills)", r.MaxInFlight)
+			}
+			return waitFor(pendingRecheck), nil
+		}
+	}
+	s.Message = ""
+	start := metav1.NewTime(w.now)
+	s.StartTime = &start
+	deadline := metav1.NewTime(w.now.Add(totalTimeout(w.drill)))
+	s.Deadline = &deadline
+	r.Recorder.Eventf(w.run, nil, corev1.EventTypeNormal, "Started", "Start", "drill %s started (trigger %s)", w.run.Spec.DrillName, w.run.Spec.Trigger)
+	if w.drill == nil {
+		return conclude(verdict.Errored(verdict.ReasonDrillNotFound, "RestoreDrill %s/%s does not exist", w.run.Namespace, w.run.Spec.DrillName)), nil
+	}
+	return nextPhase(), nil
+}
+
+// admission remembers the runs this process let out of Pending, so that
+// two reconciles cannot take the same free slot before the cache shows the
+// first one's new phase.
+type admission struct {
+	mu       sync.Mutex
+	admitted map[types.UID]bool
+}
+
+// takeSlot reports whether run may leave Pending: fewer than MaxInFlight
+// other runs are past Pending and not Done. An admitted run holds its slot
+// from this moment until the cache shows it Done or gone.
+func (r *Reconciler) takeSlot(ctx context.Context, run *drillsv1.DrillRun) (bool, error) {
+	if r.MaxInFlight <= 0 {
+		return true, nil
+	}
+	r.slots.mu.Lock()
+	defer r.slots.mu.Unlock()
+	all := &drillsv1.DrillRunList{}
+	if err := r.Client.List(ctx, all); err != nil {
+		return false, fmt.Errorf("while counting runs in progress: %w", err)
+	}
+	phases := make(map[types.UID]drillsv1.Phase, len(all.Items))
+	inFlight := map[types.UID]bool{}
+	for _, other := range all.Items {
+		p := other.Status.Phase
+		phases[other.UID] = p
+		if p != "" && p != drillsv1.PhasePending && p != drillsv1.PhaseDone {
+			inFlight[other.UID] = true
+		}
+	}
+	if r.slots.admitted == nil {
+		r.slots.admitted = map[types.UID]bool{}
+	}
+	for uid := range r.slots.admitted {
+		if p, ok := phases[uid]; !ok || p == drillsv1.PhaseDone {
+			delete(r.slots.admitted, uid)
+		} else {
+			inFlight[uid] = true
+		}
+	}
+	delete(inFlight, run.UID)
+	if len(inFlight) >= r.MaxInFlight {
+		return false, nil
+	}
+	r.slots.admitted[run.UID] = true
+	return true, nil
+}

@@ -1,0 +1,98 @@
+package drill
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/verdict"
+)
+
+func TestExtraRunsWaitPendingForASlot(t *testing.T) {
+	tests := []struct {
+		name      string
+		others    []client.Object
+		max       int
+		wantPhase drillsv1.Phase
+	}{
+		{"slots full", []client.Object{newRun("a").In(drillsv1.PhaseValidating).Obj(), newRun("b").In(drillsv1.PhaseRestoringVolume).Obj()}, 2, drillsv1.PhasePending},
+		{"finished and pending runs hold no slot", []client.Object{newRun("a").In(drillsv1.PhaseDone).Obj(), newRun("b").In(drillsv1.PhasePending).Obj(), newRun("c").In(drillsv1.PhaseValidating).Obj()}, 2, drillsv1.PhaseSelectingSnapshot},
+		{"no limit", []client.Object{newRun("a").In(drillsv1.PhaseValidating).Obj(), newRun("b").In(drillsv1.PhaseValidating).Obj()}, 0, drillsv1.PhaseSelectingSnapshot},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// No snapshots: an admitted run goes on to select one.
+			e := newEngine(t, interceptor.Funcs{}, append(tt.others, ordersDrill().Obj(), newRun("new").Obj())...)
+			e.r.MaxInFlight = tt.max
+			res := e.mustReconcile("new")
+			got := e.run("new")
+			if tt.wantPhase == drillsv1.PhasePending {
+				if got.Status.Phase != drillsv1.PhasePending || got.Status.StartTime != nil || res.RequeueAfter != pendingRecheck ||
+					!strings.Contains(got.Status.Message, "waiting for one of the 2 drill slots") {
+					t.Errorf("phase %s, start %v, requeue %s, message %q: want Pending, not started, rechecking, saying why", got.Status.Phase, got.Status.StartTime, res.RequeueAfter, got.Status.Message)
+				}
+				return
+			}
+			if got.Status.StartTime == nil || got.Status.Deadline == nil || len(got.Status.Phases) == 0 || got.Status.Phases[0].Name != drillsv1.PhaseSelectingSnapshot {
+				t.Errorf("run did not start: %+v", got.Status)
+			}
+		})
+	}
+}
+
+func TestAPendingRunStartsWhenASlotFrees(t *testing.T) {
+	busy := newRun("busy").In(drillsv1.PhaseValidating).Obj()
+	e := newEngine(t, interceptor.Funcs{}, ordersDrill().Obj(), busy, newRun("new").Obj())
+	e.r.MaxInFlight = 1
+	e.mustReconcile("new")
+	busy = e.run("busy")
+	busy.Status.Phase = drillsv1.PhaseDone
+	e.updateStatus(busy)
+	e.mustReconcile("new")
+	got := e.run("new")
+	if got.Status.StartTime == nil || strings.Contains(got.Status.Message, "waiting") || phases(got)[0] != drillsv1.PhasePending || phases(got)[1] != drillsv1.PhaseSelectingSnapshot {
+		t.Errorf("status %+v: want started after its Pending wait, the waiting message gone", got.Status)
+	}
+}
+
+func TestSlotsHoldWhileTheCacheLags(t *testing.T) {
+	// The cache keeps answering as it did at the start: both runs Pending.
+	stale := []client.Object{newRun("a").In(drillsv1.PhasePending).Obj(), newRun("b").In(drillsv1.PhasePending).Obj()}
+	funcs := interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if runs, ok := list.(*drillsv1.DrillRunList); ok {
+			runs.Items = nil
+			for _, o := range stale {
+				runs.Items = append(runs.Items, *o.(*drillsv1.DrillRun).DeepCopy())
+			}
+			return nil
+		}
+		return c.List(ctx, list, opts...)
+	}}
+	objs := append(source(), ordersDrill().Obj())
+	objs = append(objs, stale[0].DeepCopyObject().(client.Object), stale[1].DeepCopyObject().(client.Object))
+	e := newEngine(t, funcs, objs...)
+	e.r.MaxInFlight = 1
+	e.mustReconcile("a")
+	e.mustReconcile("b")
+	if a, b := e.run("a"), e.run("b"); a.Status.StartTime == nil || b.Status.StartTime != nil {
+		t.Errorf("run a started %v, run b started %v: want exactly one run in the single slot", a.Status.StartTime, b.Status.StartTime)
+	}
+}
+
+func TestARunOfAMissingDrillEndsAtOnce(t *testing.T) {
+	e := newEngine(t, interceptor.Funcs{}, newRun("r1").Obj()) // no RestoreDrill
+	e.r.MaxInFlight = 1
+	e.mustReconcile("r1")
+	got := e.run("r1")
+	if got.Status.Result != drillsv1.ResultError || got.Status.Reason != verdict.ReasonDrillNotFound || got.Status.Phase != drillsv1.PhaseDone ||
+		!strings.Contains(got.Status.Message, "RestoreDrill prod/orders-db does not exist") {
+		t.Errorf("status %s/%s %q in %s, want Error/DrillNotFound and Done", got.Status.Result, got.Status.Reason, got.Status.Message, got.Status.Phase)
+	}
+	if got.Status.StartTime == nil || got.Status.CompletionTime == nil {
+		t.Errorf("start %v, completion %v: a run that ended has both", got.Status.StartTime, got.Status.CompletionTime)
+	}
+}

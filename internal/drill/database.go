@@ -1,0 +1,99 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/verdict"
+)
+
+// startDatabase is the StartingDatabase step: it waits until the database
+// pod is ready, at most timeouts.database; a database that exits or cannot
+// start fails the run.
+func (r *Reconciler) startDatabase(ctx context.Context, w *work) (outcome, error) {
+	ns := w.sandbox.NamespaceName()
+	timeout := durationOr(w.drill.Spec.Timeouts.Database, drillsv1.DefaultDatabaseTimeout)
+	deadline := phaseDeadline(w, timeout)
+	pod := &corev1.Pod{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DatabasePodName}, pod); client.IgnoreNotFound(err) != nil {
+		return outcome{}, err
+	}
+	p := restore.DatabasePodProgress(pod)
+	switch {
+	case p.Ready:
+		return nextPhase(), nil
+	case p.Terminated:
+		return conclude(verdict.Failed(verdict.ReasonDatabaseFailed, "database pod %s/%s: %s", ns, restore.DatabasePodName, p.Failure)), nil
+	case w.now.Before(deadline):
+		return waitFor(wakeAt(w, deadline).Sub(w.now)), nil
+	}
+	why := p.Failure
+	if why == "" {
+		why = r.lastEvent(ctx, pod, "Pod")
+	}
+	return conclude(verdict.Failed(verdict.ReasonDatabaseFailed, "%s", withEvent(fmt.Sprintf("database pod %s/%s not ready after %s", ns, restore.DatabasePodName, timeout), why))), nil
+}
+
+// connConfig is where and as whom drillerd connects: the pod's IP, and the
+// Trust user or the Secret's credentials. Passwords never reach logs.
+func (r *Reconciler) connConfig(ctx context.Context, w *work, pod *corev1.Pod) (*pgx.ConnConfig, error) {
+	db := w.drill.Spec.Database
+	port := db.Port
+	if port == 0 {
+		port = 5432
+	}
+	database := db.DatabaseName
+	if database == "" {
+		database = "postgres"
+	}
+	// sslmode=prefer: a restored pg_hba.conf may demand TLS (hostssl); the
+	// host is in the connection string so that the plain-text fallback
+	// goes to the same address.
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s sslmode=prefer connect_timeout=30",
+		quoteConnValue(pod.Status.PodIP), port, quoteConnValue(database)))
+	if err != nil {
+		return nil, fmt.Errorf("while building the connection to %s: %v", pod.Status.PodIP, err)
+	}
+	cfg.RuntimeParams["application_name"] = "drillerd"
+	switch db.Auth.Mode {
+	case drillsv1.AuthSecret:
+		ref := db.Auth.SecretRef
+		secret := &corev1.Secret{}
+		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: w.run.Namespace, Name: ref.Name}, secret); err != nil {
+			return nil, fmt.Errorf("spec.database.auth.secretRef: cannot read Secret %s/%s: %v", w.run.Namespace, ref.Name, err)
+		}
+		userKey, passKey := keyOr(ref.UsernameKey, "username"), keyOr(ref.PasswordKey, "password")
+		user, ok := secret.Data[userKey]
+		if !ok {
+			return nil, fmt.Errorf("spec.database.auth.secretRef: Secret %s/%s has no key %q", w.run.Namespace, ref.Name, userKey)
+		}
+		pass, ok := secret.Data[passKey]
+		if !ok {
+			return nil, fmt.Errorf("spec.database.auth.secretRef: Secret %s/%s has no key %q", w.run.Namespace, ref.Name, passKey)
+		}
+		cfg.User, cfg.Password = string(user), string(pass)
+	default:
+		cfg.User = keyOr(db.Auth.User, "postgres")
+	}
+	return cfg, nil
+}
+
+// quoteConnValue quotes a value for a keyword/value connection string.
+func quoteConnValue(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+func keyOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,83 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/verdict"
+)
+
+// provision is the Provisioning step: it creates the sandbox (namespace,
+// NetworkPolicy, content copy, snapshot, claim, database pod). Its start is
+// the start of the RTO.
+func (r *Reconciler) provision(ctx context.Context, w *work) (outcome, error) {
+	sb := w.sandbox
+	if w.run.Status.SandboxNamespace == "" {
+		// Recorded before anything is created, so that teardown and the
+		// sweep find the sandbox whatever happens next.
+		w.run.Status.SandboxNamespace = sb.NamespaceName()
+		if err := r.writeStatus(ctx, w); err != nil {
+			return outcome{}, err
+		}
+	}
+	snap := w.run.Status.Snapshot
+	source := &snapshotv1.VolumeSnapshotContent{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: snap.ContentName}, source); apierrors.IsNotFound(err) {
+		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshotContent %s of snapshot %s was deleted before the restore", snap.ContentName, snap.Name)), nil
+	} else if err != nil {
+		return outcome{}, fmt.Errorf("while reading the source VolumeSnapshotContent: %w", err)
+	}
+	claim := &corev1.PersistentVolumeClaim{}
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: w.run.Namespace, Name: w.drill.Spec.Source.PersistentVolumeClaimName}, claim)
+	if apierrors.IsNotFound(err) {
+		claim = &corev1.PersistentVolumeClaim{} // restore size and the drill's class still decide
+	} else if err != nil {
+		return outcome{}, fmt.Errorf("while reading the source claim: %w", err)
+	}
+
+	objects := []client.Object{sb.Namespace(), sb.NetworkPolicy()}
+	if w.drill.Spec.Database.Auth.Mode != drillsv1.AuthSecret {
+		objects = append(objects, sb.HBAConfigMap())
+	}
+	objects = append(objects,
+		sb.ContentCopy(source, snap.SnapshotHandle),
+		sb.SnapshotCopy(),
+		sb.Claim(claim, snap.RestoreSize),
+		sb.DatabasePod(),
+	)
+	for _, obj := range objects {
+		if err := r.create(ctx, w, obj); err != nil {
+			return outcome{}, err
+		}
+	}
+	w.log.Info("sandbox provisioned", "sandbox", sb.NamespaceName())
+	return nextPhase(), nil
+}
+
+// create creates obj; an existing object of this run is adopted, one of
+// anybody else is an error.
+func (r *Reconciler) create(ctx context.Context, w *work, obj client.Object) error {
+	err := r.Client.Create(ctx, obj)
+	if err == nil {
+		return nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("while creating sandbox %T %s: %w", obj, obj.GetName(), err)
+	}
+	existing := obj.DeepCopyObject().(client.Object)
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), existing); err != nil {
+		return fmt.Errorf("while reading existing sandbox object %s: %w", obj.GetName(), err)
+	}
+	if existing.GetLabels()[restore.LabelRun] != string(w.run.UID) {
+		return fmt.Errorf("%w: %s", errSandboxTaken, obj.GetName())
+	}
+	return nil
+}

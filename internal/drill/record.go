@@ -1,0 +1,100 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+)
+
+// afterDone is the Done step: the run is counted in its drill's status once,
+// and a kept sandbox is removed when keepOnFailure has passed.
+func (r *Reconciler) afterDone(ctx context.Context, w *work) (outcome, error) {
+	if !w.run.Status.Recorded {
+		if err := r.record(ctx, w.run); err != nil {
+			return outcome{}, fmt.Errorf("while recording the run in its RestoreDrill's status: %w", err)
+		}
+		w.run.Status.Recorded = true
+	}
+	return r.expireKeptSandbox(ctx, w)
+}
+
+// announce sends the verdict as events on the run and its drill.
+func (r *Reconciler) announce(w *work) {
+	s := w.run.Status
+	eventType := corev1.EventTypeNormal
+	if s.Result != drillsv1.ResultSucceeded {
+		eventType = corev1.EventTypeWarning
+	}
+	note := boundMessage(reasonOr(s.Reason, "Succeeded") + ": " + s.Message)
+	r.Recorder.Eventf(w.run, nil, eventType, string(s.Result), "Finish", "%s", note)
+	if w.drill != nil {
+		r.Recorder.Eventf(w.drill, w.run, eventType, "Run"+string(s.Result), "Finish", "%s", boundMessage("run "+w.run.Name+": "+note))
+	}
+}
+
+// record counts a finished run in its drill's status, once: with an
+// optimistic lock on a fresh read, so concurrent runs do not lose counts.
+// A drill that is gone has nothing to count.
+func (r *Reconciler) record(ctx context.Context, run *drillsv1.DrillRun) error {
+	key := types.NamespacedName{Namespace: run.Namespace, Name: run.Spec.DrillName}
+	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		drill := &drillsv1.RestoreDrill{}
+		if err := r.APIReader.Get(ctx, key, drill); err != nil {
+			return err
+		}
+		orig := drill.DeepCopy()
+		if !summarize(&drill.Status, run) {
+			return nil
+		}
+		return r.Client.Status().Patch(ctx, drill, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
+	})
+	return client.IgnoreNotFound(err)
+}
+
+// summarize adds a finished run to its drill's status: run counts and
+// phase durations always, lastRun and lastSuccessTime unless a newer run
+// finished first. It returns false when the run is recorded already.
+func summarize(status *drillsv1.RestoreDrillStatus, run *drillsv1.DrillRun) bool {
+	s := run.Status
+	last := status.LastRun
+	if last != nil && last.Name == run.Name {
+		return false
+	}
+	if status.RunCounts == nil {
+		status.RunCounts = map[drillsv1.RunResult]int64{}
+	}
+	status.RunCounts[s.Result]++
+	for _, p := range s.Phases {
+		if p.Seconds == nil {
+			continue
+		}
+		if status.PhaseDurations == nil {
+			status.PhaseDurations = map[drillsv1.Phase]drillsv1.PhaseHistogram{}
+		}
+		h := status.PhaseDurations[p.Name]
+		h.Observe(*p.Seconds)
+		status.PhaseDurations[p.Name] = h
+	}
+	if last != nil && last.CompletionTime != nil && s.CompletionTime != nil && last.CompletionTime.After(s.CompletionTime.Time) {
+		return true // a newer run finished first
+	}
+	summary := &drillsv1.RunSummary{Name: run.Name, Result: s.Result, Reason: s.Reason, CompletionTime: s.CompletionTime}
+	if s.RTO != nil {
+		summary.RTOSeconds = ptr.To(s.RTO.Seconds)
+	}
+	if s.RPO != nil {
+		summary.RPOSeconds = ptr.To(s.RPO.Seconds)
+	}
+	status.LastRun = summary
+	if s.Result == drillsv1.ResultSucceeded {
+		status.LastSuccessTime = s.CompletionTime
+	}
+	return true
+}

@@ -1,0 +1,74 @@
+package drill
+
+import (
+	"context"
+	"fmt"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/verdict"
+)
+
+// restoreVolume is the RestoringVolume step: it waits until the sandbox's
+// snapshot copy is ready and its claim bound, at most timeouts.volume.
+func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (outcome, error) {
+	ns := w.sandbox.NamespaceName()
+	timeout := durationOr(w.drill.Spec.Timeouts.Volume, drillsv1.DefaultVolumeTimeout)
+	deadline := phaseDeadline(w, timeout)
+
+	vs := &snapshotv1.VolumeSnapshot{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.SourceSnapshotName}, vs); client.IgnoreNotFound(err) != nil {
+		return outcome{}, err
+	}
+	ready, failure := restore.SnapshotCopyReady(vs)
+	if failure != "" {
+		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshot %s/%s failed: %s", ns, restore.SourceSnapshotName, failure)), nil
+	}
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DataClaimName}, pvc); client.IgnoreNotFound(err) != nil {
+		return outcome{}, err
+	}
+	bound := restore.ClaimBound(pvc)
+	if bound {
+		w.run.Status.VolumeName = pvc.Spec.VolumeName
+		if err := r.labelVolume(ctx, w.run, w.sandbox.Labels()); err != nil {
+			return outcome{}, err
+		}
+	}
+	switch {
+	case ready && bound:
+		return nextPhase(), nil
+	case w.now.Before(deadline):
+		return waitFor(wakeAt(w, deadline).Sub(w.now)), nil
+	case !ready:
+		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "%s", withEvent(fmt.Sprintf("VolumeSnapshot %s/%s not ready after %s", ns, restore.SourceSnapshotName, timeout), r.lastEvent(ctx, vs, "VolumeSnapshot")))), nil
+	}
+	return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "%s", withEvent(fmt.Sprintf("PVC %s/%s not bound after %s", ns, restore.DataClaimName, timeout), r.lastEvent(ctx, pvc, "PersistentVolumeClaim")))), nil
+}
+
+// labelVolume gives the restored volume the sandbox's ownership labels, so
+// that the sweep can find it if the run's teardown never happens.
+func (r *Reconciler) labelVolume(ctx context.Context, run *drillsv1.DrillRun, labels map[string]string) error {
+	pv := &corev1.PersistentVolume{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: run.Status.VolumeName}, pv); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("while reading the restored volume %s: %w", run.Status.VolumeName, err)
+	} else if err != nil || !restore.IsSandboxVolume(pv, run.Status.SandboxNamespace) || pv.Labels[restore.LabelRun] == string(run.UID) {
+		return nil
+	}
+	orig := pv.DeepCopy()
+	if pv.Labels == nil {
+		pv.Labels = map[string]string{}
+	}
+	for k, v := range labels {
+		pv.Labels[k] = v
+	}
+	if err := r.Client.Patch(ctx, pv, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("while labelling the restored volume %s: %w", pv.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,126 @@
+package drill
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/builder"
+	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/verdict"
+)
+
+// restoringRun is a run that started restoring its volume at t0, with
+// timeouts.total ending at total.
+func restoringRun(total time.Time) *drillsv1.DrillRun {
+	run := newRun("r1").In(drillsv1.PhaseRestoringVolume).StartedAt(t0).Deadline(total).
+		PhaseTiming(drillsv1.PhaseRestoringVolume, t0, time.Time{}).Obj()
+	run.Status.SandboxNamespace = sandboxOf(run)
+	return run
+}
+
+func boundClaim(ns, volume string) *corev1.PersistentVolumeClaim {
+	c := builder.ForClaim(ns, restore.DataClaimName).Obj()
+	c.Spec.VolumeName, c.Status.Phase = volume, corev1.ClaimBound
+	return c
+}
+
+func pendingClaim(ns string) *corev1.PersistentVolumeClaim {
+	c := builder.ForClaim(ns, restore.DataClaimName).Obj()
+	c.Status.Phase = corev1.ClaimPending
+	return c
+}
+
+func warning(ns, kind, name, reason, msg string, at time.Time) *corev1.Event {
+	return &corev1.Event{
+		ObjectMeta:     metav1.ObjectMeta{Namespace: ns, Name: name + "." + reason},
+		InvolvedObject: corev1.ObjectReference{Kind: kind, Namespace: ns, Name: name},
+		Type:           corev1.EventTypeWarning, Reason: reason, Message: msg, LastTimestamp: metav1.NewTime(at),
+	}
+}
+
+func TestRestoringVolumeWaitsAndTimesOut(t *testing.T) {
+	const volumeTimeout = 10 * time.Minute
+	ns := sandboxOf(newRun("r1").Obj())
+	copyOf := func() *builder.SnapshotBuilder { return builder.ForSnapshot(ns, restore.SourceSnapshotName) }
+	tests := []struct {
+		name        string
+		at          time.Duration // since the phase started
+		total       time.Duration // timeouts.total, since the phase started
+		objects     []client.Object
+		wantPhase   drillsv1.Phase
+		wantRequeue time.Duration
+		wantReason  string
+		wantInMsg   string
+	}{
+		{name: "copy not ready: waits until the volume timeout", at: time.Minute, total: time.Hour,
+			objects:   []client.Object{copyOf().NotReady().Obj(), pendingClaim(ns)},
+			wantPhase: drillsv1.PhaseRestoringVolume, wantRequeue: 9 * time.Minute},
+		{name: "timeouts.total comes first: waits until then", at: time.Minute, total: 5 * time.Minute,
+			objects:   []client.Object{copyOf().NotReady().Obj(), pendingClaim(ns)},
+			wantPhase: drillsv1.PhaseRestoringVolume, wantRequeue: 4 * time.Minute},
+		{name: "ready and bound: the database starts", at: time.Minute, total: time.Hour,
+			objects:   []client.Object{copyOf().ReadyAt(t0).Obj(), boundClaim(ns, "pv-1")},
+			wantPhase: drillsv1.PhaseStartingDatabase},
+		{name: "the copy failed: Failed at once with the controller's words", at: time.Minute, total: time.Hour,
+			objects:   []client.Object{copyOf().Failed("snapshot handle snap-1 not found").Obj(), pendingClaim(ns)},
+			wantPhase: drillsv1.PhaseDone, wantReason: verdict.ReasonRestoreFailed, wantInMsg: "failed: snapshot handle snap-1 not found"},
+		{name: "copy not ready at the volume timeout: Failed, naming the last warning", at: volumeTimeout, total: time.Hour,
+			objects: []client.Object{copyOf().NotReady().Obj(), pendingClaim(ns),
+				warning(ns, "VolumeSnapshot", restore.SourceSnapshotName, "SnapshotContentCheckandUpdateFailed", "driver busy", t0)},
+			wantPhase: drillsv1.PhaseDone, wantReason: verdict.ReasonRestoreFailed,
+			wantInMsg: "VolumeSnapshot " + ns + "/source not ready after 10m0s: SnapshotContentCheckandUpdateFailed: driver busy"},
+		{name: "claim not bound at the volume timeout: Failed, naming the last warning", at: volumeTimeout + time.Second, total: time.Hour,
+			objects: []client.Object{copyOf().ReadyAt(t0).Obj(), pendingClaim(ns),
+				warning(ns, "PersistentVolumeClaim", restore.DataClaimName, "ProvisioningFailed", "no space left", t0)},
+			wantPhase: drillsv1.PhaseDone, wantReason: verdict.ReasonRestoreFailed,
+			wantInMsg: "PVC " + ns + "/data not bound after 10m0s: ProvisioningFailed: no space left"},
+		{name: "timeouts.total passed: Error Timeout naming the phase", at: 5 * time.Minute, total: 5 * time.Minute,
+			objects:   []client.Object{copyOf().NotReady().Obj(), pendingClaim(ns)},
+			wantPhase: drillsv1.PhaseDone, wantReason: verdict.ReasonTimeout, wantInMsg: "it was in phase RestoringVolume"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			objs := append([]client.Object{ordersDrill().VolumeTimeout(volumeTimeout).Obj(), restoringRun(t0.Add(tt.total))}, tt.objects...)
+			e := newEngine(t, interceptor.Funcs{}, objs...)
+			e.r.Database = (&fakeChecker{clock: e.clock, connectErr: errStopHere}).connect
+			e.clock.SetTime(t0.Add(tt.at))
+			res := e.mustReconcile("r1")
+			got := e.run("r1").Status
+			if tt.wantPhase == drillsv1.PhaseStartingDatabase {
+				if !containsPhase(got.Phases, drillsv1.PhaseStartingDatabase) || got.VolumeName != "pv-1" {
+					t.Errorf("timeline %v, volume %q: want StartingDatabase reached with the volume recorded", got.Phases, got.VolumeName)
+				}
+				return
+			}
+			if got.Phase != tt.wantPhase || got.Reason != tt.wantReason || !strings.Contains(got.Message, tt.wantInMsg) {
+				t.Errorf("phase %s, %s %q; want %s, %s mentioning %q", got.Phase, got.Reason, got.Message, tt.wantPhase, tt.wantReason, tt.wantInMsg)
+			}
+			if tt.wantRequeue != 0 && res.RequeueAfter != tt.wantRequeue {
+				t.Errorf("requeue after %s, want %s", res.RequeueAfter, tt.wantRequeue)
+			}
+		})
+	}
+}
+
+func containsPhase(timeline []drillsv1.PhaseTiming, p drillsv1.Phase) bool {
+	for _, t := range timeline {
+		if t.Name == p {
+			return true
+		}
+	}
+	return false
+}
+
+// errStopHere ends a run at Validating, for tests of earlier phases.
+var errStopHere = &stopHere{}
+
+type stopHere struct{}
+
+func (*stopHere) Error() string { return "not reached in this test" }

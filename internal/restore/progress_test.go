@@ -1,0 +1,280 @@
+package restore
+
+import (
+	"testing"
+	"time"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/drillerd/drillerd/internal/builder"
+)
+
+// sandboxNS is the sandbox namespace of the fixtures that need one.
+const sandboxNS = "drill-orders-db-0a1b2c3d"
+
+// copyOf starts the sandbox's VolumeSnapshot.
+func copyOf() *builder.SnapshotBuilder { return builder.ForSnapshot(sandboxNS, SourceSnapshotName) }
+
+func TestSnapshotCopyReady(t *testing.T) {
+	errorWithoutMessage := copyOf().NotReady().Obj()
+	errorWithoutMessage.Status.Error = &snapshotv1.VolumeSnapshotError{Time: &metav1.Time{Time: t0}}
+	tests := []struct {
+		name        string
+		given       *snapshotv1.VolumeSnapshot
+		wantReady   bool
+		wantFailure string
+	}{
+		{"no status yet", copyOf().Obj(), false, ""},
+		{"not ready", copyOf().NotReady().Obj(), false, ""},
+		{"ready", copyOf().ReadyAt(t0).Obj(), true, ""},
+		{"error with a message", copyOf().Failed("handle snap-0abc not found").Obj(), false, "handle snap-0abc not found"},
+		{"error without a message", errorWithoutMessage, false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ready, failure := SnapshotCopyReady(tt.given)
+			if ready != tt.wantReady || failure != tt.wantFailure {
+				t.Errorf("SnapshotCopyReady = %v, %q; want %v, %q", ready, failure, tt.wantReady, tt.wantFailure)
+			}
+		})
+	}
+}
+
+// dataClaim is the sandbox's data claim in phase, bound to volume if not "".
+func dataClaim(phase corev1.PersistentVolumeClaimPhase, volume string) *corev1.PersistentVolumeClaim {
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: sandboxNS, Name: DataClaimName},
+		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: volume},
+		Status:     corev1.PersistentVolumeClaimStatus{Phase: phase},
+	}
+}
+
+func TestClaimBound(t *testing.T) {
+	tests := []struct {
+		name  string
+		given *corev1.PersistentVolumeClaim
+		want  bool
+	}{
+		{"pending", dataClaim(corev1.ClaimPending, ""), false},
+		{"volume chosen, not yet bound", dataClaim(corev1.ClaimPending, "pvc-1"), false},
+		{"bound", dataClaim(corev1.ClaimBound, "pvc-1"), true},
+		{"bound phase without a volume", dataClaim(corev1.ClaimBound, ""), false},
+		{"lost", dataClaim(corev1.ClaimLost, "pvc-1"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ClaimBound(tt.given); got != tt.want {
+				t.Errorf("ClaimBound = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+type podBuilder struct{ p corev1.Pod }
+
+// newPod starts the sandbox's database pod, running, with no conditions
+// and no container statuses.
+func newPod() *podBuilder {
+	return &podBuilder{p: corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: sandboxNS, Name: DatabasePodName},
+		Status:     corev1.PodStatus{Phase: corev1.PodRunning},
+	}}
+}
+
+// Ready sets the Ready condition to status and the pod's IP to ip.
+func (b *podBuilder) Ready(status corev1.ConditionStatus, ip string) *podBuilder {
+	b.p.Status.Conditions = append(b.p.Status.Conditions, corev1.PodCondition{Type: corev1.PodReady, Status: status})
+	b.p.Status.PodIP = ip
+	return b
+}
+
+// Phase sets the pod's phase, with the reason and message the kubelet gives.
+func (b *podBuilder) Phase(p corev1.PodPhase, reason, message string) *podBuilder {
+	b.p.Status.Phase, b.p.Status.Reason, b.p.Status.Message = p, reason, message
+	return b
+}
+
+func (b *podBuilder) Terminated(container, reason string, exitCode int32, message string) *podBuilder {
+	return b.container(container, corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: reason, ExitCode: exitCode, Message: message}})
+}
+
+func (b *podBuilder) Waiting(container, reason, message string) *podBuilder {
+	return b.container(container, corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason, Message: message}})
+}
+
+func (b *podBuilder) container(name string, state corev1.ContainerState) *podBuilder {
+	b.p.Status.ContainerStatuses = append(b.p.Status.ContainerStatuses, corev1.ContainerStatus{Name: name, State: state})
+	return b
+}
+
+func (b *podBuilder) Obj() *corev1.Pod { return &b.p }
+
+type podCase struct {
+	name  string
+	given *corev1.Pod
+	want  PodProgress
+}
+
+func TestDatabasePodProgress(t *testing.T) {
+	db := DatabaseContainerName
+	tests := []podCase{
+		{"ready with an IP", newPod().Ready(corev1.ConditionTrue, "10.1.2.3").Obj(), PodProgress{Ready: true}},
+		{"ready without an IP", newPod().Ready(corev1.ConditionTrue, "").Obj(), PodProgress{}},
+		{"not ready", newPod().Ready(corev1.ConditionFalse, "10.1.2.3").Obj(), PodProgress{}},
+		{"running, no conditions yet", newPod().Obj(), PodProgress{}},
+		{
+			"terminated with a message: its first line",
+			newPod().Terminated(db, "Error", 1, "FATAL:  could not locate a valid checkpoint record\nLOG:  startup process exited").Obj(),
+			PodProgress{Terminated: true, Failure: "container database terminated: Error (exit code 1): FATAL:  could not locate a valid checkpoint record"},
+		},
+		{
+			"terminated without a message",
+			newPod().Terminated(db, "OOMKilled", 137, "").Obj(),
+			PodProgress{Terminated: true, Failure: "container database terminated: OOMKilled (exit code 137)"},
+		},
+		{
+			"terminated in a Failed pod: the container says more",
+			newPod().Phase(corev1.PodFailed, "", "").Terminated(db, "Error", 2, "").Obj(),
+			PodProgress{Terminated: true, Failure: "container database terminated: Error (exit code 2)"},
+		},
+		{"waiting, transient: ContainerCreating", newPod().Waiting(db, "ContainerCreating", "").Obj(), PodProgress{}},
+		{"waiting, transient: PodInitializing", newPod().Waiting(db, "PodInitializing", "").Obj(), PodProgress{}},
+		{
+			"Failed pod without container statuses",
+			newPod().Phase(corev1.PodFailed, "Evicted", "The node was low on resource: ephemeral-storage.").Obj(),
+			PodProgress{Terminated: true, Failure: "pod Failed: Evicted The node was low on resource: ephemeral-storage."},
+		},
+		{
+			"Succeeded pod without container statuses",
+			newPod().Phase(corev1.PodSucceeded, "", "").Obj(),
+			PodProgress{Terminated: true, Failure: "pod Succeeded:  "},
+		},
+		{
+			"stuck waiting, no message",
+			newPod().Waiting(db, "ErrImagePull", "").Obj(),
+			PodProgress{Failure: "container database is waiting: ErrImagePull"},
+		},
+		{
+			"other containers are ignored",
+			newPod().Ready(corev1.ConditionTrue, "10.1.2.3").Waiting("log-shipper", "ImagePullBackOff", "").Terminated("init-perms", "Error", 1, "denied").Obj(),
+			PodProgress{Ready: true},
+		},
+	}
+	for _, reason := range []string{
+		"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+		"CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+	} {
+		tests = append(tests, podCase{
+			"stuck waiting: " + reason,
+			newPod().Waiting(db, reason, "back-off 20s\nrestarting failed container").Obj(),
+			PodProgress{Failure: "container database is waiting: " + reason + ": back-off 20s"},
+		})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := DatabasePodProgress(tt.given); got != tt.want {
+				t.Errorf("DatabasePodProgress = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+type eventBuilder struct{ e corev1.Event }
+
+func newEvent(typ, reason, message string) *eventBuilder {
+	return &eventBuilder{e: corev1.Event{Type: typ, Reason: reason, Message: message}}
+}
+
+// LastSeen sets lastTimestamp (core/v1 events from a recorder).
+func (b *eventBuilder) LastSeen(t time.Time) *eventBuilder {
+	b.e.LastTimestamp = metav1.NewTime(t)
+	return b
+}
+
+// At sets eventTime (events written through events.k8s.io).
+func (b *eventBuilder) At(t time.Time) *eventBuilder {
+	b.e.EventTime = metav1.NewMicroTime(t)
+	return b
+}
+
+// Created sets metadata.creationTimestamp.
+func (b *eventBuilder) Created(t time.Time) *eventBuilder {
+	b.e.CreationTimestamp = metav1.NewTime(t)
+	return b
+}
+
+func (b *eventBuilder) Obj() corev1.Event { return b.e }
+
+func TestLastEvent(t *testing.T) {
+	normal, warning := corev1.EventTypeNormal, corev1.EventTypeWarning
+	tests := []struct {
+		name  string
+		given []corev1.Event
+		want  string
+	}{
+		{"no events", nil, ""},
+		{
+			"a warning wins over a newer normal event",
+			[]corev1.Event{
+				newEvent(warning, "FailedMount", "MountVolume.SetUp failed").LastSeen(t0).Obj(),
+				newEvent(normal, "Pulled", "image already present").LastSeen(t0.Add(time.Minute)).Obj(),
+			},
+			"FailedMount: MountVolume.SetUp failed",
+		},
+		{
+			"the newest of the warnings",
+			[]corev1.Event{
+				newEvent(warning, "FailedScheduling", "0/3 nodes are available").LastSeen(t0).Obj(),
+				newEvent(warning, "FailedMount", "MountVolume.SetUp failed").LastSeen(t0.Add(time.Minute)).Obj(),
+			},
+			"FailedMount: MountVolume.SetUp failed",
+		},
+		{
+			"newest by lastTimestamp",
+			[]corev1.Event{
+				newEvent(normal, "Scheduled", "assigned").LastSeen(t0).Obj(),
+				newEvent(normal, "Started", "started container").LastSeen(t0.Add(2 * time.Minute)).Obj(),
+				newEvent(normal, "Pulled", "image already present").LastSeen(t0.Add(time.Minute)).Obj(),
+			},
+			"Started: started container",
+		},
+		{
+			"newest by eventTime",
+			[]corev1.Event{
+				newEvent(normal, "Started", "started container").At(t0.Add(time.Minute)).Obj(),
+				newEvent(normal, "Scheduled", "assigned").At(t0).Obj(),
+			},
+			"Started: started container",
+		},
+		{
+			"newest by creationTimestamp",
+			[]corev1.Event{
+				newEvent(normal, "Scheduled", "assigned").Created(t0).Obj(),
+				newEvent(normal, "Started", "started container").Created(t0.Add(time.Minute)).Obj(),
+			},
+			"Started: started container",
+		},
+		{
+			"lastTimestamp counts before eventTime and creationTimestamp",
+			[]corev1.Event{
+				newEvent(normal, "Pulling", "pulling image").LastSeen(t0).At(t0.Add(time.Hour)).Created(t0.Add(time.Hour)).Obj(),
+				newEvent(normal, "Started", "started container").LastSeen(t0.Add(time.Minute)).Obj(),
+			},
+			"Started: started container",
+		},
+		{
+			"the first line of a multi-line message",
+			[]corev1.Event{newEvent(warning, "Failed", "  Error: ErrImagePull\nfailed to pull and unpack image\n").LastSeen(t0).Obj()},
+			"Failed: Error: ErrImagePull",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := LastEvent(tt.given); got != tt.want {
+				t.Errorf("LastEvent = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
