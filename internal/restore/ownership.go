@@ -52,8 +52,7 @@ func IsOwnedSandbox(ns *corev1.Namespace) bool {
 }
 
 // IsOwnedContent is the gate to deleting a VolumeSnapshotContent: drillerd's
-// labels, and never one that would delete the physical snapshot
-//.
+// labels, and never one that would delete the physical snapshot.
 func IsOwnedContent(c *snapshotv1.VolumeSnapshotContent) bool {
 	return hasOwnershipLabels(c.Labels) && c.Spec.DeletionPolicy == snapshotv1.VolumeSnapshotContentRetain
 }
