@@ -116,9 +116,30 @@ type DrillRunStatus struct {
 	// Phases is the timeline: when each step started and ended.
 	// +optional
 	Phases []PhaseTiming `json:"phases,omitempty"`
-	// Checks are the results of the drill's checks.
+	// Checks are the results of the drill's checks; a built-in reports once
+	// per database.
 	// +optional
 	Checks []CheckResult `json:"checks,omitempty"`
+	// Database is what the restored copy says about itself.
+	// +optional
+	Database *RestoredDatabase `json:"database,omitempty"`
+	// Tables are the rows read per table by TablesReadable (the largest
+	// tables, bounded): the drill's next baseline if the run succeeds.
+	// +optional
+	// +listType=atomic
+	Tables []TableRows `json:"tables,omitempty"`
+	// SkippedSnapshots are snapshots of the claim newer than the one
+	// restored that were passed over because they were not ready or had
+	// failed.
+	// +optional
+	// +listType=atomic
+	SkippedSnapshots []SkippedSnapshot `json:"skippedSnapshots,omitempty"`
+	// Conditions qualify the verdict: RPODataTrusted is False when the
+	// freshness query's answer was not used (newer than the snapshot's cut).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// RTO measured: from the start of provisioning until every check passed.
 	// +optional
 	RTO *RTOMeasurement `json:"rto,omitempty"`
@@ -150,6 +171,9 @@ type DrillRunStatus struct {
 type SnapshotRef struct {
 	// Name of the VolumeSnapshot.
 	Name string `json:"name"`
+	// ClaimName is the PersistentVolumeClaim the snapshot was taken of.
+	// +optional
+	ClaimName string `json:"claimName,omitempty"`
 	// ContentName of its VolumeSnapshotContent.
 	// +optional
 	ContentName string `json:"contentName,omitempty"`
@@ -182,6 +206,9 @@ type PhaseTiming struct {
 type CheckResult struct {
 	// Name of the check.
 	Name string `json:"name"`
+	// Database the check ran in.
+	// +optional
+	Database string `json:"database,omitempty"`
 	// Passed says whether the expectation held.
 	Passed bool `json:"passed"`
 	// Value observed (for built-ins, a summary such as "12 tables, 10342 rows").
@@ -196,7 +223,64 @@ type CheckResult struct {
 	// Message says why it failed.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// Reason is the kind of finding of a failed built-in: DataMissing (the
+	// copy has less than its own catalog says) or DataDamaged (PostgreSQL or
+	// amcheck found corruption).
+	// +optional
+	Reason string `json:"reason,omitempty"`
 }
+
+// RestoredDatabase is what a restored copy says about itself.
+type RestoredDatabase struct {
+	// SystemIdentifier of the cluster (pg_control_system()): the same for a
+	// database and all its backups, new for every initdb.
+	// +optional
+	SystemIdentifier string `json:"systemIdentifier,omitempty"`
+	// InitTime is when the cluster was initialised (initdb).
+	// +optional
+	InitTime *metav1.Time `json:"initTime,omitempty"`
+	// ServerVersion of the PostgreSQL that ran the copy.
+	// +optional
+	ServerVersion string `json:"serverVersion,omitempty"`
+	// DataChecksums says whether the copy has data checksums, so that
+	// damaged pages are detected when read.
+	// +optional
+	DataChecksums bool `json:"dataChecksums,omitempty"`
+	// ReadsAnsweredTime is when the last read check answered.
+	// +optional
+	ReadsAnsweredTime *metav1.MicroTime `json:"readsAnsweredTime,omitempty"`
+	// WriteAcceptedTime is when the write probe's rows were committed and
+	// read back; the RTO ends at the later of the two.
+	// +optional
+	WriteAcceptedTime *metav1.MicroTime `json:"writeAcceptedTime,omitempty"`
+}
+
+// TableRows is how many rows a run read of one table.
+type TableRows struct {
+	// Database the table is in.
+	Database string `json:"database"`
+	// Table, schema-qualified.
+	Table string `json:"table"`
+	// Rows read.
+	Rows int64 `json:"rows"`
+}
+
+// SkippedSnapshot is a snapshot a run passed over.
+type SkippedSnapshot struct {
+	// Name of the VolumeSnapshot.
+	Name string `json:"name"`
+	// Reason: NotReady or Failed.
+	Reason string `json:"reason"`
+	// Message: the snapshot controller's error, if any.
+	// +optional
+	Message string `json:"message,omitempty"`
+}
+
+// Skipped snapshot reasons.
+const (
+	SnapshotNotReady = "NotReady"
+	SnapshotFailed   = "Failed"
+)
 
 // RTOMeasurement is the measured recovery time against its target.
 type RTOMeasurement struct {

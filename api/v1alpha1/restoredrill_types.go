@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -51,6 +53,11 @@ type RestoreDrillSpec struct {
 	// the restored data. Without it the RPO is the snapshot's age.
 	// +optional
 	Freshness *FreshnessSpec `json:"freshness,omitempty"`
+
+	// DataLoss says what the built-in checks may find missing: each run
+	// compares the rows it read with the last Succeeded run's (status.baseline).
+	// +optional
+	DataLoss DataLossSpec `json:"dataLoss,omitempty"`
 
 	// Targets are the recovery objectives a drill is held to.
 	// +optional
@@ -273,7 +280,45 @@ type FreshnessSpec struct {
 	// e.g. SELECT max(created_at) FROM orders.
 	// +kubebuilder:validation:MinLength=1
 	SQL string `json:"sql"`
+	// TimeZone (IANA name) says where a `timestamp without time zone` answer
+	// was written. Without it such an answer is refused: drillerd cannot tell
+	// when it was. timestamptz and date answers need none.
+	// +optional
+	TimeZone string `json:"timeZone,omitempty"`
+	// ClockSkew is how much later than the snapshot's cut the newest data may
+	// be (clocks of writers and storage disagree); data newer than the cut
+	// plus this is not trusted and the RPO is the snapshot's age. Default 5m.
+	// +optional
+	ClockSkew *metav1.Duration `json:"clockSkew,omitempty"`
 }
+
+// DefaultClockSkew is FreshnessSpec.ClockSkew's default.
+const DefaultClockSkew = 5 * time.Minute
+
+// DataLossSpec bounds what a copy may lack.
+type DataLossSpec struct {
+	// MaxTableShrinkPercent: a table with fewer rows than the last Succeeded
+	// run read, by more than this share, fails the drill (DataMissing).
+	// Default 50; 100 turns the comparison off.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	MaxTableShrinkPercent *int32 `json:"maxTableShrinkPercent,omitempty"`
+	// VolatileTables may shrink freely between runs (queues, sessions,
+	// caches): schema-qualified names such as public.sessions, in any
+	// database.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=100
+	VolatileTables []string `json:"volatileTables,omitempty"`
+	// ExpectEmpty says a copy without a single user table is what this
+	// drill expects. Without it such a copy fails (EmptyDatabase).
+	// +optional
+	ExpectEmpty bool `json:"expectEmpty,omitempty"`
+}
+
+// DefaultMaxTableShrinkPercent is DataLossSpec.MaxTableShrinkPercent's default.
+const DefaultMaxTableShrinkPercent = 50
 
 // Targets are recovery objectives.
 type Targets struct {
@@ -348,6 +393,15 @@ type RestoreDrillStatus struct {
 	// (AlreadyRunning, MissedDeadline).
 	// +optional
 	SkippedTicks map[string]int64 `json:"skippedTicks,omitempty"`
+	// SkippedSnapshots counts snapshots newer than the one a run restored
+	// that were passed over, by reason (NotReady, Failed), over the drill's
+	// lifetime (drillerd_drill_snapshots_skipped_total).
+	// +optional
+	SkippedSnapshots map[string]int64 `json:"skippedSnapshots,omitempty"`
+	// Baseline is what the last Succeeded run found; the next run is
+	// compared with it.
+	// +optional
+	Baseline *Baseline `json:"baseline,omitempty"`
 	// ObservedGeneration is the spec generation the status reflects.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
@@ -357,6 +411,22 @@ type RestoreDrillStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Baseline is what a Succeeded run found in its copy.
+type Baseline struct {
+	// RunName is the run that found it.
+	RunName string `json:"runName"`
+	// ClaimName is the source claim it restored: a different claim is a
+	// different database, so identity is not compared across claims.
+	ClaimName string `json:"claimName"`
+	// SystemIdentifier of the restored cluster.
+	// +optional
+	SystemIdentifier string `json:"systemIdentifier,omitempty"`
+	// Tables are the rows read per table (the largest tables, bounded).
+	// +optional
+	// +listType=atomic
+	Tables []TableRows `json:"tables,omitempty"`
 }
 
 // PhaseHistogram counts phase durations: Buckets[i] is how many took at

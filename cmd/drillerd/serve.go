@@ -80,6 +80,7 @@ func serve(cfg ServeConfig) error {
 		return err
 	}
 	collector := metrics.NewCollector(mgr.GetClient(), clock.RealClock{}, log.WithName("metrics"))
+	collector.Snapshots = mgr.GetAPIReader()
 	if err := ctrlmetrics.Registry.Register(collector); err != nil {
 		return err
 	}

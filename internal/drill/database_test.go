@@ -63,7 +63,7 @@ func TestStartingDatabaseWaitsAndTimesOut(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			objs := append([]client.Object{ordersDrill().DatabaseTimeout(dbTimeout).Obj(), run.DeepCopy()}, tt.objects...)
 			e := newEngine(t, interceptor.Funcs{}, objs...)
-			e.r.Database = (&fakeChecker{clock: e.clock}).connect
+			e.r.Database = (&fakeChecker{clock: e.clock, tables: ordersTable}).connect
 			e.clock.SetTime(t0.Add(tt.at))
 			res := e.mustReconcile("r1")
 			got := e.run("r1").Status

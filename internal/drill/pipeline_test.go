@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/builder"
 	"github.com/drillerd/drillerd/internal/restore"
 	"github.com/drillerd/drillerd/internal/verdict"
 )
@@ -48,7 +49,7 @@ func TestADrillFromStartToFinish(t *testing.T) {
 		Targets(15*time.Minute, 26*time.Hour).Obj()
 	run := newRun("r1").Obj()
 	e := newEngine(t, interceptor.Funcs{}, append(source(), drill, run)...)
-	db := &fakeChecker{clock: e.clock, took: 3 * time.Second, newest: t0.Add(-2 * time.Hour)}
+	db := &fakeChecker{clock: e.clock, took: 3 * time.Second, newest: t0.Add(-2 * time.Hour), tables: ordersTable}
 	e.r.Database = db.connect
 	ns := sandboxOf(run)
 
@@ -275,3 +276,27 @@ func readyPod(ip string) corev1.PodStatus {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+func TestNewerSnapshotsThatFailedAreReported(t *testing.T) {
+	objs := append(source(),
+		builder.ForSnapshot("prod", "hourly-failed").Of("data-orders-0").Created(t0.Add(-30*time.Minute)).Failed("rate limited by the storage API").Obj(),
+		builder.ForSnapshot("prod", "hourly-pending").Of("data-orders-0").Created(t0.Add(-time.Minute)).NotReady().Obj(),
+		builder.ForSnapshot("prod", "older-failed").Of("data-orders-0").Created(t0.Add(-48*time.Hour)).Failed("old news").Obj(),
+		ordersDrill().Obj(), newRun("r1").Obj())
+	e := newEngine(t, interceptor.Funcs{}, objs...)
+	e.mustReconcile("r1")
+	got := e.run("r1").Status
+	if got.Snapshot == nil || got.Snapshot.Name != "nightly" {
+		t.Fatalf("restored %+v, want the newest ready snapshot", got.Snapshot)
+	}
+	want := []drillsv1.SkippedSnapshot{
+		{Name: "hourly-pending", Reason: drillsv1.SnapshotNotReady, Message: "not ready"},
+		{Name: "hourly-failed", Reason: drillsv1.SnapshotFailed, Message: "rate limited by the storage API"},
+	}
+	if len(got.SkippedSnapshots) != len(want) || got.SkippedSnapshots[0] != want[0] || got.SkippedSnapshots[1] != want[1] {
+		t.Errorf("skipped %+v, want %+v", got.SkippedSnapshots, want)
+	}
+	if ev := drainEvents(e); !strings.Contains(ev, "Warning SnapshotsSkipped restoring nightly; 2 newer snapshots were passed over: hourly-pending (NotReady), hourly-failed (Failed)") {
+		t.Errorf("events %q, want a SnapshotsSkipped warning", ev)
+	}
+}

@@ -58,9 +58,22 @@ func (r *Reconciler) record(ctx context.Context, run *drillsv1.DrillRun) error {
 	return client.IgnoreNotFound(err)
 }
 
-// summarize adds a finished run to its drill's status: run counts and
-// phase durations always, lastRun and lastSuccessTime unless a newer run
-// finished first. It returns false when the run is recorded already.
+// baselineOf is what a Succeeded run found, for the next runs to be
+// compared with.
+func baselineOf(run *drillsv1.DrillRun) *drillsv1.Baseline {
+	b := &drillsv1.Baseline{RunName: run.Name, Tables: run.Status.Tables}
+	if run.Status.Snapshot != nil {
+		b.ClaimName = run.Status.Snapshot.ClaimName
+	}
+	if run.Status.Database != nil {
+		b.SystemIdentifier = run.Status.Database.SystemIdentifier
+	}
+	return b
+}
+
+// summarize adds a finished run to its drill's status: run counts, skipped
+// snapshots and phase durations always; lastRun, lastSuccessTime and the
+// baseline unless a newer run finished first. It returns false when the run is recorded already.
 func summarize(status *drillsv1.RestoreDrillStatus, run *drillsv1.DrillRun) bool {
 	s := run.Status
 	last := status.LastRun
@@ -71,6 +84,12 @@ func summarize(status *drillsv1.RestoreDrillStatus, run *drillsv1.DrillRun) bool
 		status.RunCounts = map[drillsv1.RunResult]int64{}
 	}
 	status.RunCounts[s.Result]++
+	for _, skipped := range s.SkippedSnapshots {
+		if status.SkippedSnapshots == nil {
+			status.SkippedSnapshots = map[string]int64{}
+		}
+		status.SkippedSnapshots[skipped.Reason]++
+	}
 	for _, p := range s.Phases {
 		if p.Seconds == nil {
 			continue
@@ -95,6 +114,7 @@ func summarize(status *drillsv1.RestoreDrillStatus, run *drillsv1.DrillRun) bool
 	status.LastRun = summary
 	if s.Result == drillsv1.ResultSucceeded {
 		status.LastSuccessTime = s.CompletionTime
+		status.Baseline = baselineOf(run)
 	}
 	return true
 }

@@ -47,3 +47,35 @@ func TestFinishedRunIsRecordedOnce(t *testing.T) {
 		t.Error("the run is not marked recorded")
 	}
 }
+
+func TestASuccessBecomesTheBaselineAndSkippedSnapshotsAreCounted(t *testing.T) {
+	tables := []drillsv1.TableRows{{Database: "app", Table: "public.orders", Rows: 20000}}
+	skipped := []drillsv1.SkippedSnapshot{{Name: "hourly-3", Reason: drillsv1.SnapshotFailed, Message: "quota"}, {Name: "hourly-4", Reason: drillsv1.SnapshotNotReady}}
+	status := func(s *drillsv1.DrillRunStatus) {
+		s.Tables, s.SkippedSnapshots = tables, skipped
+		s.Snapshot = &drillsv1.SnapshotRef{Name: "hourly-2", ClaimName: "data-orders-0"}
+		s.Database = &drillsv1.RestoredDatabase{SystemIdentifier: "7311111111111111111"}
+	}
+	failed := newRun("r1").In(drillsv1.PhaseDone).Result(drillsv1.ResultFailed).SandboxRemoved().CompletedAt(t0).Status(status).Obj()
+	passed := newRun("r2").In(drillsv1.PhaseDone).Result(drillsv1.ResultSucceeded).SandboxRemoved().CompletedAt(t0.Add(time.Hour)).Status(status).Obj()
+	e := newEngine(t, interceptor.Funcs{}, ordersDrill().Obj(), failed, passed)
+	e.mustReconcile("r1")
+	drill := &drillsv1.RestoreDrill{}
+	if err := e.c.Get(context.Background(), client.ObjectKeyFromObject(ordersDrill().Obj()), drill); err != nil {
+		t.Fatal(err)
+	}
+	if drill.Status.Baseline != nil {
+		t.Errorf("a failed run became the baseline: %+v", drill.Status.Baseline)
+	}
+	e.mustReconcile("r2")
+	if err := e.c.Get(context.Background(), client.ObjectKeyFromObject(ordersDrill().Obj()), drill); err != nil {
+		t.Fatal(err)
+	}
+	b := drill.Status.Baseline
+	if b == nil || b.RunName != "r2" || b.ClaimName != "data-orders-0" || b.SystemIdentifier != "7311111111111111111" || len(b.Tables) != 1 || b.Tables[0].Rows != 20000 {
+		t.Errorf("baseline %+v, want r2's identity and rows", b)
+	}
+	if s := drill.Status.SkippedSnapshots; s[drillsv1.SnapshotFailed] != 2 || s[drillsv1.SnapshotNotReady] != 2 {
+		t.Errorf("skipped snapshots %v, want each run's counted", s)
+	}
+}

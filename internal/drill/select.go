@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -60,9 +62,28 @@ func (r *Reconciler) selectSnapshot(ctx context.Context, w *work) (outcome, erro
 	}
 	created := metav1.NewTime(restore.SnapshotTime(snap))
 	w.run.Status.Snapshot = &drillsv1.SnapshotRef{
-		Name: snap.Name, ContentName: content.Name, SnapshotHandle: handle,
+		Name: snap.Name, ClaimName: src.PersistentVolumeClaimName, ContentName: content.Name, SnapshotHandle: handle,
 		CreationTime: &created, RestoreSize: snap.Status.RestoreSize,
 	}
 	w.log.Info("snapshot selected", "snapshot", snap.Name, "created", created.Time)
+	if w.run.Spec.SnapshotName == "" {
+		r.reportSkipped(w, restore.SkippedNewer(list.Items, src.PersistentVolumeClaimName, selector, snap))
+	}
 	return nextPhase(), nil
+}
+
+// reportSkipped records the newer snapshots that were passed over: a
+// snapshot schedule that stopped producing usable snapshots is news, even
+// when an older snapshot still restores.
+func (r *Reconciler) reportSkipped(w *work, skipped []drillsv1.SkippedSnapshot) {
+	w.run.Status.SkippedSnapshots = skipped
+	if len(skipped) == 0 {
+		return
+	}
+	names := make([]string, len(skipped))
+	for i, s := range skipped {
+		names[i] = s.Name + " (" + s.Reason + ")"
+	}
+	note := fmt.Sprintf("restoring %s; %d newer snapshots were passed over: %s", w.run.Status.Snapshot.Name, len(skipped), strings.Join(names, ", "))
+	r.Recorder.Eventf(w.run, nil, corev1.EventTypeWarning, "SnapshotsSkipped", "SelectSnapshot", "%s", boundMessage(note))
 }

@@ -9,7 +9,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/restore"
@@ -22,7 +25,9 @@ import (
 // *validate.Session is the real one.
 type Checker interface {
 	Run(ctx context.Context, checks []validate.Check) []validate.Result
-	Freshness(ctx context.Context, sql string, timeout time.Duration) (time.Time, error)
+	WriteProbe(ctx context.Context, timeout time.Duration) error
+	Identity(ctx context.Context) (validate.Identity, error)
+	Freshness(ctx context.Context, sql string, loc *time.Location, timeout time.Duration) (time.Time, error)
 	Close(ctx context.Context) error
 }
 
@@ -38,12 +43,17 @@ func ConnectPostgres(ctx context.Context, cfg *pgx.ConnConfig) (Checker, error) 
 	return s, nil
 }
 
-// freshnessTimeout is the freshness query's statement timeout.
-const freshnessTimeout = time.Minute
+// Statement timeouts of drillerd's own queries.
+const (
+	freshnessTimeout  = time.Minute
+	writeProbeTimeout = time.Minute
+)
 
-// validate is the Validating step: it runs the checks, stops the RTO clock
-// when the last one has answered, runs the freshness query, measures the
-// RPO and concludes with the verdict.
+// validate is the Validating step. It runs the read checks, then the write
+// probe; the RTO clock stops when the copy has answered every read check
+// and accepted a write. Then it reads the copy's identity and the
+// freshness query, measures the RPO, compares with the drill's baseline
+// and concludes with the verdict.
 func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 	spec := w.drill.Spec
 	ns := w.sandbox.NamespaceName()
@@ -55,6 +65,12 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 	if err != nil {
 		return conclude(verdict.Errored(verdict.ReasonInvalidSpec, "%v", err)), nil
 	}
+	var loc *time.Location
+	if spec.Freshness != nil && spec.Freshness.TimeZone != "" {
+		if loc, err = time.LoadLocation(spec.Freshness.TimeZone); err != nil {
+			return conclude(verdict.Errored(verdict.ReasonInvalidSpec, "spec.freshness.timeZone: unknown time zone %q; use an IANA name such as UTC or Europe/Berlin", spec.Freshness.TimeZone)), nil
+		}
+	}
 	checksCtx, cancel := context.WithTimeout(ctx, durationOr(spec.Timeouts.Checks, drillsv1.DefaultChecksTimeout))
 	defer cancel()
 	db, err := r.Database(checksCtx, cfg)
@@ -65,20 +81,70 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 	defer db.Close(context.WithoutCancel(ctx))
 
 	status := &w.run.Status
-	status.Checks = status.Checks[:0]
-	for _, res := range db.Run(checksCtx, checksOf(spec.Checks)) {
-		status.Checks = append(status.Checks, drillsv1.CheckResult{
-			Name: res.Name, Passed: res.Passed, Value: res.Value, Expected: res.Expected,
-			Seconds: float64(res.Duration.Milliseconds()) / 1000, Message: res.Message,
-		})
+	checks := checksOf(spec.Checks)
+	results := db.Run(checksCtx, checks)
+	readsDone := r.Clock.Now()
+	readsAll := map[string]bool{} // the names of TablesReadable checks
+	for _, c := range checks {
+		if c.Builtin == validate.BuiltinTablesReadable {
+			readsAll[c.Name] = true
+		}
 	}
-	// The RTO clock stops when the last check has answered; the freshness
-	// query measures the RPO and is not part of the recovery.
-	checksDone := r.Clock.Now()
-	var newestWrite *time.Time
+	status.Checks = status.Checks[:0]
+	var tables []drillsv1.TableRows
+	tablesRead := len(readsAll) > 0 // every database's tables were listed and read
+	for _, res := range results {
+		status.Checks = append(status.Checks, drillsv1.CheckResult{
+			Name: res.Name, Database: res.Database, Passed: res.Passed, Value: res.Value, Expected: res.Expected,
+			Seconds: float64(res.Duration.Milliseconds()) / 1000, Message: res.Message, Reason: reasonOf(res.Finding),
+		})
+		for _, t := range res.Tables {
+			tables = append(tables, drillsv1.TableRows{Database: t.Database, Table: t.Schema + "." + t.Name, Rows: t.Rows})
+		}
+		if readsAll[res.Name] && !res.Passed {
+			tablesRead = false
+		}
+	}
+	status.Tables = verdict.LargestTables(tables)
+
 	findings := verdict.Findings{}
+	writeErr := db.WriteProbe(checksCtx, writeProbeTimeout)
+	writeDone := r.Clock.Now()
+	copyOf := &drillsv1.RestoredDatabase{ReadsAnsweredTime: microTime(readsDone)}
+	if writeErr != nil {
+		findings.NotWritable = writeErr.Error()
+	} else {
+		copyOf.WriteAcceptedTime = microTime(writeDone)
+	}
+	status.Database = copyOf
+
+	snapshotCut := time.Time{}
+	if status.Snapshot != nil && status.Snapshot.CreationTime != nil {
+		snapshotCut = status.Snapshot.CreationTime.Time
+	}
+	skew := drillsv1.DefaultClockSkew
 	if spec.Freshness != nil {
-		newest, err := db.Freshness(checksCtx, spec.Freshness.SQL, freshnessTimeout)
+		skew = durationOr(spec.Freshness.ClockSkew, drillsv1.DefaultClockSkew)
+	}
+	if id, err := db.Identity(checksCtx); err != nil {
+		w.log.Info("the restored copy's identity could not be read", "error", err.Error())
+	} else {
+		copyOf.SystemIdentifier, copyOf.ServerVersion, copyOf.DataChecksums = id.SystemIdentifier, id.ServerVersion, id.DataChecksums
+		if !id.InitTime.IsZero() {
+			copyOf.InitTime = &metav1.Time{Time: id.InitTime}
+		}
+		findings.NotTheBackup = verdict.NotTheBackup(id.InitTime, snapshotCut, skew)
+		findings.IdentityChanged = verdict.IdentityChanged(id.SystemIdentifier, w.drill.Status.Baseline, spec.Source.PersistentVolumeClaimName)
+	}
+	if tablesRead && len(tables) == 0 && !spec.DataLoss.ExpectEmpty {
+		findings.EmptyDatabase = "the copy has no user table in any database (set dataLoss.expectEmpty if that is expected)"
+	}
+	findings.DataMissing = verdict.ShrunkTables(tables, w.drill.Status.Baseline, spec.Source.PersistentVolumeClaimName,
+		ptr.Deref(spec.DataLoss.MaxTableShrinkPercent, drillsv1.DefaultMaxTableShrinkPercent), spec.DataLoss.VolatileTables)
+
+	var newestWrite *time.Time
+	if spec.Freshness != nil {
+		newest, err := db.Freshness(checksCtx, spec.Freshness.SQL, loc, freshnessTimeout)
 		if err != nil {
 			findings.FreshnessFailed = err.Error()
 		} else {
@@ -87,15 +153,40 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 	}
 
 	targets := rto.TargetsOf(spec)
-	provisionStart, _ := rto.PhaseStart(*status, drillsv1.PhaseProvisioning)
-	status.RTO = rto.MeasureRTO(provisionStart, checksDone, targets.RTO)
-	snapshotCreated := time.Time{}
-	if status.Snapshot != nil && status.Snapshot.CreationTime != nil {
-		snapshotCreated = status.Snapshot.CreationTime.Time
+	if writeErr == nil {
+		// The copy is usable once it has answered every read and accepted a write.
+		provisionStart, _ := rto.PhaseStart(*status, drillsv1.PhaseProvisioning)
+		status.RTO = rto.MeasureRTO(provisionStart, writeDone, targets.RTO)
 	}
-	status.RPO = rto.MeasureRPO(status.StartTime.Time, newestWrite, snapshotCreated, targets.RPO)
-	findings.SnapshotTooOld = snapshotTooOld(spec, status.StartTime.Time, snapshotCreated)
+	rpo, untrusted := rto.MeasureRPO(status.StartTime.Time, newestWrite, snapshotCut, targets.RPO, skew)
+	status.RPO = rpo
+	if untrusted != "" {
+		meta.SetStatusCondition(&status.Conditions, metav1.Condition{Type: ConditionRPODataTrusted, Status: metav1.ConditionFalse,
+			Reason: "NewerThanSnapshot", Message: boundMessage(untrusted)})
+		r.Recorder.Eventf(w.run, nil, corev1.EventTypeWarning, "RPODataNotTrusted", "Validate", "%s", boundMessage(untrusted))
+	}
+	findings.SnapshotTooOld = snapshotTooOld(spec, status.StartTime.Time, snapshotCut)
 	return conclude(verdict.Decide(*status, findings)), nil
+}
+
+// ConditionRPODataTrusted is False on a run whose freshness answer was not
+// used for its RPO.
+const ConditionRPODataTrusted = "RPODataTrusted"
+
+// reasonOf is the verdict reason of a built-in's finding.
+func reasonOf(finding string) string {
+	switch finding {
+	case validate.FindingDataMissing:
+		return verdict.ReasonDataMissing
+	case validate.FindingDamaged:
+		return verdict.ReasonDataDamaged
+	}
+	return ""
+}
+
+func microTime(t time.Time) *metav1.MicroTime {
+	m := metav1.NewMicroTime(t)
+	return &m
 }
 
 func snapshotTooOld(spec drillsv1.RestoreDrillSpec, start, created time.Time) string {
@@ -109,7 +200,14 @@ func snapshotTooOld(spec drillsv1.RestoreDrillSpec, start, created time.Time) st
 	return fmt.Sprintf("the newest ready snapshot is %s old, more than maxSnapshotAge %s", rto.Human(age.Seconds()), spec.Source.MaxSnapshotAge.Duration)
 }
 
+// defaultChecks run when a drill names none: every table read, every
+// table and index verified.
+var defaultChecks = []drillsv1.Check{{Builtin: drillsv1.BuiltinTablesReadable}, {Builtin: drillsv1.BuiltinAmcheck}}
+
 func checksOf(checks []drillsv1.Check) []validate.Check {
+	if len(checks) == 0 {
+		checks = defaultChecks
+	}
 	out := make([]validate.Check, 0, len(checks))
 	for _, c := range checks {
 		vc := validate.Check{Name: c.CheckName(), SQL: c.SQL, Builtin: string(c.Builtin)}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -29,6 +30,10 @@ type fakeChecker struct {
 	newest     time.Time // the freshness query's answer
 	freshErr   error
 	freshTook  time.Duration
+	tables     []validate.TableCount // what TablesReadable reads
+	writeErr   error
+	writeTook  time.Duration
+	identity   validate.Identity
 
 	cfg    *pgx.ConnConfig
 	ran    []validate.Check
@@ -52,17 +57,30 @@ func (f *fakeChecker) Run(_ context.Context, checks []validate.Check) []validate
 		if c.Name == f.failing {
 			r.Passed, r.Value, r.Message = false, "999", ""
 		}
+		if c.Builtin == validate.BuiltinTablesReadable {
+			r.Database, r.Tables = "app", f.tables
+		}
 		out = append(out, r)
 	}
 	return out
 }
 
-func (f *fakeChecker) Freshness(context.Context, string, time.Duration) (time.Time, error) {
+func (f *fakeChecker) WriteProbe(context.Context, time.Duration) error {
+	f.clock.Step(f.writeTook)
+	return f.writeErr
+}
+
+func (f *fakeChecker) Identity(context.Context) (validate.Identity, error) { return f.identity, nil }
+
+func (f *fakeChecker) Freshness(context.Context, string, *time.Location, time.Duration) (time.Time, error) {
 	f.clock.Step(f.freshTook)
 	return f.newest, f.freshErr
 }
 
 func (f *fakeChecker) Close(context.Context) error { f.closed = true; return nil }
+
+// ordersTable is what TablesReadable reads of a healthy copy.
+var ordersTable = []validate.TableCount{{Database: "app", Schema: "public", Name: "orders", Rows: 20000}}
 
 // validatingRun is a run that started at t0, began provisioning 10s later
 // and reached Validating at t0+30s, restoring a snapshot cut 3h before t0.
@@ -101,11 +119,68 @@ func TestValidatingReachesTheVerdict(t *testing.T) {
 		wantBasis  drillsv1.RPOBasis
 	}{
 		{
-			name:  "every check passes; the RTO stops after the checks, not after the freshness query",
+			name:  "every check passes; the RTO stops when the copy accepted a write, not after the freshness query",
 			drill: ordersDrill().Check(orders).Freshness("SELECT max(created_at) FROM orders").Targets(time.Minute, 4*time.Hour).Obj(),
-			db:    fakeChecker{took: 4 * time.Second, newest: t0.Add(-time.Hour), freshTook: 30 * time.Second},
-			// provisioning started at t0+10s; checks done at t0+30s+4s
-			wantResult: drillsv1.ResultSucceeded, wantInMsg: "1 checks passed", wantRTO: 24, wantRPO: 3600, wantBasis: drillsv1.RPOBasisData,
+			db:    fakeChecker{took: 4 * time.Second, writeTook: 2 * time.Second, newest: t0.Add(-4 * time.Hour), freshTook: 30 * time.Second},
+			// provisioning started at t0+10s; checks done at t0+30s+4s, the write at +2s
+			wantResult: drillsv1.ResultSucceeded, wantInMsg: "1 checks passed", wantRTO: 26, wantRPO: 4 * 3600, wantBasis: drillsv1.RPOBasisData,
+		},
+		{
+			name:       "a copy that reads but refuses writes fails, and has no RTO",
+			drill:      ordersDrill().Check(orders).Obj(),
+			db:         fakeChecker{writeErr: errors.New(`CREATE TABLE: cannot execute CREATE TABLE in a read-only transaction (SQLSTATE 25006)`)},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonNotWritable, wantInMsg: "the copy does not accept writes: CREATE TABLE: cannot execute",
+			wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "a cluster initialised after the cut is not the backup",
+			drill:      ordersDrill().Obj(),
+			db:         fakeChecker{identity: validate.Identity{SystemIdentifier: "7400000000000000001", InitTime: t0.Add(20 * time.Second)}, tables: nil},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonNotTheBackup, wantInMsg: "after the snapshot was cut at 2026-11-22T00:00:00Z",
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "built-ins that read no table in any database: empty",
+			drill:      ordersDrill().Obj(),
+			db:         fakeChecker{},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonEmptyDatabase, wantInMsg: "no user table in any database",
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "an empty copy a drill expects passes",
+			drill:      expectEmpty(ordersDrill().Obj()),
+			db:         fakeChecker{},
+			wantResult: drillsv1.ResultSucceeded, wantInMsg: "2 checks passed",
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "a table that shrank since the last success fails",
+			drill:      withBaseline(ordersDrill().Obj(), "7311111111111111111", 20000),
+			db:         fakeChecker{identity: validate.Identity{SystemIdentifier: "7311111111111111111"}, tables: []validate.TableCount{{Database: "app", Schema: "public", Name: "orders", Rows: 300}}},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonDataMissing, wantInMsg: "table public.orders in database app has 300 rows, 98% fewer than the 20000 run nightly-1 read",
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "another cluster behind the same claim fails",
+			drill:      withBaseline(ordersDrill().Obj(), "7311111111111111111", 20000),
+			db:         fakeChecker{identity: validate.Identity{SystemIdentifier: "7399999999999999999"}, tables: []validate.TableCount{{Database: "app", Schema: "public", Name: "orders", Rows: 20000}}},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonIdentityChanged, wantInMsg: "system identifier is 7399999999999999999",
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "the same cluster with its rows passes",
+			drill:      withBaseline(ordersDrill().Obj(), "7311111111111111111", 20000),
+			db:         fakeChecker{identity: validate.Identity{SystemIdentifier: "7311111111111111111"}, tables: []validate.TableCount{{Database: "app", Schema: "public", Name: "orders", Rows: 20100}}},
+			wantResult: drillsv1.ResultSucceeded, wantInMsg: "2 checks passed",
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:  "a row dated after the cut is not trusted: the snapshot's age is the RPO",
+			drill: ordersDrill().Check(orders).Freshness("SELECT max(created_at) FROM orders").Targets(0, 2*time.Hour).Obj(),
+			db:    fakeChecker{newest: t0.Add(24 * time.Hour)},
+			// the snapshot is 3h old: the RPO target is missed whatever the data says
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonRPOTargetMissed, wantInMsg: "RPO 3h00m (basis Snapshot)",
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
 		},
 		{
 			name:       "a failed check fails the run and is named",
@@ -177,6 +252,53 @@ func TestValidatingReachesTheVerdict(t *testing.T) {
 				t.Error("the connection to the restored database was not closed")
 			}
 		})
+	}
+}
+
+func expectEmpty(d *drillsv1.RestoreDrill) *drillsv1.RestoreDrill {
+	d.Spec.DataLoss.ExpectEmpty = true
+	return d
+}
+
+// withBaseline gives d a last success (run nightly-1) that read rows of
+// app's public.orders in the cluster systemIdentifier.
+func withBaseline(d *drillsv1.RestoreDrill, systemIdentifier string, rows int64) *drillsv1.RestoreDrill {
+	d.Status.Baseline = &drillsv1.Baseline{RunName: "nightly-1", ClaimName: d.Spec.Source.PersistentVolumeClaimName, SystemIdentifier: systemIdentifier,
+		Tables: []drillsv1.TableRows{{Database: "app", Table: "public.orders", Rows: rows}}}
+	return d
+}
+
+func TestUntrustedDataIsACondition(t *testing.T) {
+	run := validatingRun()
+	drill := ordersDrill().SQLCheck("one", "SELECT 1", drillsv1.Expectation{Equals: ptrTo("1")}).Freshness("SELECT max(created_at) FROM orders").Obj()
+	e := newEngine(t, interceptor.Funcs{}, drill, run, databasePod(run))
+	e.r.Database = (&fakeChecker{clock: e.clock, newest: t0.Add(24 * time.Hour)}).connect
+	e.mustReconcile("r1")
+	got := e.run("r1").Status
+	c := meta.FindStatusCondition(got.Conditions, ConditionRPODataTrusted)
+	if c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "cannot have been in the snapshot") {
+		t.Errorf("conditions %+v, want RPODataTrusted=False saying why", got.Conditions)
+	}
+	if got.RPO == nil || got.RPO.DataSeconds == nil || *got.RPO.DataSeconds != -86400 || got.RPO.Basis != drillsv1.RPOBasisSnapshot {
+		t.Errorf("RPO %+v, want both bases kept and the snapshot's used", got.RPO)
+	}
+}
+
+func TestADrillWithoutChecksRunsTheBuiltins(t *testing.T) {
+	run := validatingRun()
+	e := newEngine(t, interceptor.Funcs{}, ordersDrill().Obj(), run, databasePod(run))
+	db := &fakeChecker{clock: e.clock, tables: []validate.TableCount{{Database: "app", Schema: "public", Name: "orders", Rows: 10}}}
+	e.r.Database = db.connect
+	e.mustReconcile("r1")
+	if len(db.ran) != 2 || db.ran[0].Builtin != validate.BuiltinTablesReadable || db.ran[1].Builtin != validate.BuiltinAmcheck {
+		t.Errorf("ran %+v, want TablesReadable and Amcheck", db.ran)
+	}
+	got := e.run("r1").Status
+	if len(got.Tables) != 1 || got.Tables[0] != (drillsv1.TableRows{Database: "app", Table: "public.orders", Rows: 10}) {
+		t.Errorf("tables %+v, want what TablesReadable read", got.Tables)
+	}
+	if got.Database == nil || got.Database.ReadsAnsweredTime == nil || got.Database.WriteAcceptedTime == nil {
+		t.Errorf("database %+v, want when reads and the write first succeeded", got.Database)
 	}
 }
 

@@ -19,6 +19,10 @@
 //	                                                         when it enters the next
 //	drillerd_drills_in_progress                              runs past Pending and not Done
 //	drillerd_drill_skipped_total{namespace,drill,reason}     schedule ticks that started no run
+//	drillerd_drill_snapshots_skipped_total{namespace,drill,reason}  newer snapshots runs passed over (NotReady, Failed)
+//	drillerd_drill_newest_snapshot_age_seconds{namespace,drill}     age of the newest ready snapshot a run would
+//	                                                         restore now (read from the API server, at most
+//	                                                         once a minute)
 //	drillerd_sandbox_orphans_removed_total{kind}             orphaned sandbox objects the sweep deleted or released
 //	drillerd_sandboxes{kind,state}                           labelled sandbox namespaces, restored volumes and
 //	                                                         content copies by state: active, kept
@@ -69,6 +73,11 @@ type Collector struct {
 	Log    logr.Logger
 	// OrphansRemoved counts sandbox objects deleted by the sweep.
 	OrphansRemoved *prometheus.CounterVec
+	// Snapshots reads VolumeSnapshots from the API server (drillerd caches
+	// none); nil leaves out drillerd_drill_newest_snapshot_age_seconds.
+	Snapshots client.Reader
+
+	snapshots snapshotCache
 }
 
 // NewCollector returns a collector reading through r.
@@ -81,7 +90,7 @@ func NewCollector(r client.Reader, clk clock.PassiveClock, log logr.Logger) *Col
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{runsTotal, lastRun, lastSuccess, lastResult, lastRunInfo, created, successWindow, sandboxes, rtoSeconds, rpoSeconds, rtoTarget, rpoTarget, phaseDuration, inProgress, skippedTotal} {
+	for _, d := range []*prometheus.Desc{runsTotal, lastRun, lastSuccess, lastResult, lastRunInfo, created, successWindow, sandboxes, rtoSeconds, rpoSeconds, rtoTarget, rpoTarget, phaseDuration, inProgress, skippedTotal, snapshotsSkipped, newestSnapshotAge} {
 		ch <- d
 	}
 	c.OrphansRemoved.Describe(ch)
@@ -105,7 +114,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	now := c.Clock.Now()
 	for _, d := range drills.Items {
 		c.collectDrill(ch, d, now)
+		collectSkipped(ch, d)
 	}
+	c.collectSnapshotAges(ctx, ch, drills.Items, now)
 	collectPhases(ch, drills.Items)
 	running := 0
 	for _, r := range runs.Items {

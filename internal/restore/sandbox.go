@@ -184,6 +184,17 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 		"-c", "max_logical_replication_workers=0",
 		"-c", "primary_conninfo=",
 		"-c", "primary_slot_name=",
+		// Nor fetch WAL from production's archive, nor run commands there
+		// at the end of recovery, nor run scheduled jobs (pg_cron) against
+		// anything.
+		"-c", "restore_command=",
+		"-c", "archive_cleanup_command=",
+		"-c", "recovery_end_command=",
+		"-c", "cron.launch_active_jobs=off",
+		// Damage must show: a damaged page is an error, never silently
+		// zeroed or read past its checksum.
+		"-c", "zero_damaged_pages=off",
+		"-c", "ignore_checksum_failure=off",
 	)
 	mounts := []corev1.VolumeMount{{Name: "data", MountPath: dataMountPath}}
 	volumes := []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
@@ -217,6 +228,10 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 				Ports:        []corev1.ContainerPort{{Name: "postgres", ContainerPort: port}},
 				Resources:    s.Drill.Spec.Sandbox.Resources,
 				VolumeMounts: mounts,
+				// A database that will not start says why in its last log
+				// lines (PostgreSQL's FATAL or PANIC); the kubelet copies them
+				// into the termination message.
+				TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
 				ReadinessProbe: &corev1.Probe{
 					ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"pg_isready", "-p", fmt.Sprint(port)}}},
 					PeriodSeconds: 2,

@@ -100,7 +100,9 @@ func TestClaimSize(t *testing.T) {
 func TestDatabasePod(t *testing.T) {
 	// A drill's args try to switch the protections back on.
 	sb := sandboxFor(orders().AuthUser("postgres").
-		Args("-c", "archive_mode=on", "-c", "hba_file=/tmp/other", "-c", "max_logical_replication_workers=4").Obj())
+		Args("-c", "archive_mode=on", "-c", "hba_file=/tmp/other", "-c", "max_logical_replication_workers=4",
+			"-c", "restore_command=cp /archive/%f %p", "-c", "zero_damaged_pages=on", "-c", "ignore_checksum_failure=on",
+			"-c", "cron.launch_active_jobs=on").Obj())
 	trust := sb.DatabasePod()
 	c := trust.Spec.Containers[0]
 	args := strings.Join(c.Args, " ")
@@ -113,10 +115,15 @@ func TestDatabasePod(t *testing.T) {
 	for setting, want := range map[string]string{
 		"archive_mode": "off", "hba_file": "/etc/drillerd/pg_hba.conf", "max_logical_replication_workers": "0",
 		"primary_conninfo": "", "primary_slot_name": "",
+		"restore_command": "", "archive_cleanup_command": "", "recovery_end_command": "", "cron.launch_active_jobs": "off",
+		"zero_damaged_pages": "off", "ignore_checksum_failure": "off",
 	} {
 		if got, ok := lastSetting(c.Args, setting); !ok || got != want {
 			t.Errorf("%s = %q (set %v), want %q to win over the drill's args", setting, got, ok, want)
 		}
+	}
+	if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError {
+		t.Errorf("termination message policy %q: a database that does not start must say why", c.TerminationMessagePolicy)
 	}
 	if ns := sb.Namespace(); ns.Labels["pod-security.kubernetes.io/enforce"] != "baseline" {
 		t.Errorf("sandbox namespace labels %v: want the baseline Pod Security Standard enforced", ns.Labels)

@@ -9,6 +9,8 @@ import (
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 )
 
 // Errors of snapshot selection.
@@ -64,6 +66,46 @@ func SelectSnapshot(snaps []snapshotv1.VolumeSnapshot, claim string, selector la
 	})
 	return &ready[0], nil
 }
+
+// SkippedNewer lists the snapshots of claim that selector matches, created
+// after chosen, that are not ready or have failed: a snapshot schedule that
+// has stopped producing usable snapshots. Snapshots being deleted are left
+// out (somebody meant that). At most maxSkipped are listed, newest first.
+func SkippedNewer(snaps []snapshotv1.VolumeSnapshot, claim string, selector labels.Selector, chosen *snapshotv1.VolumeSnapshot) []drillsv1.SkippedSnapshot {
+	if selector == nil {
+		selector = labels.Everything()
+	}
+	var newer []snapshotv1.VolumeSnapshot
+	for _, s := range snaps {
+		if s.Spec.Source.PersistentVolumeClaimName == nil || *s.Spec.Source.PersistentVolumeClaimName != claim ||
+			!selector.Matches(labels.Set(s.Labels)) || s.DeletionTimestamp != nil || s.Name == chosen.Name ||
+			!s.CreationTimestamp.After(chosen.CreationTimestamp.Time) {
+			continue
+		}
+		newer = append(newer, s)
+	}
+	sort.SliceStable(newer, func(i, j int) bool { return newer[i].CreationTimestamp.After(newer[j].CreationTimestamp.Time) })
+	var out []drillsv1.SkippedSnapshot
+	for _, s := range newer {
+		if len(out) == maxSkipped {
+			break
+		}
+		switch {
+		case s.Status != nil && s.Status.Error != nil && (s.Status.ReadyToUse == nil || !*s.Status.ReadyToUse):
+			msg := ""
+			if s.Status.Error.Message != nil {
+				msg = *s.Status.Error.Message
+			}
+			out = append(out, drillsv1.SkippedSnapshot{Name: s.Name, Reason: drillsv1.SnapshotFailed, Message: msg})
+		case notReady(s) != "":
+			out = append(out, drillsv1.SkippedSnapshot{Name: s.Name, Reason: drillsv1.SnapshotNotReady, Message: notReady(s)})
+		}
+	}
+	return out
+}
+
+// maxSkipped bounds the snapshots SkippedNewer lists.
+const maxSkipped = 20
 
 func notReady(s snapshotv1.VolumeSnapshot) string {
 	switch {

@@ -7,8 +7,9 @@
 //     to the moment the restored database has answered every check.
 //     Teardown is not part of it.
 //   - RPO is the drill's start minus the newest recoverable write: the
-//     freshness query's value (basis Data) when there is one, else the
-//     snapshot's creation time (basis Snapshot).
+//     older of the freshness query's value (basis Data) and the snapshot's
+//     creation time (basis Snapshot); data later than the snapshot's cut
+//     is not trusted.
 package rto
 
 import (
@@ -48,25 +49,36 @@ func MeasureRTO(provisionStart, checksDone time.Time, target time.Duration) *dri
 
 // MeasureRPO computes the RPO from the drill's start. newestWrite is the
 // freshness query's value (nil without one); snapshotCreated is the
-// snapshot's creation time (zero if unknown).
-func MeasureRPO(drillStart time.Time, newestWrite *time.Time, snapshotCreated time.Time, target time.Duration) *drillsv1.RPOMeasurement {
-	m := &drillsv1.RPOMeasurement{}
+// snapshot's creation time (zero if unknown). Both bases are recorded and
+// the larger counts: newest data cannot be older than what the snapshot
+// holds, and a data RPO smaller than the snapshot's age only says the clocks
+// disagree. Newest data later than the cut plus skew cannot have been in the
+// snapshot (a writer's clock ahead, a row dated in the future): the data
+// basis is not used and untrusted says why.
+func MeasureRPO(drillStart time.Time, newestWrite *time.Time, snapshotCreated time.Time, target, skew time.Duration) (m *drillsv1.RPOMeasurement, untrusted string) {
+	m = &drillsv1.RPOMeasurement{}
 	if !snapshotCreated.IsZero() {
 		m.SnapshotSeconds = ptr(seconds(drillStart.Sub(snapshotCreated)))
 		m.Seconds, m.Basis = *m.SnapshotSeconds, drillsv1.RPOBasisSnapshot
 	}
 	if newestWrite != nil {
 		m.DataSeconds = ptr(seconds(drillStart.Sub(*newestWrite)))
-		m.Seconds, m.Basis = *m.DataSeconds, drillsv1.RPOBasisData
+		switch {
+		case !snapshotCreated.IsZero() && newestWrite.After(snapshotCreated.Add(skew)):
+			untrusted = fmt.Sprintf("the newest data (%s) is later than the snapshot's cut (%s) plus the allowed clock skew %s, so it cannot have been in the snapshot; the RPO is the snapshot's age",
+				newestWrite.UTC().Format(time.RFC3339), snapshotCreated.UTC().Format(time.RFC3339), skew)
+		case m.Basis == "" || *m.DataSeconds >= m.Seconds:
+			m.Seconds, m.Basis = *m.DataSeconds, drillsv1.RPOBasisData
+		}
 	}
 	if m.Basis == "" {
-		return nil
+		return nil, untrusted
 	}
 	m.Met = target == 0 || m.Seconds <= seconds(target)
 	if target > 0 {
 		m.TargetSeconds = ptr(seconds(target))
 	}
-	return m
+	return m, untrusted
 }
 
 // StartPhase ends the running phase (if any) and starts phase name at now.

@@ -35,12 +35,15 @@ func TestMeasureRTO(t *testing.T) {
 
 func TestMeasureRPO(t *testing.T) {
 	newest := t0.Add(-3 * time.Hour)
+	justAfterCut := t0.Add(-2*time.Hour + time.Minute)
+	future := t0.Add(24 * time.Hour)
 	tests := []struct {
-		name        string
-		newestWrite *time.Time
-		snapshot    time.Time
-		target      time.Duration
-		want        *drillsv1.RPOMeasurement
+		name          string
+		newestWrite   *time.Time
+		snapshot      time.Time
+		target        time.Duration
+		want          *drillsv1.RPOMeasurement
+		wantUntrusted bool
 	}{
 		{
 			name: "data basis wins when the freshness query ran", newestWrite: &newest, snapshot: t0.Add(-2 * time.Hour), target: 26 * time.Hour,
@@ -50,11 +53,27 @@ func TestMeasureRPO(t *testing.T) {
 			name: "snapshot basis without freshness", snapshot: t0.Add(-30 * time.Hour), target: 26 * time.Hour,
 			want: &drillsv1.RPOMeasurement{Seconds: 108000, Basis: drillsv1.RPOBasisSnapshot, Met: false, SnapshotSeconds: ptr(108000.0), TargetSeconds: ptr(93600.0)},
 		},
+		{
+			name: "data a minute after the cut (within the skew): the snapshot's larger age counts", newestWrite: &justAfterCut, snapshot: t0.Add(-2 * time.Hour), target: 26 * time.Hour,
+			want: &drillsv1.RPOMeasurement{Seconds: 7200, Basis: drillsv1.RPOBasisSnapshot, Met: true, DataSeconds: ptr(7140.0), SnapshotSeconds: ptr(7200.0), TargetSeconds: ptr(93600.0)},
+		},
+		{
+			name: "a row dated in the future is not trusted: the old snapshot still misses the target", newestWrite: &future, snapshot: t0.Add(-72 * time.Hour), target: 26 * time.Hour,
+			want:          &drillsv1.RPOMeasurement{Seconds: 259200, Basis: drillsv1.RPOBasisSnapshot, Met: false, DataSeconds: ptr(-86400.0), SnapshotSeconds: ptr(259200.0), TargetSeconds: ptr(93600.0)},
+			wantUntrusted: true,
+		},
+		{
+			name: "data basis alone when the snapshot's cut is unknown", newestWrite: &newest, target: 26 * time.Hour,
+			want: &drillsv1.RPOMeasurement{Seconds: 10800, Basis: drillsv1.RPOBasisData, Met: true, DataSeconds: ptr(10800.0), TargetSeconds: ptr(93600.0)},
+		},
 		{name: "nothing known", want: nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := MeasureRPO(t0, tt.newestWrite, tt.snapshot, tt.target)
+			got, untrusted := MeasureRPO(t0, tt.newestWrite, tt.snapshot, tt.target, 5*time.Minute)
+			if (untrusted != "") != tt.wantUntrusted {
+				t.Errorf("untrusted = %q, want untrusted %v", untrusted, tt.wantUntrusted)
+			}
 			if (got == nil) != (tt.want == nil) {
 				t.Fatalf("MeasureRPO = %+v, want %+v", got, tt.want)
 			}

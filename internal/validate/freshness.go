@@ -13,8 +13,10 @@ import (
 // Freshness runs the freshness query in a read-only transaction with the
 // given statement timeout (0 means DefaultCheckTimeout) and returns the
 // newest write it reports: the first column of the first row, which must be a
-// timestamptz, a timestamp (taken as UTC) or a date (midnight UTC).
-func (s *Session) Freshness(ctx context.Context, sql string, timeout time.Duration) (time.Time, error) {
+// timestamptz, a timestamp or a date. A timestamp (without time zone) is a
+// wall-clock time in loc; without loc it is refused, since it names no
+// instant. A date is its midnight in loc, or in UTC without one.
+func (s *Session) Freshness(ctx context.Context, sql string, loc *time.Location, timeout time.Duration) (time.Time, error) {
 	if timeout <= 0 {
 		timeout = DefaultCheckTimeout
 	}
@@ -35,8 +37,14 @@ func (s *Session) Freshness(ctx context.Context, sql string, timeout time.Durati
 		if len(fields) == 0 {
 			return freshnessError("the freshness query returned no columns")
 		}
-		switch oid := fields[0].DataTypeOID; oid {
-		case pgtype.TimestamptzOID, pgtype.TimestampOID, pgtype.DateOID:
+		oid := fields[0].DataTypeOID
+		switch oid {
+		case pgtype.TimestamptzOID, pgtype.DateOID:
+		case pgtype.TimestampOID:
+			if loc == nil {
+				return freshnessError("the freshness query returned a timestamp without time zone, which names no instant: " +
+					"set spec.freshness.timeZone to the zone its values were written in (e.g. UTC), or return a timestamptz")
+			}
 		default:
 			return freshnessError(fmt.Sprintf("the freshness query returned a %s, want a timestamptz, timestamp or date", s.typeName(oid)))
 		}
@@ -49,6 +57,9 @@ func (s *Session) Freshness(ctx context.Context, sql string, timeout time.Durati
 			return freshnessError("the freshness query returned NULL (is the table empty?)")
 		case time.Time:
 			newest = v
+			if oid != pgtype.TimestamptzOID && loc != nil {
+				newest = time.Date(v.Year(), v.Month(), v.Day(), v.Hour(), v.Minute(), v.Second(), v.Nanosecond(), loc)
+			}
 		default:
 			return freshnessError(fmt.Sprintf("the freshness query returned %v, not a point in time", v))
 		}

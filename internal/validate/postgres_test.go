@@ -1,7 +1,14 @@
 package validate
 
-// The database tests run against a real PostgreSQL, started once for the
-// test binary (as nobody when the tests run as root) and stopped in TestMain.
+// The database tests run against real PostgreSQL servers, started on first
+// use (as nobody when the tests run as root) and stopped in TestMain:
+//
+//   - primary: a cluster without data checksums holding the undamaged
+//     fixture and databases the fixture damages on disk while the server is
+//     stopped (fixture_test.go);
+//   - replica: a cluster with data checksums, a heap page overwritten on
+//     disk, started with standby.signal and no primary: a copy restored from
+//     a replica's volume, which reads but cannot write (replica_test.go).
 
 import (
 	"context"
@@ -22,29 +29,33 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-var server struct {
+// cluster is a PostgreSQL server of the tests.
+type cluster struct {
+	bin, dir, data string
+	cred           *syscall.Credential
+	port           int
+	initdbAt       time.Time // just before initdb ran
+	cmd            *exec.Cmd
+	done           chan struct{}
+}
+
+// A started cluster, or why there is none.
+type started struct {
 	once    sync.Once
-	url     string // postgres://postgres@127.0.0.1:port/
+	c       *cluster
 	err     error  // why there is no server
 	missing string // why PostgreSQL cannot start here
-	cmd     *exec.Cmd
-	done    chan struct{}
-	dir     string
 }
+
+var primary, replica started
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if server.cmd != nil {
-		_ = server.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
-		select {
-		case <-server.done:
-		case <-time.After(15 * time.Second):
-			_ = server.cmd.Process.Kill()
-			<-server.done
+	for _, s := range []*started{&primary, &replica} {
+		if s.c != nil {
+			_ = s.c.stop()
+			_ = os.RemoveAll(s.c.dir)
 		}
-	}
-	if server.dir != "" {
-		_ = os.RemoveAll(server.dir)
 	}
 	os.Exit(code)
 }
@@ -69,19 +80,14 @@ func postgresBinDir() string {
 	return ""
 }
 
-func startServer() {
-	bin := postgresBinDir()
-	if bin == "" {
-		server.missing = "no PostgreSQL binaries (set PG_BINDIR)"
-		return
-	}
+// newCluster makes a cluster with initdb and its extra arguments.
+func newCluster(initdbArgs ...string) (*cluster, error) {
+	c := &cluster{bin: postgresBinDir()}
 	dir, err := os.MkdirTemp("", "validate-pg-")
 	if err != nil {
-		server.err = err
-		return
+		return nil, err
 	}
-	server.dir = dir
-	var cred *syscall.Credential
+	c.dir, c.data = dir, filepath.Join(dir, "data")
 	if os.Geteuid() == 0 { // postgres refuses to run as root
 		uid, gid := 65534, 65534
 		if u, err := user.Lookup("nobody"); err == nil {
@@ -89,74 +95,148 @@ func startServer() {
 			gid, _ = strconv.Atoi(u.Gid)
 		}
 		if err := os.Chown(dir, uid, gid); err != nil {
-			server.err = err
-			return
+			return c, err
 		}
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	}
 	if err := os.Chmod(dir, 0o755); err != nil {
-		server.err = err
-		return
+		return c, err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "postgres.log"))
+	c.initdbAt = time.Now()
+	args := append([]string{"-D", c.data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"}, initdbArgs...)
+	if out, err := c.command("initdb", args...).CombinedOutput(); err != nil {
+		return c, fmt.Errorf("initdb: %v\n%s", err, out)
+	}
+	return c, nil
+}
+
+func (c *cluster) command(name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(filepath.Join(c.bin, name), args...)
+	cmd.Dir = c.dir
+	cmd.Env = []string{"LANG=C", "LC_ALL=C", "TZ=UTC", "PATH=/usr/bin:/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Setpgid: true}
+	return cmd
+}
+
+// start starts the server and waits until it accepts connections.
+// Autovacuum is off so that nothing but the tests touches the damaged
+// relations.
+func (c *cluster) start() error {
+	if c.port == 0 {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		c.port = port
+	}
+	logFile, err := os.OpenFile(filepath.Join(c.dir, "postgres.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
-		server.err = err
-		return
+		return err
 	}
 	defer logFile.Close()
-	command := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.Command(filepath.Join(bin, name), args...)
-		cmd.Dir = dir
-		cmd.Env = []string{"LANG=C", "LC_ALL=C", "TZ=UTC", "PATH=/usr/bin:/bin"}
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Setpgid: true}
-		return cmd
-	}
-	data := filepath.Join(dir, "data")
-	if err := command("initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8").Run(); err != nil {
-		server.err = fmt.Errorf("initdb: %v\n%s", err, readLog(dir))
-		return
-	}
-	port, err := freePort()
-	if err != nil {
-		server.err = err
-		return
-	}
-	cmd := command("postgres", "-D", data, "-c", "listen_addresses=127.0.0.1", "-c", "port="+strconv.Itoa(port),
-		"-c", "unix_socket_directories="+dir, "-c", "fsync=off", "-c", "timezone=UTC", "-c", "shared_buffers=16MB")
+	cmd := c.command("postgres", "-D", c.data, "-c", "listen_addresses=127.0.0.1", "-c", "port="+strconv.Itoa(c.port),
+		"-c", "unix_socket_directories="+c.dir, "-c", "fsync=off", "-c", "timezone=UTC", "-c", "shared_buffers=16MB",
+		"-c", "autovacuum=off")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
-		server.err = err
-		return
+		return err
 	}
-	server.cmd, server.done = cmd, make(chan struct{})
-	go func() { _ = cmd.Wait(); close(server.done) }()
-	server.url = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/", port)
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	c.cmd, c.done = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(c.done) }()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		select {
-		case <-server.done:
-			server.err = fmt.Errorf("postgres exited:\n%s", readLog(dir))
-			return
+		case <-c.done:
+			return fmt.Errorf("postgres exited:\n%s", c.log())
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		conn, err := pgx.Connect(ctx, server.url+"postgres?sslmode=disable")
+		conn, err := pgx.Connect(ctx, c.url("postgres", "postgres"))
 		cancel()
 		if err == nil {
-			_ = conn.Close(context.Background())
-			break
+			return conn.Close(context.Background())
 		}
 		if time.Now().After(deadline) {
-			server.err = fmt.Errorf("postgres did not accept connections: %v\n%s", err, readLog(dir))
-			return
+			return fmt.Errorf("postgres did not accept connections: %v\n%s", err, c.log())
 		}
 	}
-	server.err = createFixture()
 }
 
-func readLog(dir string) string {
-	b, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
+// stop shuts the server down cleanly (a fast shutdown writes a checkpoint,
+// so every page is in its file).
+func (c *cluster) stop() error {
+	if c.cmd == nil {
+		return nil
+	}
+	_ = c.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-c.done:
+	case <-time.After(15 * time.Second):
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+	c.cmd = nil
+	if !strings.Contains(c.log(), "database system is shut down") {
+		return fmt.Errorf("postgres did not shut down cleanly:\n%s", c.log())
+	}
+	return nil
+}
+
+func (c *cluster) log() string {
+	b, _ := os.ReadFile(filepath.Join(c.dir, "postgres.log"))
 	return string(b)
 }
+
+func (c *cluster) url(user, db string) string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", user, c.port, db)
+}
+
+// exec runs statements in database db, one at a time.
+func (c *cluster) exec(db string, stmts ...string) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.url("postgres", db))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	for _, stmt := range stmts {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %v", stmt, err)
+		}
+	}
+	return nil
+}
+
+// query scans the one row of a query in database db into dest.
+func (c *cluster) query(db, sql string, dest ...any) error {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, c.url("postgres", db))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, sql).Scan(dest...); err != nil {
+		return fmt.Errorf("%s: %v", sql, err)
+	}
+	return nil
+}
+
+// controlData is a field of pg_controldata's report, e.g. "Database system identifier".
+func (c *cluster) controlData(field string) (string, error) {
+	out, err := c.command("pg_controldata", "-D", c.data).Output()
+	if err != nil {
+		return "", fmt.Errorf("pg_controldata: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if name, value, ok := strings.Cut(line, ":"); ok && name == field {
+			return strings.TrimSpace(value), nil
+		}
+	}
+	return "", fmt.Errorf("pg_controldata reports no %q:\n%s", field, out)
+}
+
+// file is the path of a relation file named relative to the data directory
+// (pg_relation_filepath).
+func (c *cluster) file(rel string) string { return filepath.Join(c.data, rel) }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -167,74 +247,45 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// createFixture builds database drill: 1000 orders with an out-of-line
-// TOASTed note, a partitioned table, materialized views and an oddly named
-// table; plus role nopriv, which may read orders only, and an empty
-// database noext owned by nobody special.
-func createFixture() error {
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, server.url+"postgres?sslmode=disable")
-	if err != nil {
-		return err
-	}
-	defer admin.Close(ctx)
-	for _, stmt := range []string{"CREATE DATABASE drill", "CREATE DATABASE noext", "CREATE ROLE nopriv LOGIN"} {
-		if _, err := admin.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("%s: %v", stmt, err)
+// start makes and starts the cluster with setup, once.
+func (s *started) start(setup func() (*cluster, error)) {
+	s.once.Do(func() {
+		if postgresBinDir() == "" {
+			s.missing = "no PostgreSQL binaries (set PG_BINDIR)"
+			return
 		}
-	}
-	conn, err := pgx.Connect(ctx, server.url+"drill?sslmode=disable")
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	for _, stmt := range []string{
-		`CREATE TABLE orders (id serial PRIMARY KEY, note text NOT NULL, created_at timestamptz NOT NULL)`,
-		`CREATE INDEX orders_created ON orders (created_at)`,
-		// md5 digests hardly compress: each note is stored out of line in TOAST.
-		`INSERT INTO orders (note, created_at)
-		 SELECT (SELECT string_agg(md5(g || '-' || i), '') FROM generate_series(1, 200) i),
-		        timestamptz '2026-11-20 10:00:00+00' + g * interval '1 minute'
-		 FROM generate_series(1, 1000) g`,
-		`CREATE TABLE empty_events (at timestamptz)`,
-		`CREATE TABLE events (id int, at date) PARTITION BY RANGE (at)`,
-		`CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`,
-		`CREATE INDEX events_id ON events (id)`, // partitioned index on the parent, a real one on the partition
-		`INSERT INTO events SELECT g, date '2026-03-01' + g FROM generate_series(1, 10) g`,
-		`CREATE MATERIALIZED VIEW order_days AS SELECT created_at::date AS day, count(*) AS n FROM orders GROUP BY 1`,
-		`CREATE UNIQUE INDEX order_days_day ON order_days (day)`,
-		`CREATE MATERIALIZED VIEW never_refreshed AS SELECT 1 AS one WITH NO DATA`,
-		`CREATE SCHEMA "Sales Data"`,
-		`CREATE TABLE "Sales Data"."odd ""name""" (x int)`,
-		`INSERT INTO "Sales Data"."odd ""name""" VALUES (1), (2)`,
-		`GRANT SELECT ON orders TO nopriv`,
-	} {
-		if _, err := conn.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("%s: %v", stmt, err)
-		}
-	}
-	return nil
+		s.c, s.err = setup()
+	})
 }
 
-// openSession returns a Session on database db as user, starting the server
-// on first use; database tests are skipped with -short.
-func openSession(t *testing.T, user, db string) *Session {
+// server returns the cluster, made on first use by setup; database tests
+// are skipped with -short.
+func (s *started) server(t *testing.T, setup func() (*cluster, error)) *cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("needs PostgreSQL; skipped with -short")
 	}
-	server.once.Do(startServer)
-	if server.missing != "" {
+	s.start(setup)
+	if s.missing != "" {
 		// Not a skip: a machine without PostgreSQL must not pass these tests.
-		t.Fatalf("%s: install PostgreSQL (make deps) or run with -short", server.missing)
+		t.Fatalf("%s: install PostgreSQL (make deps) or run with -short", s.missing)
 	}
-	if server.err != nil {
-		t.Fatalf("cannot start PostgreSQL: %v", server.err)
+	if s.err != nil {
+		t.Fatalf("cannot start PostgreSQL: %v", s.err)
 	}
-	url := strings.Replace(server.url, "postgres@", user+"@", 1) + db + "?sslmode=disable"
-	cfg, err := pgx.ParseConfig(url)
+	return s.c
+}
+
+// connect returns a Session on database db of cluster c as user, with
+// extra run-time parameters.
+func connect(t *testing.T, c *cluster, user, db string, params map[string]string) *Session {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(c.url(user, db))
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, v := range params {
+		cfg.RuntimeParams[k] = v
 	}
 	sess, err := Connect(t.Context(), cfg)
 	if err != nil {
@@ -242,4 +293,10 @@ func openSession(t *testing.T, user, db string) *Session {
 	}
 	t.Cleanup(func() { _ = sess.Close(context.Background()) })
 	return sess
+}
+
+// openSession returns a Session on database db of the primary as user.
+func openSession(t *testing.T, user, db string) *Session {
+	t.Helper()
+	return connect(t, primary.server(t, setupPrimary), user, db, nil)
 }

@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -12,8 +13,15 @@ import (
 )
 
 // Session is one connection to a restored database that runs checks. Like
-// its pgx.Conn, it runs one thing at a time.
-type Session struct{ conn *pgx.Conn }
+// its pgx.Conn, it runs one thing at a time. It keeps the connection's
+// configuration to reach the cluster's other databases the same way: the
+// built-ins open one more connection at a time, one per other database, and
+// close it when done there.
+type Session struct {
+	conn     *pgx.Conn
+	cfg      *pgx.ConnConfig
+	database string // the database conn is connected to
+}
 
 // Connect opens a connection with cfg. Its error is pgx's, unchanged.
 func Connect(ctx context.Context, cfg *pgx.ConnConfig) (*Session, error) {
@@ -26,13 +34,26 @@ func Connect(ctx context.Context, cfg *pgx.ConnConfig) (*Session, error) {
 
 // NewSession makes a Session of an open connection; the Session's Close
 // closes it.
-func NewSession(conn *pgx.Conn) *Session { return &Session{conn: conn} }
+func NewSession(conn *pgx.Conn) *Session {
+	cfg := conn.Config()
+	// PostgreSQL connects to the database named like the user when none is given.
+	return &Session{conn: conn, cfg: cfg, database: cmp.Or(cfg.Database, cfg.User)}
+}
 
 // Close closes the connection.
 func (s *Session) Close(ctx context.Context) error { return s.conn.Close(ctx) }
 
+// connectTo opens a Session on another database of the same cluster, with
+// the same configuration (host, user, credentials, TLS).
+func (s *Session) connectTo(ctx context.Context, database string) (*Session, error) {
+	cfg := s.cfg.Copy()
+	cfg.Database = database
+	return Connect(ctx, cfg)
+}
+
 // inTx runs f in a transaction with a statement timeout. A read-only one is
-// always rolled back; a read-write one is committed when f succeeds.
+// always rolled back; any other (pgx.ReadWrite, or "" for the session's
+// default, as an application's plain BEGIN) is committed when f succeeds.
 func (s *Session) inTx(ctx context.Context, mode pgx.TxAccessMode, timeout time.Duration, f func(pgx.Tx) error) error {
 	tx, err := s.conn.BeginTx(ctx, pgx.TxOptions{AccessMode: mode})
 	if err != nil {
@@ -46,10 +67,24 @@ func (s *Session) inTx(ctx context.Context, mode pgx.TxAccessMode, timeout time.
 	if err := f(tx); err != nil {
 		return err
 	}
-	if mode == pgx.ReadWrite {
+	if mode != pgx.ReadOnly {
 		return tx.Commit(ctx)
 	}
 	return nil
+}
+
+// inSavepoint runs f in a savepoint of tx, so that a failing statement
+// leaves tx usable for the next relation.
+func inSavepoint(ctx context.Context, tx pgx.Tx, f func(pgx.Tx) error) error {
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := f(sp); err != nil {
+		_ = sp.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	return sp.Commit(ctx)
 }
 
 // typeName is the name of the type with the given OID, as the connection
@@ -69,6 +104,26 @@ func describeError(err error) string {
 		return fmt.Sprintf("%s (SQLSTATE %s)", pg.Message, pg.Code)
 	}
 	return err.Error()
+}
+
+// findingOf is the finding an error is: FindingDamaged when PostgreSQL
+// reported corrupted data (SQLSTATE class XX: internal error, data_corrupted,
+// index_corrupted) or an I/O problem with a relation file (class 58: e.g.
+// 58P01 could not open file), "" otherwise.
+func findingOf(err error) string {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && (strings.HasPrefix(pg.Code, "XX") || strings.HasPrefix(pg.Code, "58")) {
+		return FindingDamaged
+	}
+	return ""
+}
+
+// isServerError says whether err is PostgreSQL's answer to a statement, after
+// which the connection is still usable; anything else (a broken connection,
+// a cancelled context) ends the check.
+func isServerError(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg)
 }
 
 func isStatementTimeout(err error) bool {

@@ -3,6 +3,7 @@ package validate
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,7 +13,9 @@ import (
 // The drill engine puts a Session behind an interface of this shape.
 var _ interface {
 	Run(context.Context, []Check) []Result
-	Freshness(context.Context, string, time.Duration) (time.Time, error)
+	Freshness(context.Context, string, *time.Location, time.Duration) (time.Time, error)
+	Identity(context.Context) (Identity, error)
+	WriteProbe(context.Context, time.Duration) error
 	Close(context.Context) error
 } = (*Session)(nil)
 
@@ -35,5 +38,36 @@ func TestCloseClosesTheConnection(t *testing.T) {
 	sess := NewSession(conn)
 	if err := sess.Close(t.Context()); err != nil || !conn.IsClosed() {
 		t.Errorf("Close = %v; connection closed: %v", err, conn.IsClosed())
+	}
+}
+
+func TestNewSessionReachesTheOtherDatabases(t *testing.T) {
+	c := primary.server(t, setupPrimary)
+	conn, err := pgx.Connect(t.Context(), c.url("postgres", "noext"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := NewSession(conn)
+	t.Cleanup(func() { _ = sess.Close(context.Background()) })
+	var databases []string
+	for _, r := range sess.Run(t.Context(), []Check{{Name: "tables", Builtin: BuiltinTablesReadable}}) {
+		databases = append(databases, r.Database)
+	}
+	if got := strings.Join(databases, " "); got != "drill heapdamage indexdamage noext postgres private truncated unlinked" {
+		t.Errorf("TablesReadable ran in %s", got)
+	}
+}
+
+func TestTheSessionsDatabaseDefaultsToTheUser(t *testing.T) {
+	c := primary.server(t, setupPrimary)
+	conn, err := pgx.Connect(t.Context(), strings.Replace(c.url("postgres", ""), "/?", "?", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess := NewSession(conn)
+	t.Cleanup(func() { _ = sess.Close(context.Background()) })
+	r := sess.Run(t.Context(), []Check{{Name: "db", SQL: "SELECT current_database()", Expect: Expectation{Equals: s("postgres")}}})[0]
+	if !r.Passed || r.Database != "postgres" {
+		t.Errorf("Run = %+v, want it to pass in database postgres", r)
 	}
 }

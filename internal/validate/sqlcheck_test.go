@@ -43,15 +43,18 @@ func TestSQLChecks(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.check.Name, func(t *testing.T) {
 			r := results[i]
+			// An invalid check is not run, so it takes no time.
+			ran := tt.check.Validate(i) == nil
 			if r.Name != tt.check.Name || r.Passed != tt.passed || r.Value != tt.value || !strings.Contains(r.Message, tt.message) || (tt.passed && r.Message != "") {
 				t.Errorf("got passed=%v value=%q message=%q; want passed=%v value=%q message containing %q",
 					r.Passed, r.Value, r.Message, tt.passed, tt.value, tt.message)
 			}
+			if ran && r.Database != "drill" || !ran && r.Database != "" {
+				t.Errorf("Database = %q, want the session's own when the check ran", r.Database)
+			}
 			if r.Expected != expected(tt.check) {
 				t.Errorf("Expected = %q, want %q", r.Expected, expected(tt.check))
 			}
-			// An invalid check is not run, so it takes no time.
-			ran := tt.check.Validate(i) == nil
 			within := cmp.Or(tt.within, 30*time.Second)
 			if (ran && r.Duration <= 0) || (!ran && r.Duration != 0) || r.Duration > within {
 				t.Errorf("Duration = %s, want (0, %s]", r.Duration, within)

@@ -9,56 +9,139 @@ import (
 )
 
 // userTables lists ordinary tables and populated materialized views outside
-// the system, TOAST and temporary schemas. Partitioned parents are empty and
-// left out; their partitions are ordinary tables.
+// the system, TOAST and temporary schemas, with what the catalog says of
+// them and how many pages their main fork has now. Partitioned parents are
+// empty and left out; their partitions are ordinary tables.
 const userTables = `
-SELECT n.nspname, c.relname
+SELECT c.oid, n.nspname, c.relname, c.relpersistence = 'u' AS unlogged,
+       c.reltuples::float8 AS reltuples, c.relpages::int8 AS relpages,
+       pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::int8 AS pages
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE (c.relkind = 'r' OR (c.relkind = 'm' AND c.relispopulated))
   AND c.relpersistence <> 't'
   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
   AND n.nspname !~ '^pg_(toast_)?temp_'
-ORDER BY 1, 2`
+ORDER BY n.nspname, c.relname`
+
+// plainBtreeIndexes lists valid, non-partial btree indexes with how many
+// entries the catalog says they hold: one per row of their table.
+const plainBtreeIndexes = `
+SELECT x.indrelid, n.nspname, i.relname, i.reltuples::float8
+FROM pg_catalog.pg_index x
+JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
+JOIN pg_catalog.pg_am am ON am.oid = i.relam
+WHERE am.amname = 'btree' AND i.relkind = 'i' AND x.indpred IS NULL AND x.indisvalid
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+ORDER BY n.nspname, i.relname`
+
+// readLargeObjects reads every large object whole.
+const readLargeObjects = `
+SELECT count(*), coalesce(sum(octet_length(pg_catalog.lo_get(oid))), 0)
+FROM pg_catalog.pg_largeobject_metadata`
 
 // relation is a schema-qualified table or index name.
 type relation struct{ Schema, Name string }
 
+// String is the name as SQL, every part quoted.
 func (r relation) String() string { return pgx.Identifier{r.Schema, r.Name}.Sanitize() }
 
+// display is the name as a message shows it.
+func (r relation) display() string { return displayIdent(r.Schema) + "." + displayIdent(r.Name) }
+
+type catalogTable struct {
+	oid      uint32
+	rel      relation
+	unlogged bool
+	count    TableCount
+}
+
+type catalogIndex struct {
+	rel     relation
+	entries float64 // pg_class.reltuples
+}
+
 // tablesReadable reads every user table end to end, TOAST included, and
-// returns "N tables, M rows" and the first failure.
-func (s *Session) tablesReadable(ctx context.Context, timeout time.Duration) (summary, failure string) {
-	var tables, rowsRead int64
-	var failed relation
+// every large object, in the session's database; it compares what it read
+// with the catalog and returns "N tables, M rows, K large objects", the
+// tables read, and every problem.
+func (s *Session) tablesReadable(ctx context.Context, timeout time.Duration) outcome {
+	var o outcome
+	var rowsRead, largeObjects, largeObjectBytes int64
+	in := " in database " + displayIdent(s.database)
 	err := s.inTx(ctx, pgx.ReadOnly, timeout, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, userTables)
+		tables, indexes, err := listCatalog(ctx, tx)
 		if err != nil {
-			return err
+			o.problems = append(o.problems, problem{text: "listing tables" + in + ": " + describeError(err), finding: findingOf(err)})
+			return nil
 		}
-		rels, err := pgx.CollectRows(rows, pgx.RowToStructByPos[relation])
-		if err != nil {
-			return err
-		}
-		for _, rel := range rels {
-			var count, chars int64
-			// Casting the whole row to text detoasts every column.
-			q := "SELECT count(*), coalesce(sum(length(t::text)), 0) FROM " + rel.String() + " t"
-			if err := tx.QueryRow(ctx, q).Scan(&count, &chars); err != nil {
-				failed = rel
-				return err
+		for _, t := range tables {
+			var chars int64
+			// Casting the whole row to text detoasts every column; ONLY
+			// reads this table's file alone, not inheriting children too.
+			q := "SELECT count(*), coalesce(sum(length(t::text)), 0) FROM ONLY " + t.rel.String() + " t"
+			err := inSavepoint(ctx, tx, func(tx pgx.Tx) error { return tx.QueryRow(ctx, q).Scan(&t.count.Rows, &chars) })
+			if err != nil {
+				o.problems = append(o.problems, problem{text: "table " + t.rel.display() + in + ": " + describeError(err), finding: findingOf(err)})
+				if !isServerError(err) || tx.Conn().IsClosed() {
+					return nil
+				}
+				continue
 			}
-			tables++
-			rowsRead += count
+			t.count.Database = s.database
+			o.tables = append(o.tables, t.count)
+			rowsRead += t.count.Rows
+			if !t.unlogged { // crash recovery empties unlogged tables: nothing is missing
+				if short := missingData(t.count, indexes[t.oid]); short != "" {
+					o.problems = append(o.problems, problem{text: "table " + t.rel.display() + in + ": " + short, finding: FindingDataMissing})
+				}
+			}
+		}
+		err = inSavepoint(ctx, tx, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, readLargeObjects).Scan(&largeObjects, &largeObjectBytes)
+		})
+		if err != nil {
+			o.problems = append(o.problems, problem{text: "large objects" + in + ": " + describeError(err), finding: findingOf(err)})
 		}
 		return nil
 	})
-	summary = fmt.Sprintf("%d tables, %d rows", tables, rowsRead)
-	switch {
-	case err == nil:
-		return summary, ""
-	case failed != relation{}:
-		return summary, "table " + failed.String() + ": " + describeError(err)
+	if err != nil {
+		o.problems = append(o.problems, problem{text: "reading tables" + in + ": " + describeError(err), finding: findingOf(err)})
 	}
-	return summary, "listing tables: " + describeError(err)
+	o.value = fmt.Sprintf("%d tables, %d rows, %d large objects", len(o.tables), rowsRead, largeObjects)
+	if largeObjects > 0 {
+		o.value += fmt.Sprintf(" (%d bytes)", largeObjectBytes)
+	}
+	return o
+}
+
+// listCatalog returns the user tables and, per table OID, its plain btree
+// indexes.
+func listCatalog(ctx context.Context, tx pgx.Tx) ([]*catalogTable, map[uint32][]catalogIndex, error) {
+	rows, err := tx.Query(ctx, userTables)
+	if err != nil {
+		return nil, nil, err
+	}
+	tables, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (*catalogTable, error) {
+		t := &catalogTable{}
+		err := row.Scan(&t.oid, &t.rel.Schema, &t.rel.Name, &t.unlogged, &t.count.CatalogRows, &t.count.CatalogPages, &t.count.Pages)
+		t.count.Schema, t.count.Name = t.rel.Schema, t.rel.Name
+		return t, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err = tx.Query(ctx, plainBtreeIndexes)
+	if err != nil {
+		return nil, nil, err
+	}
+	indexes := map[uint32][]catalogIndex{}
+	var table uint32
+	var ix catalogIndex
+	_, err = pgx.ForEachRow(rows, []any{&table, &ix.rel.Schema, &ix.rel.Name, &ix.entries}, func() error {
+		indexes[table] = append(indexes[table], ix)
+		return nil
+	})
+	return tables, indexes, err
 }

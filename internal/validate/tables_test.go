@@ -1,9 +1,25 @@
 package validate
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
+
+// byDatabase indexes a built-in's Results by database, failing the test on
+// a duplicate or when they are not in database name order.
+func byDatabase(t *testing.T, results []Result) map[string]Result {
+	t.Helper()
+	out := map[string]Result{}
+	for i, r := range results {
+		if _, dup := out[r.Database]; dup || (i > 0 && results[i-1].Database >= r.Database) {
+			t.Errorf("results not one per database in name order: %s after %s", r.Database, results[i-1].Database)
+		}
+		out[r.Database] = r
+	}
+	return out
+}
 
 func TestTablesReadable(t *testing.T) {
 	sess := openSession(t, "postgres", "drill")
@@ -15,27 +31,99 @@ func TestTablesReadable(t *testing.T) {
 	if err := sess.conn.QueryRow(t.Context(), "SELECT count(*) FROM "+toastTable).Scan(&toasted); err != nil || toasted == 0 {
 		t.Fatalf("the fixture's notes are not TOASTed out of line: %d chunks in %s (%v)", toasted, toastTable, err)
 	}
+	tr := damage.truncated
 
 	tests := []struct {
-		name    string
-		user    string
+		db      string
 		value   string
+		finding string
 		message string // the whole Message; "" when it passes
+		tables  int
 	}{
-		{"reads every table", "postgres", "5 tables, 1014 rows", ""},
-		// Tables are read in order of schema and name: "Sales Data" first.
-		{"names the table it cannot read", "nopriv", "0 tables, 0 rows", `table "Sales Data"."odd ""name""": permission denied for schema Sales Data (SQLSTATE 42501)`},
+		{db: "drill", value: "5 tables, 1014 rows, 1 large objects (14 bytes)", tables: 5},
+		// Reading cannot see a tuple header from the future on an
+		// all-visible page: Amcheck's verify_heapam does.
+		{db: "heapdamage", value: "1 tables, 1000 rows, 0 large objects", tables: 1},
+		{db: "indexdamage", value: "1 tables, 100 rows, 0 large objects", tables: 1},
+		{db: "noext", value: "0 tables, 0 rows, 0 large objects"},
+		{db: "postgres", value: "0 tables, 0 rows, 0 large objects"},
+		{db: "private", value: "0 tables, 0 rows, 0 large objects"},
+		// PostgreSQL reads the 3 pages left without a word; the catalog says
+		// what is missing.
+		{db: "truncated", tables: 1, finding: FindingDataMissing,
+			value: fmt.Sprintf("1 tables, %d rows, 0 large objects", tr.rowsKept),
+			message: fmt.Sprintf("table public.orders in database truncated: %[1]d rows read, the catalog says about %.0[2]f (pg_class.reltuples); "+
+				"%[3]d pages on disk, the catalog says %[4]d (pg_class.relpages); %[1]d rows read, its index public.orders_pkey holds about %.0[2]f entries (pg_class.reltuples)",
+				tr.rowsKept, tr.catalogRows, tr.pagesKept, tr.catalogPages)},
+		// A missing file is not read as an empty table: PostgreSQL cannot open it.
+		{db: "unlinked", value: "0 tables, 0 rows, 0 large objects", finding: FindingDamaged,
+			message: fmt.Sprintf(`table public.orders in database unlinked: could not open file "%s": No such file or directory (SQLSTATE 58P01)`, damage.unlinkedFile)},
+	}
+	results := byDatabase(t, sess.Run(t.Context(), []Check{{Name: "tables", Builtin: BuiltinTablesReadable}}))
+	if len(results) != len(tests) {
+		t.Errorf("%d results, want one for each of %d databases", len(results), len(tests))
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			sess := openSession(t, tt.user, "drill")
-			r := sess.Run(t.Context(), []Check{{Name: "tables", Builtin: BuiltinTablesReadable}})[0]
-			if r.Name != "tables" || r.Passed != (tt.message == "") || r.Value != tt.value || r.Message != tt.message {
-				t.Errorf("TablesReadable as %s = %+v, want value %q and message %q", tt.user, r, tt.value, tt.message)
+		t.Run(tt.db, func(t *testing.T) {
+			r := results[tt.db]
+			if r.Name != "tables" || r.Passed != (tt.message == "") || r.Value != tt.value || r.Finding != tt.finding || r.Message != tt.message || len(r.Tables) != tt.tables {
+				t.Errorf("TablesReadable in %s = %+v\nwant value %q, finding %q, message %q, %d tables", tt.db, r, tt.value, tt.finding, tt.message, tt.tables)
 			}
 			if r.Expected != "every table readable" || r.Duration <= 0 || r.Duration > 30*time.Second {
 				t.Errorf("Expected = %q, Duration = %s", r.Expected, r.Duration)
 			}
 		})
+	}
+	if tr.rowsKept == 0 || tr.rowsKept >= 1000 || tr.catalogPages < 100 || tr.catalogRows != 20000 {
+		t.Errorf("the truncated table is not what the test needs: %+v", tr)
+	}
+	// What was read, with the catalog's numbers, per table.
+	want := TableCount{Database: "truncated", Schema: "public", Name: "orders", Rows: tr.rowsKept, CatalogRows: tr.catalogRows, Pages: tr.pagesKept, CatalogPages: tr.catalogPages}
+	if got := results["truncated"].Tables; len(got) != 1 || got[0] != want {
+		t.Errorf("Tables in truncated = %+v, want [%+v]", got, want)
+	}
+	var names []string
+	for _, c := range results["drill"].Tables {
+		names = append(names, c.Database+":"+c.Schema+"."+c.Name)
+		if c.Name == "orders" && (c.Rows != 1000 || c.CatalogRows != 1000 || c.Pages == 0 || c.Pages != c.CatalogPages) {
+			t.Errorf("orders in drill = %+v", c)
+		}
+	}
+	if got := strings.Join(names, " "); got != `drill:Sales Data.odd "name" drill:public.empty_events drill:public.events_2026 drill:public.order_days drill:public.orders` {
+		t.Errorf("tables read in drill: %s", got)
+	}
+}
+
+func TestTablesReadableWithoutPrivileges(t *testing.T) {
+	sess := openSession(t, "nopriv", "drill")
+	results := byDatabase(t, sess.Run(t.Context(), []Check{{Name: "tables", Builtin: BuiltinTablesReadable}}))
+	tests := []struct {
+		db      string
+		message string // a part of Message
+	}{
+		// Tables are read in order of schema and name: "Sales Data" first.
+		{"drill", `table "Sales Data"."odd ""name""" in database drill: permission denied for schema Sales Data (SQLSTATE 42501); table public.empty_events in database drill: permission denied for table empty_events (SQLSTATE 42501)`},
+		{"private", `cannot connect to database private as nopriv: permission denied for database "private" (SQLSTATE 42501)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.db, func(t *testing.T) {
+			r := results[tt.db]
+			if r.Passed || r.Finding != "" || !strings.Contains(r.Message, tt.message) {
+				t.Errorf("TablesReadable as nopriv in %s = %+v, want a plain failure saying %q", tt.db, r, tt.message)
+			}
+		})
+	}
+	if r := results["drill"]; len(r.Tables) != 1 || r.Tables[0].Name != "orders" || r.Tables[0].Rows != 1000 {
+		t.Errorf("nopriv may read orders: Tables = %+v", r.Tables)
+	}
+}
+
+func TestTablesReadableOnAStandbyWithChecksums(t *testing.T) {
+	c := replica.server(t, setupReplica)
+	sess := connect(t, c, "postgres", "postgres", nil)
+	r := sess.Run(t.Context(), []Check{{Name: "tables", Builtin: BuiltinTablesReadable}})[0]
+	want := fmt.Sprintf("table public.accounts in database postgres: invalid page in block %d of relation %s (SQLSTATE XX001)", replicaDamage.block, replicaDamage.file)
+	if r.Database != "postgres" || r.Passed || r.Finding != FindingDamaged || r.Message != want {
+		t.Errorf("TablesReadable = %+v\nwant finding %s, message %q", r, FindingDamaged, want)
 	}
 }

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"context"
+	"reflect"
 	"testing"
 )
 
@@ -12,7 +13,7 @@ func TestExpected(t *testing.T) {
 		want  string
 	}{
 		{"tables", Check{Builtin: BuiltinTablesReadable}, "every table readable"},
-		{"amcheck", Check{Builtin: BuiltinAmcheck}, "every btree index verified"},
+		{"amcheck", Check{Builtin: BuiltinAmcheck}, "every table and btree index verified"},
 		{"sql", Check{SQL: "SELECT 1", Expect: Expectation{Min: s("1")}}, ">= 1"},
 	}
 	for _, tt := range tests {
@@ -36,7 +37,7 @@ func TestRunStopsWhenTheContextEnds(t *testing.T) {
 		{Name: "a", Expected: "= 1", Message: "not run: context canceled"},
 		{Name: "b", Expected: "every table readable", Message: "not run: context canceled"},
 	} {
-		if results[i] != want {
+		if !reflect.DeepEqual(results[i], want) {
 			t.Errorf("results[%d] = %+v, want %+v", i, results[i], want)
 		}
 	}

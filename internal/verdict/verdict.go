@@ -14,6 +14,7 @@ package verdict
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
@@ -23,6 +24,12 @@ import (
 // Reasons of results other than Succeeded.
 const (
 	// Findings about the backup (Failed).
+	ReasonNotTheBackup     = "NotTheBackup"
+	ReasonIdentityChanged  = "IdentityChanged"
+	ReasonEmptyDatabase    = "EmptyDatabase"
+	ReasonDataDamaged      = "DataDamaged"
+	ReasonDataMissing      = "DataMissing"
+	ReasonNotWritable      = "NotWritable"
 	ReasonNoReadySnapshot  = "NoReadySnapshot"
 	ReasonSnapshotNotFound = "SnapshotNotFound"
 	ReasonSnapshotTooOld   = "SnapshotTooOld"
@@ -60,36 +67,86 @@ func Errored(reason, format string, args ...any) Verdict {
 // Findings are what a run found besides its checks and measurements; an
 // empty string is no finding.
 type Findings struct {
+	// NotTheBackup says why the copy is not the snapshot's data (a cluster
+	// initialised after the snapshot was cut).
+	NotTheBackup string
+	// IdentityChanged says how the copy's system identifier differs from
+	// the last Succeeded run's.
+	IdentityChanged string
+	// EmptyDatabase says the copy has no user table in any database.
+	EmptyDatabase string
+	// DataMissing lists tables that lost rows since the last Succeeded run.
+	DataMissing []string
+	// NotWritable says why the write probe failed.
+	NotWritable string
 	// FreshnessFailed says why the freshness query gave no timestamp.
 	FreshnessFailed string
 	// SnapshotTooOld says how much older than maxSnapshotAge the snapshot is.
 	SnapshotTooOld string
 }
 
-// Decide gives the verdict of a run whose database was restored and
-// checked: every failed check, a failed freshness query, a snapshot older
-// than maxSnapshotAge and missed targets are findings; the reason is the
-// most serious one and the message lists them all.
-func Decide(status drillsv1.DrillRunStatus, extra Findings) Verdict {
-	var findings []string
-	reason := ""
-	note := func(r, msg string) {
-		if reason == "" {
-			reason = r
+// severity orders reasons, most serious first: a verdict's reason is its
+// most serious finding.
+var severity = []string{
+	ReasonNotTheBackup, ReasonIdentityChanged, ReasonEmptyDatabase, ReasonDataDamaged, ReasonDataMissing,
+	ReasonNotWritable, ReasonCheckFailed, ReasonFreshnessFailed, ReasonSnapshotTooOld,
+	ReasonRPOTargetMissed, ReasonRTOTargetMissed,
+}
+
+func rank(reason string) int {
+	for i, r := range severity {
+		if r == reason {
+			return i
 		}
-		findings = append(findings, msg)
+	}
+	return len(severity)
+}
+
+// Decide gives the verdict of a run whose database was restored and
+// checked: a copy that is not the backup or changed identity, an empty
+// copy, damaged or missing data, a copy that refuses writes, every failed
+// check, a failed freshness query, a snapshot older than maxSnapshotAge and
+// missed targets are findings; the reason is the most serious one and the
+// message lists them all, most serious first.
+func Decide(status drillsv1.DrillRunStatus, extra Findings) Verdict {
+	type finding struct{ reason, msg string }
+	var all []finding
+	note := func(r, msg string) { all = append(all, finding{r, msg}) }
+	if extra.NotTheBackup != "" {
+		note(ReasonNotTheBackup, extra.NotTheBackup)
+	}
+	if extra.IdentityChanged != "" {
+		note(ReasonIdentityChanged, extra.IdentityChanged)
+	}
+	if extra.EmptyDatabase != "" {
+		note(ReasonEmptyDatabase, extra.EmptyDatabase)
 	}
 	for _, c := range status.Checks {
-		if !c.Passed {
-			msg := fmt.Sprintf("check %s failed", c.Name)
-			if c.Expected != "" {
-				msg += fmt.Sprintf(": got %q, want %s", c.Value, c.Expected)
-			}
-			if c.Message != "" {
-				msg += ": " + c.Message
-			}
+		if c.Passed {
+			continue
+		}
+		msg := fmt.Sprintf("check %s failed", c.Name)
+		if c.Database != "" {
+			msg = fmt.Sprintf("check %s failed in database %s", c.Name, c.Database)
+		}
+		if c.Expected != "" && c.Reason == "" {
+			msg += fmt.Sprintf(": got %q, want %s", c.Value, c.Expected)
+		}
+		if c.Message != "" {
+			msg += ": " + c.Message
+		}
+		switch c.Reason {
+		case ReasonDataDamaged, ReasonDataMissing:
+			note(c.Reason, msg)
+		default:
 			note(ReasonCheckFailed, msg)
 		}
+	}
+	for _, m := range extra.DataMissing {
+		note(ReasonDataMissing, m)
+	}
+	if extra.NotWritable != "" {
+		note(ReasonNotWritable, "the copy does not accept writes: "+extra.NotWritable)
 	}
 	if extra.FreshnessFailed != "" {
 		note(ReasonFreshnessFailed, "freshness query failed: "+extra.FreshnessFailed)
@@ -103,7 +160,7 @@ func Decide(status drillsv1.DrillRunStatus, extra Findings) Verdict {
 	if m := status.RTO; m != nil && !m.Met {
 		note(ReasonRTOTargetMissed, fmt.Sprintf("RTO %s exceeds the target %s", rto.Human(m.Seconds), rto.Human(deref(m.TargetSeconds))))
 	}
-	if reason == "" {
+	if len(all) == 0 {
 		msg := fmt.Sprintf("%d checks passed", len(status.Checks))
 		if status.RTO != nil {
 			msg += fmt.Sprintf("; RTO %s", rto.Human(status.RTO.Seconds))
@@ -113,7 +170,12 @@ func Decide(status drillsv1.DrillRunStatus, extra Findings) Verdict {
 		}
 		return Verdict{Result: drillsv1.ResultSucceeded, Message: msg}
 	}
-	return Verdict{Result: drillsv1.ResultFailed, Reason: reason, Message: strings.Join(findings, "; ")}
+	sort.SliceStable(all, func(i, j int) bool { return rank(all[i].reason) < rank(all[j].reason) })
+	msgs := make([]string, len(all))
+	for i, f := range all {
+		msgs[i] = f.msg
+	}
+	return Verdict{Result: drillsv1.ResultFailed, Reason: all[0].reason, Message: strings.Join(msgs, "; ")}
 }
 
 func deref(p *float64) float64 {
