@@ -110,6 +110,10 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 	findings := verdict.Findings{}
 	writeErr := db.WriteProbe(checksCtx, writeProbeTimeout)
 	writeDone := r.Clock.Now()
+	if validate.Refused(writeErr) {
+		return conclude(verdict.Errored(verdict.ReasonCheckRefused, "the copy refused the write probe to %s: %v; the drill's database role must be a superuser (or may create a schema and hold pg_checkpoint)",
+			cfg.User, writeErr)), nil
+	}
 	copyOf := &drillsv1.RestoredDatabase{ReadsAnsweredTime: microTime(readsDone)}
 	if writeErr != nil {
 		findings.NotWritable = writeErr.Error()

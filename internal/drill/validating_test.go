@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -131,6 +132,12 @@ func TestValidatingReachesTheVerdict(t *testing.T) {
 			db:         fakeChecker{writeErr: errors.New(`CREATE TABLE: cannot execute CREATE TABLE in a read-only transaction (SQLSTATE 25006)`)},
 			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonNotWritable, wantInMsg: "the copy does not accept writes: CREATE TABLE: cannot execute",
 			wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "a role that may not write is the drill's fault, not the copy's",
+			drill:      ordersDrill().Check(orders).Obj(),
+			db:         fakeChecker{writeErr: &pgconn.PgError{Severity: "ERROR", Code: "42501", Message: "permission denied for database app"}},
+			wantResult: drillsv1.ResultError, wantReason: verdict.ReasonCheckRefused, wantInMsg: "refused the write probe to postgres: ERROR: permission denied for database app",
 		},
 		{
 			name:       "a cluster initialised after the cut is not the backup",

@@ -16,6 +16,17 @@ const probeSchema = "drillerd_probe"
 // probeRows is how many rows WriteProbe writes and reads back.
 const probeRows = 100
 
+// probeError is a statement of the write probe that PostgreSQL refused.
+type probeError struct {
+	statement string
+	err       error
+}
+
+func (e *probeError) Error() string {
+	return "write probe: " + e.statement + ": " + describeError(e.err)
+}
+func (e *probeError) Unwrap() error { return e.err }
+
 // WriteProbe proves the copy serves writes: it creates a table, inserts rows,
 // commits, reads them back, runs a CHECKPOINT, and drops the table. It
 // returns when the write was committed and read back.
@@ -86,7 +97,7 @@ func (s *Session) WriteProbe(ctx context.Context, timeout time.Duration) error {
 	for _, step := range steps {
 		statement = "BEGIN"
 		if err := s.inTx(ctx, step.mode, timeout, step.f); err != nil {
-			return fmt.Errorf("write probe: %s: %s", statement, describeError(err))
+			return &probeError{statement: statement, err: err}
 		}
 		if step.mode == pgx.ReadOnly && (count != probeRows || sum != probeRows*(probeRows+1)/2) {
 			return fmt.Errorf("write probe: wrote %d rows to %s and committed them, read back %d (sum of ids %d)", probeRows, table, count, sum)

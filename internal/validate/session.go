@@ -106,6 +106,14 @@ func describeError(err error) string {
 	return err.Error()
 }
 
+// Refused reports whether err is PostgreSQL refusing the connected role a
+// privilege (SQLSTATE 42501): the drill's credentials are at fault, not the
+// copy.
+func Refused(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "42501"
+}
+
 // findingOf is the finding an error is: FindingDamaged when PostgreSQL
 // reported corrupted data (SQLSTATE class XX: internal error, data_corrupted,
 // index_corrupted) or an I/O problem with a relation file (class 58: e.g.

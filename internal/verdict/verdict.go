@@ -41,6 +41,7 @@ const (
 	ReasonRPOTargetMissed  = "RPOTargetMissed"
 	// The drill could not run (Error).
 	ReasonDrillNotFound = "DrillNotFound"
+	ReasonCheckRefused  = "CheckRefused"
 	ReasonInvalidSpec   = "InvalidSpec"
 	ReasonAPIError      = "APIError"
 	ReasonTimeout       = "Timeout"
