@@ -58,7 +58,7 @@ func DatabasePodProgress(pod *corev1.Pod) PodProgress {
 			p.Terminated = true
 			p.Failure = fmt.Sprintf("container %s terminated: %s (exit code %d)", cs.Name, t.Reason, t.ExitCode)
 			if t.Message != "" {
-				p.Failure += ": " + firstLine(t.Message)
+				p.Failure += ": " + whyItStopped(t.Message)
 			}
 		}
 		if w := cs.State.Waiting; w != nil && stuckReasons[w.Reason] {
@@ -108,6 +108,28 @@ func eventTime(e corev1.Event) time.Time {
 		return e.EventTime.Time
 	}
 	return e.CreationTimestamp.Time
+}
+
+// whyItStopped picks from a terminated container's message (with
+// FallbackToLogsOnError, the tail of its log) what says why: PostgreSQL's
+// first FATAL or PANIC line with the DETAIL and HINT lines after it, else the
+// last line.
+func whyItStopped(msg string) string {
+	lines := strings.Split(strings.TrimSpace(msg), "\n")
+	for i, l := range lines {
+		if !strings.Contains(l, "FATAL:") && !strings.Contains(l, "PANIC:") {
+			continue
+		}
+		why := []string{strings.TrimSpace(l)}
+		for _, next := range lines[i+1:] {
+			if !strings.Contains(next, "DETAIL:") && !strings.Contains(next, "HINT:") {
+				break
+			}
+			why = append(why, strings.TrimSpace(next))
+		}
+		return strings.Join(why, " ")
+	}
+	return strings.TrimSpace(lines[len(lines)-1])
 }
 
 func firstLine(s string) string {

@@ -125,9 +125,26 @@ func TestDatabasePodProgress(t *testing.T) {
 		{"not ready", newPod().Ready(corev1.ConditionFalse, "10.1.2.3").Obj(), PodProgress{}},
 		{"running, no conditions yet", newPod().Obj(), PodProgress{}},
 		{
-			"terminated with a message: its first line",
+			"terminated with a message: its FATAL line",
 			newPod().Terminated(db, "Error", 1, "FATAL:  could not locate a valid checkpoint record\nLOG:  startup process exited").Obj(),
 			PodProgress{Terminated: true, Failure: "container database terminated: Error (exit code 1): FATAL:  could not locate a valid checkpoint record"},
+		},
+		{
+			"a log tail: the PANIC line with its detail, not the lines around it",
+			newPod().Terminated(db, "Error", 1, "2026-11-30 03:00:01 UTC [1] LOG:  starting PostgreSQL 15.8\n"+
+				"2026-11-30 03:00:01 UTC [7] LOG:  database system was interrupted; last known up at 2026-11-30 02:59:00 UTC\n"+
+				"2026-11-30 03:00:01 UTC [7] PANIC:  could not locate a valid checkpoint record\n"+
+				"2026-11-30 03:00:01 UTC [7] DETAIL:  the WAL segment 000000010000000000000003 is missing\n"+
+				"2026-11-30 03:00:01 UTC [1] LOG:  startup process (PID 7) was terminated by signal 6: Aborted\n"+
+				"2026-11-30 03:00:01 UTC [1] LOG:  database system is shut down\n").Obj(),
+			PodProgress{Terminated: true, Failure: "container database terminated: Error (exit code 1): 2026-11-30 03:00:01 UTC [7] PANIC:  could not locate a valid checkpoint record " +
+				"2026-11-30 03:00:01 UTC [7] DETAIL:  the WAL segment 000000010000000000000003 is missing"},
+		},
+		{
+			"a log tail without FATAL: its last line",
+			newPod().Terminated(db, "Error", 1, "initdb: error: directory \"/var/lib/postgresql/data\" exists but is not empty\n"+
+				"Error: Database is uninitialized and superuser password is not specified.\n").Obj(),
+			PodProgress{Terminated: true, Failure: "container database terminated: Error (exit code 1): Error: Database is uninitialized and superuser password is not specified."},
 		},
 		{
 			"terminated without a message",
