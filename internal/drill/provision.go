@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/restore"
 	"github.com/drillerd/drillerd/internal/verdict"
 )
@@ -43,10 +42,7 @@ func (r *Reconciler) provision(ctx context.Context, w *work) (outcome, error) {
 		return outcome{}, fmt.Errorf("while reading the source claim: %w", err)
 	}
 
-	objects := []client.Object{sb.Namespace(), sb.NetworkPolicy()}
-	if w.drill.Spec.Database.Auth.Mode != drillsv1.AuthSecret {
-		objects = append(objects, sb.HBAConfigMap())
-	}
+	objects := []client.Object{sb.Namespace(), sb.NetworkPolicy(), sb.HBAConfigMap()}
 	objects = append(objects,
 		sb.ContentCopy(source, snap.SnapshotHandle),
 		sb.SnapshotCopy(),

@@ -24,6 +24,7 @@ import (
 // Checker runs a drill's checks on one connection to a restored database.
 // *validate.Session is the real one.
 type Checker interface {
+	Restrict(ctx context.Context) (string, error)
 	Run(ctx context.Context, checks []validate.Check) []validate.Result
 	WriteProbe(ctx context.Context, timeout time.Duration) error
 	Identity(ctx context.Context) (validate.Identity, error)
@@ -79,6 +80,11 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 			cfg.Database, cfg.User, net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), err)), nil
 	}
 	defer db.Close(context.WithoutCancel(ctx))
+	// The drill's own SQL runs as a read-only role made for this run; only
+	// drillerd's built-ins keep the drill's role.
+	if _, err := db.Restrict(checksCtx); err != nil {
+		return conclude(verdict.Errored(verdict.ReasonCheckRefused, "%v", err)), nil
+	}
 
 	status := &w.run.Status
 	checks := checksOf(spec.Checks)
@@ -184,6 +190,8 @@ func reasonOf(finding string) string {
 		return verdict.ReasonDataMissing
 	case validate.FindingDamaged:
 		return verdict.ReasonDataDamaged
+	case validate.FindingRefused:
+		return verdict.ReasonCheckRefused
 	}
 	return ""
 }

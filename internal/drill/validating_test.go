@@ -24,17 +24,20 @@ import (
 // fakeChecker is a restored database that answers every check as told,
 // taking its time on a fake clock.
 type fakeChecker struct {
-	clock      *clocktesting.FakeClock
-	took       time.Duration // how long the checks take
-	failing    string        // the name of a check that fails
-	connectErr error
-	newest     time.Time // the freshness query's answer
-	freshErr   error
-	freshTook  time.Duration
-	tables     []validate.TableCount // what TablesReadable reads
-	writeErr   error
-	writeTook  time.Duration
-	identity   validate.Identity
+	clock       *clocktesting.FakeClock
+	took        time.Duration // how long the checks take
+	failing     string        // the name of a check that fails
+	connectErr  error
+	newest      time.Time // the freshness query's answer
+	freshErr    error
+	freshTook   time.Duration
+	tables      []validate.TableCount // what TablesReadable reads
+	writeErr    error
+	writeTook   time.Duration
+	identity    validate.Identity
+	refusing    string // the name of a check the copy refuses a privilege
+	restrictErr error
+	restricted  bool
 
 	cfg    *pgx.ConnConfig
 	ran    []validate.Check
@@ -58,12 +61,23 @@ func (f *fakeChecker) Run(_ context.Context, checks []validate.Check) []validate
 		if c.Name == f.failing {
 			r.Passed, r.Value, r.Message = false, "999", ""
 		}
+		if c.Name == f.refusing {
+			r.Passed, r.Finding, r.Message = false, validate.FindingRefused, "permission denied for function pg_read_file (SQLSTATE 42501)"
+		}
 		if c.Builtin == validate.BuiltinTablesReadable {
 			r.Database, r.Tables = "app", f.tables
 		}
 		out = append(out, r)
 	}
 	return out
+}
+
+func (f *fakeChecker) Restrict(context.Context) (string, error) {
+	if f.restrictErr != nil {
+		return "", f.restrictErr
+	}
+	f.restricted = true
+	return "drillerd_checks_0001", nil
 }
 
 func (f *fakeChecker) WriteProbe(context.Context, time.Duration) error {
@@ -138,6 +152,26 @@ func TestValidatingReachesTheVerdict(t *testing.T) {
 			drill:      ordersDrill().Check(orders).Obj(),
 			db:         fakeChecker{writeErr: &pgconn.PgError{Severity: "ERROR", Code: "42501", Message: "permission denied for database app"}},
 			wantResult: drillsv1.ResultError, wantReason: verdict.ReasonCheckRefused, wantInMsg: "refused the write probe to postgres: ERROR: permission denied for database app",
+		},
+		{
+			name:       "a check the read-only role may not run is the drill's fault",
+			drill:      ordersDrill().Check(orders).SQLCheck("sneaky", "SELECT pg_read_file('/etc/passwd')", drillsv1.Expectation{NotEmpty: true}).Obj(),
+			db:         fakeChecker{refusing: "sneaky"},
+			wantResult: drillsv1.ResultError, wantReason: verdict.ReasonCheckRefused, wantInMsg: "check sneaky was refused by the copy: permission denied for function pg_read_file",
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "a refused check does not hide a failed one",
+			drill:      ordersDrill().Check(orders).SQLCheck("sneaky", "SELECT pg_read_file('/etc/passwd')", drillsv1.Expectation{NotEmpty: true}).Obj(),
+			db:         fakeChecker{refusing: "sneaky", failing: "orders-present"},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonCheckFailed, wantInMsg: "check sneaky was refused",
+			wantRTO: 20, wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "no read-only role can be made: the drill cannot judge",
+			drill:      ordersDrill().Check(orders).Obj(),
+			db:         fakeChecker{restrictErr: errors.New("cannot log in as the read-only role drillerd_checks_1: no pg_hba.conf entry")},
+			wantResult: drillsv1.ResultError, wantReason: verdict.ReasonCheckRefused, wantInMsg: "cannot log in as the read-only role",
 		},
 		{
 			name:       "a cluster initialised after the cut is not the backup",

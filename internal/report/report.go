@@ -68,7 +68,11 @@ func Text(w io.Writer, drill *drillsv1.RestoreDrill, run *drillsv1.DrillRun) {
 			if !c.Passed && c.Message != "" {
 				detail += ": " + c.Message
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", mark, c.Name, rto.Human(c.Seconds), strings.TrimSpace(detail))
+			db := c.Database
+			if db == "" {
+				db = "-"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", mark, c.Name, db, rto.Human(c.Seconds), strings.TrimSpace(detail))
 		}
 		tw.Flush()
 	}
@@ -77,13 +81,36 @@ func Text(w io.Writer, drill *drillsv1.RestoreDrill, run *drillsv1.DrillRun) {
 		fmt.Fprintf(w, "RTO       %s%s\n", rto.Human(m.Seconds), target(m.TargetSeconds, m.Met))
 	}
 	if m := s.RPO; m != nil {
-		fmt.Fprintf(w, "RPO       %s, basis %s%s\n", rto.Human(m.Seconds), m.Basis, target(m.TargetSeconds, m.Met))
+		fmt.Fprintf(w, "RPO       %s, basis %s%s%s\n", rto.Human(m.Seconds), m.Basis, bases(m), target(m.TargetSeconds, m.Met))
+	}
+	for _, c := range s.Conditions {
+		if c.Status != "True" {
+			fmt.Fprintf(w, "Warning   %s: %s\n", c.Type, c.Message)
+		}
+	}
+	if d := s.Database; d != nil && d.SystemIdentifier != "" {
+		fmt.Fprintf(w, "Copy      PostgreSQL %s, system identifier %s, data checksums %s\n", d.ServerVersion, d.SystemIdentifier, onOff(d.DataChecksums))
 	}
 	verdict := string(s.Result)
 	if s.Reason != "" {
 		verdict += " (" + s.Reason + ")"
 	}
 	fmt.Fprintf(w, "Verdict   %s: %s\n", verdict, s.Message)
+}
+
+// bases shows both RPO bases when both are known.
+func bases(m *drillsv1.RPOMeasurement) string {
+	if m.DataSeconds == nil || m.SnapshotSeconds == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (data %s, snapshot %s)", rto.Human(*m.DataSeconds), rto.Human(*m.SnapshotSeconds))
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }
 
 func target(seconds *float64, met bool) string {

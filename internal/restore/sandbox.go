@@ -157,10 +157,18 @@ func (s Sandbox) Claim(source *corev1.PersistentVolumeClaim, restoreSize *resour
 // HBAConfigMap admits connections without a password (mode Trust): the
 // NetworkPolicy admits only drillerd, and no production password is needed.
 func (s Sandbox) HBAConfigMap() *corev1.ConfigMap {
+	// Inside the pod, the local socket is trusted. Over the network, in
+	// mode Trust anyone the NetworkPolicy lets through; in mode Secret only
+	// a role with its password (md5 also accepts SCRAM-hashed passwords): the
+	// drill's credentials, and the read-only role drillerd creates in the
+	// copy for the drill's own SQL, whatever production's pg_hba.conf admits.
+	network := "host all all all trust"
+	if s.Drill.Spec.Database.Auth.Mode == drillsv1.AuthSecret {
+		network = "host all all all md5"
+	}
 	return &corev1.ConfigMap{
 		ObjectMeta: s.meta(HBAConfigMapName),
-		Data: map[string]string{"pg_hba.conf": "# drillerd sandbox: only drillerd can reach this database (NetworkPolicy)\n" +
-			"local all all trust\nhost all all all trust\n"},
+		Data:       map[string]string{"pg_hba.conf": "# drillerd sandbox\nlocal all all trust\n" + network + "\n"},
 	}
 }
 
@@ -196,16 +204,15 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 		"-c", "zero_damaged_pages=off",
 		"-c", "ignore_checksum_failure=off",
 	)
-	mounts := []corev1.VolumeMount{{Name: "data", MountPath: dataMountPath}}
-	volumes := []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
-		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: DataClaimName},
-	}}}
-	if db.Auth.Mode != drillsv1.AuthSecret {
-		args = append(args, "-c", "hba_file="+hbaMountPath+"/pg_hba.conf")
-		mounts = append(mounts, corev1.VolumeMount{Name: "hba", MountPath: hbaMountPath, ReadOnly: true})
-		volumes = append(volumes, corev1.Volume{Name: "hba", VolumeSource: corev1.VolumeSource{
+	args = append(args, "-c", "hba_file="+hbaMountPath+"/pg_hba.conf")
+	mounts := []corev1.VolumeMount{{Name: "data", MountPath: dataMountPath}, {Name: "hba", MountPath: hbaMountPath, ReadOnly: true}}
+	volumes := []corev1.Volume{
+		{Name: "data", VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: DataClaimName},
+		}},
+		{Name: "hba", VolumeSource: corev1.VolumeSource{
 			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: HBAConfigMapName}},
-		}})
+		}},
 	}
 	pgdata := dataMountPath
 	if db.DataSubPath != "" {

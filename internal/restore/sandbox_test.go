@@ -134,9 +134,34 @@ func TestDatabasePod(t *testing.T) {
 	if ptr.Deref(trust.Spec.AutomountServiceAccountToken, true) || trust.Spec.RestartPolicy != corev1.RestartPolicyNever {
 		t.Error("the sandbox pod must not get an API token and must not hide crashes behind restarts")
 	}
-	secret := sandboxFor(orders().AuthSecret("orders-db-creds", "username", "password").Obj()).DatabasePod()
-	if strings.Contains(strings.Join(secret.Spec.Containers[0].Args, " "), "hba_file") || len(secret.Spec.Volumes) != 1 {
-		t.Error("mode Secret must keep the restored pg_hba.conf")
+	secretMode := sandboxFor(orders().AuthSecret("orders-db-creds", "username", "password").Obj())
+	if got, _ := lastSetting(secretMode.DatabasePod().Spec.Containers[0].Args, "hba_file"); got != "/etc/drillerd/pg_hba.conf" {
+		t.Errorf("mode Secret: hba_file %q, want drillerd's", got)
+	}
+}
+
+func TestPgHbaAdmitsOnlyWhatTheModeAllows(t *testing.T) {
+	tests := []struct {
+		name    string
+		drill   *drillsv1.RestoreDrill
+		network string
+	}{
+		{"Trust: no password over the network", orders().AuthUser("postgres").Obj(), "host all all all trust"},
+		{"Secret: a password for every role, the read-only check role included", orders().AuthSecret("creds", "username", "password").Obj(), "host all all all md5"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hba := sandboxFor(tt.drill).HBAConfigMap().Data["pg_hba.conf"]
+			var rules []string
+			for _, l := range strings.Split(hba, "\n") {
+				if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+					rules = append(rules, l)
+				}
+			}
+			if strings.Join(rules, "; ") != "local all all trust; "+tt.network {
+				t.Errorf("pg_hba.conf rules %q, want the local socket and %q", rules, tt.network)
+			}
+		})
 	}
 }
 

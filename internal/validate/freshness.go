@@ -21,7 +21,7 @@ func (s *Session) Freshness(ctx context.Context, sql string, loc *time.Location,
 		timeout = DefaultCheckTimeout
 	}
 	var newest time.Time
-	err := s.inTx(ctx, pgx.ReadOnly, timeout, func(tx pgx.Tx) error {
+	err := s.forChecks().inTx(ctx, pgx.ReadOnly, timeout, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, sql, pgx.QueryExecModeExec)
 		if err != nil {
 			return err

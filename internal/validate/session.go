@@ -20,7 +20,8 @@ import (
 type Session struct {
 	conn     *pgx.Conn
 	cfg      *pgx.ConnConfig
-	database string // the database conn is connected to
+	database string   // the database conn is connected to
+	reader   *Session // Restrict's session for the user's SQL; nil before
 }
 
 // Connect opens a connection with cfg. Its error is pgx's, unchanged.
@@ -40,8 +41,13 @@ func NewSession(conn *pgx.Conn) *Session {
 	return &Session{conn: conn, cfg: cfg, database: cmp.Or(cfg.Database, cfg.User)}
 }
 
-// Close closes the connection.
-func (s *Session) Close(ctx context.Context) error { return s.conn.Close(ctx) }
+// Close closes the connection, and the restricted reader's.
+func (s *Session) Close(ctx context.Context) error {
+	if s.reader != nil {
+		_ = s.reader.Close(ctx)
+	}
+	return s.conn.Close(ctx)
+}
 
 // connectTo opens a Session on another database of the same cluster, with
 // the same configuration (host, user, credentials, TLS).
@@ -107,11 +113,12 @@ func describeError(err error) string {
 }
 
 // Refused reports whether err is PostgreSQL refusing the connected role a
-// privilege (SQLSTATE 42501): the drill's credentials are at fault, not the
-// copy.
+// privilege (SQLSTATE 42501) or a statement it may not run (2F003, e.g.
+// dblink without a password): the drill's configuration is at fault, not
+// the copy.
 func Refused(err error) bool {
 	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "42501"
+	return errors.As(err, &pg) && (pg.Code == "42501" || pg.Code == "2F003")
 }
 
 // findingOf is the finding an error is: FindingDamaged when PostgreSQL

@@ -9,8 +9,9 @@ import (
 )
 
 // sqlCheck runs the check's query and compares its first value; it returns
-// the value shown and why the check failed.
-func (s *Session) sqlCheck(ctx context.Context, c Check) (shown, failure string) {
+// the value shown, why the check failed, and FindingRefused when the copy
+// refused the query a privilege.
+func (s *Session) sqlCheck(ctx context.Context, c Check) (shown, failure, finding string) {
 	var value *string
 	found := false
 	err := s.inTx(ctx, pgx.ReadOnly, timeoutOf(c), func(tx pgx.Tx) error {
@@ -32,7 +33,10 @@ func (s *Session) sqlCheck(ctx context.Context, c Check) (shown, failure string)
 		if isStatementTimeout(err) {
 			msg += fmt.Sprintf("; the check's timeout is %s", timeoutOf(c))
 		}
-		return "", msg
+		if Refused(err) {
+			return "", msg, FindingRefused
+		}
+		return "", msg, ""
 	}
 	switch {
 	case value != nil:
@@ -40,7 +44,7 @@ func (s *Session) sqlCheck(ctx context.Context, c Check) (shown, failure string)
 	case found:
 		shown = "NULL"
 	}
-	return shown, c.Expect.Evaluate(value, found)
+	return shown, c.Expect.Evaluate(value, found), ""
 }
 
 // textValue is a value in PostgreSQL's text format; booleans read true and

@@ -58,6 +58,9 @@ const (
 	// FindingDamaged: PostgreSQL raised a data-corruption or I/O error
 	// (SQLSTATE class XX or 58), or amcheck reported corruption.
 	FindingDamaged = "DataDamaged"
+	// FindingRefused: the copy refused the check's SQL a privilege; the
+	// check, not the backup, is at fault.
+	FindingRefused = "Refused"
 )
 
 // DefaultCheckTimeout is a check's statement timeout when Check.Timeout is 0.
@@ -128,7 +131,7 @@ func (s *Session) Run(ctx context.Context, checks []Check) []Result {
 		}
 		start := time.Now()
 		r.Database = s.database
-		r.Value, r.Message = s.sqlCheck(ctx, c)
+		r.Value, r.Message, r.Finding = s.forChecks().sqlCheck(ctx, c)
 		r.Duration = time.Since(start)
 		r.Passed = r.Message == ""
 		results = append(results, r)

@@ -94,6 +94,17 @@ var severity = []string{
 	ReasonRPOTargetMissed, ReasonRTOTargetMissed,
 }
 
+func findingsOf(reason string, msgs []string) []finding {
+	out := make([]finding, len(msgs))
+	for i, m := range msgs {
+		out[i] = finding{reason, m}
+	}
+	return out
+}
+
+// finding is one thing a run found, with the reason it supports.
+type finding struct{ reason, msg string }
+
 func rank(reason string) int {
 	for i, r := range severity {
 		if r == reason {
@@ -110,7 +121,6 @@ func rank(reason string) int {
 // missed targets are findings; the reason is the most serious one and the
 // message lists them all, most serious first.
 func Decide(status drillsv1.DrillRunStatus, extra Findings) Verdict {
-	type finding struct{ reason, msg string }
 	var all []finding
 	note := func(r, msg string) { all = append(all, finding{r, msg}) }
 	if extra.NotTheBackup != "" {
@@ -122,8 +132,13 @@ func Decide(status drillsv1.DrillRunStatus, extra Findings) Verdict {
 	if extra.EmptyDatabase != "" {
 		note(ReasonEmptyDatabase, extra.EmptyDatabase)
 	}
+	var refused []string
 	for _, c := range status.Checks {
 		if c.Passed {
+			continue
+		}
+		if c.Reason == ReasonCheckRefused {
+			refused = append(refused, fmt.Sprintf("check %s was refused by the copy: %s", c.Name, c.Message))
 			continue
 		}
 		msg := fmt.Sprintf("check %s failed", c.Name)
@@ -161,6 +176,12 @@ func Decide(status drillsv1.DrillRunStatus, extra Findings) Verdict {
 	if m := status.RTO; m != nil && !m.Met {
 		note(ReasonRTOTargetMissed, fmt.Sprintf("RTO %s exceeds the target %s", rto.Human(m.Seconds), rto.Human(deref(m.TargetSeconds))))
 	}
+	if len(all) == 0 && len(refused) > 0 {
+		// Nothing wrong was found, but not everything could be judged: a
+		// check asked for more than a read-only role may do.
+		return Errored(ReasonCheckRefused, "%s; a check runs as a read-only role and may only read tables", strings.Join(refused, "; "))
+	}
+	all = append(all, findingsOf(ReasonCheckRefused, refused)...)
 	if len(all) == 0 {
 		msg := fmt.Sprintf("%d checks passed", len(status.Checks))
 		if status.RTO != nil {

@@ -380,7 +380,7 @@ func (p *production) demo(t *testing.T) {
 		t.Fatalf("the demo failed: %v", err)
 	}
 	text := string(out)
-	for _, want := range []string{"Verdict   Succeeded: 5 checks passed", "PASS  every-order-has-items", "RPO", "basis Data", "restoredrill.drills.drillerd.dev/orders-db", "Stop everything:     make cluster-down"} {
+	for _, want := range []string{"Verdict   Succeeded: 7 checks passed", "PASS  every-order-has-items", "RPO", "(data ", "restoredrill.drills.drillerd.dev/orders-db", "Stop everything:     make cluster-down"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the demo's output lacks %q", want)
 		}
