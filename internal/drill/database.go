@@ -2,10 +2,13 @@ package drill
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,9 +18,18 @@ import (
 	"github.com/drillerd/drillerd/internal/verdict"
 )
 
-// startDatabase is the StartingDatabase step: it waits until the database
-// pod is ready, at most timeouts.database; a database that exits or cannot
-// start fails the run.
+// Readiness as drillerd sees it: once the database container runs, drillerd
+// connects itself, every readinessBackoff for up to readinessWindow in one
+// reconcile, then again after readinessBackoff. The pod's Ready condition
+// comes only at the readiness probe's next period and is not waited for.
+const (
+	readinessBackoff = 50 * time.Millisecond
+	readinessWindow  = time.Second
+)
+
+// startDatabase is the StartingDatabase step: it waits until the restored
+// database answers drillerd, at most timeouts.database; a database that
+// exits or cannot start fails the run. The phase ends at the first answer.
 func (r *Reconciler) startDatabase(ctx context.Context, w *work) (outcome, error) {
 	ns := w.sandbox.NamespaceName()
 	timeout := durationOr(w.drill.Spec.Timeouts.Database, drillsv1.DefaultDatabaseTimeout)
@@ -27,8 +39,20 @@ func (r *Reconciler) startDatabase(ctx context.Context, w *work) (outcome, error
 		return outcome{}, err
 	}
 	p := restore.DatabasePodProgress(pod)
+	if p.Running && !p.Terminated {
+		cfg, err := r.connConfig(ctx, w, pod)
+		if err != nil {
+			return conclude(verdict.Errored(verdict.ReasonInvalidSpec, "%v", err)), nil
+		}
+		if r.answers(ctx, cfg, min(readinessWindow, wakeAt(w, deadline).Sub(w.now))) {
+			return nextPhase(), nil
+		}
+		if w.now.Before(deadline) {
+			return waitFor(readinessBackoff), nil
+		}
+	}
 	switch {
-	case p.Ready:
+	case p.Ready && !p.Running:
 		return nextPhase(), nil
 	case p.Terminated:
 		return conclude(verdict.Failed(verdict.ReasonDatabaseFailed, "database pod %s/%s: %s", ns, restore.DatabasePodName, p.Failure)), nil
@@ -40,6 +64,41 @@ func (r *Reconciler) startDatabase(ctx context.Context, w *work) (outcome, error
 		why = r.lastEvent(ctx, pod, "Pod")
 	}
 	return conclude(verdict.Failed(verdict.ReasonDatabaseFailed, "%s", withEvent(fmt.Sprintf("database pod %s/%s not ready after %s", ns, restore.DatabasePodName, timeout), why))), nil
+}
+
+// cannotConnectNow is PostgreSQL's "the database system is starting up".
+const cannotConnectNow = "57P03"
+
+// answers tries to connect to the database every readinessBackoff for at
+// most window and reports whether it answered: a connection, or a refusal
+// from the server itself (wrong credentials, a missing database), which
+// the Validating step reports. "Starting up" and a refused connection are
+// not answers.
+func (r *Reconciler) answers(ctx context.Context, cfg *pgx.ConnConfig, window time.Duration) bool {
+	cfg = cfg.Copy()
+	cfg.ConnectTimeout = readinessWindow
+	end := time.Now().Add(window)
+	for {
+		db, err := r.Database(ctx, cfg)
+		if err == nil {
+			_ = db.Close(context.WithoutCancel(ctx))
+			return true
+		}
+		var pg *pgconn.PgError
+		if errors.As(err, &pg) && pg.Code != cannotConnectNow {
+			return true
+		}
+		if !time.Now().Add(readinessBackoff).Before(end) {
+			return false
+		}
+		t := time.NewTimer(readinessBackoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
 }
 
 // connConfig is where and as whom drillerd connects: the pod's IP, and the

@@ -1,10 +1,12 @@
 package drill
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -81,4 +83,56 @@ func TestStartingDatabaseWaitsAndTimesOut(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestDrillerdSeesTheDatabaseReadyItself(t *testing.T) {
+	refused := errors.New("dial tcp 127.0.3.4:5432: connect: connection refused")
+	startingUp := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
+	wrongPassword := &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: "password authentication failed for user \"postgres\""}
+	running := readyPod("127.0.3.4")
+	running.Conditions = nil // the readiness probe has not run yet
+	tests := []struct {
+		name        string
+		startup     []error
+		wantPhase   drillsv1.Phase
+		wantRequeue time.Duration
+		wantTries   int
+	}{
+		{"answers at the third try: on to Validating without the probe", []error{refused, refused, nil}, drillsv1.PhaseValidating, 0, 3},
+		{"still starting up: tries again shortly", repeat(startingUp, 30), drillsv1.PhaseStartingDatabase, readinessBackoff, 0},
+		{"not listening yet: tries again shortly", repeat(refused, 30), drillsv1.PhaseStartingDatabase, readinessBackoff, 0},
+		{"refuses the credentials: it answered; Validating says why", []error{wrongPassword}, drillsv1.PhaseValidating, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			run := newRun("r1").In(drillsv1.PhaseStartingDatabase).StartedAt(t0).Deadline(t0.Add(time.Hour)).
+				PhaseTiming(drillsv1.PhaseStartingDatabase, t0, time.Time{}).Obj()
+			run.Status.SandboxNamespace = sandboxOf(run)
+			pod := databasePod(run)
+			pod.Status = running
+			e := newEngine(t, interceptor.Funcs{}, ordersDrill().Obj(), run, pod)
+			db := &fakeChecker{clock: e.clock, tables: ordersTable, startup: tt.startup}
+			e.r.Database = db.connect
+			res := e.mustReconcile("r1")
+			got := e.run("r1").Status
+			reached := containsPhase(got.Phases, drillsv1.PhaseValidating)
+			if reached != (tt.wantPhase == drillsv1.PhaseValidating) {
+				t.Fatalf("timeline %v: want %s", got.Phases, tt.wantPhase)
+			}
+			if tt.wantRequeue != 0 && (res.RequeueAfter != tt.wantRequeue || got.Phase != drillsv1.PhaseStartingDatabase) {
+				t.Errorf("phase %s, requeue %s: want still starting, looking again after %s", got.Phase, res.RequeueAfter, tt.wantRequeue)
+			}
+			if tt.wantTries != 0 && db.attempts < tt.wantTries {
+				t.Errorf("%d connection attempts, want at least %d", db.attempts, tt.wantTries)
+			}
+		})
+	}
+}
+
+func repeat(err error, n int) []error {
+	out := make([]error, n)
+	for i := range out {
+		out[i] = err
+	}
+	return out
 }

@@ -39,6 +39,9 @@ type fakeChecker struct {
 	restrictErr error
 	restricted  bool
 
+	startup  []error // what the first connections get, in order (nil: connected)
+	attempts int
+
 	cfg    *pgx.ConnConfig
 	ran    []validate.Check
 	closed bool
@@ -46,6 +49,14 @@ type fakeChecker struct {
 
 func (f *fakeChecker) connect(_ context.Context, cfg *pgx.ConnConfig) (Checker, error) {
 	f.cfg = cfg
+	f.attempts++
+	if len(f.startup) > 0 {
+		err := f.startup[0]
+		f.startup = f.startup[1:]
+		if err != nil {
+			return nil, err
+		}
+	}
 	if f.connectErr != nil {
 		return nil, f.connectErr
 	}

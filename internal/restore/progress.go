@@ -32,8 +32,12 @@ func ClaimBound(pvc *corev1.PersistentVolumeClaim) bool {
 
 // PodProgress is what the database pod says about its start.
 type PodProgress struct {
-	// Ready: the database accepts connections (readiness) and has an IP.
+	// Ready: the kubelet's readiness probe passed and the pod has an IP.
 	Ready bool
+	// Running: the database container runs and the pod has an IP, so
+	// drillerd can try to connect (its own readiness, without waiting for
+	// the probe's next period).
+	Running bool
 	// Terminated: the database exited; Failure says how.
 	Terminated bool
 	// Failure describes a terminated container, or a container stuck
@@ -53,6 +57,9 @@ func DatabasePodProgress(pod *corev1.Pod) PodProgress {
 	for _, cs := range pod.Status.ContainerStatuses {
 		if cs.Name != DatabaseContainerName {
 			continue
+		}
+		if cs.State.Running != nil && pod.Status.PodIP != "" {
+			p.Running = true
 		}
 		if t := cs.State.Terminated; t != nil {
 			p.Terminated = true
