@@ -2,6 +2,7 @@ package validate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // databasesToCheck lists the session's own database and every database that
@@ -71,7 +73,13 @@ func (s *Session) builtinIn(ctx context.Context, builtin, db string, timeout tim
 	if db != s.database {
 		other, err := s.connectTo(ctx, db)
 		if err != nil {
-			return outcome{problems: problems{{text: fmt.Sprintf("cannot connect to database %s as %s: %s", displayIdent(db), s.cfg.User, describeError(err))}}}
+			p := problem{text: fmt.Sprintf("cannot connect to database %s as %s: %s", displayIdent(db), s.cfg.User, describeError(err))}
+			if missingDatabase(err) {
+				// pg_database lists it, but its directory is gone.
+				p.finding = FindingDataMissing
+				p.text = fmt.Sprintf("database %s is in the catalog but its files are missing: %s", displayIdent(db), describeError(err))
+			}
+			return outcome{problems: problems{p}}
 		}
 		defer other.Close(context.WithoutCancel(ctx)) //nolint:errcheck // read-only work, nothing to lose
 		sess = other
@@ -80,6 +88,13 @@ func (s *Session) builtinIn(ctx context.Context, builtin, db string, timeout tim
 		return sess.amcheck(ctx, timeout)
 	}
 	return sess.tablesReadable(ctx, timeout)
+}
+
+// missingDatabase reports whether err is PostgreSQL saying a database it
+// lists does not exist (SQLSTATE 3D000): its subdirectory is missing.
+func missingDatabase(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "3D000"
 }
 
 // problem is one thing a built-in found wrong: a sentence naming the

@@ -2,16 +2,20 @@ package validate
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // The drill engine puts a Session behind an interface of this shape.
 var _ interface {
+	Restrict(context.Context) (string, error)
 	Run(context.Context, []Check) []Result
 	Freshness(context.Context, string, *time.Location, time.Duration) (time.Time, error)
 	Identity(context.Context) (Identity, error)
@@ -69,5 +73,29 @@ func TestTheSessionsDatabaseDefaultsToTheUser(t *testing.T) {
 	r := sess.Run(t.Context(), []Check{{Name: "db", SQL: "SELECT current_database()", Expect: Expectation{Equals: s("postgres")}}})[0]
 	if !r.Passed || r.Database != "postgres" {
 		t.Errorf("Run = %+v, want it to pass in database postgres", r)
+	}
+}
+
+func TestErrorKinds(t *testing.T) {
+	tests := []struct {
+		name             string
+		err              error
+		refused, missing bool
+	}{
+		{"a privilege refused", &pgconn.PgError{Code: "42501"}, true, false},
+		{"a prohibited statement (dblink without a password)", &pgconn.PgError{Code: "2F003"}, true, false},
+		{"a listed database whose directory is gone", &pgconn.PgError{Code: "3D000", Message: `database "inventory" does not exist`}, false, true},
+		{"wrapped", fmt.Errorf("while connecting: %w", &pgconn.PgError{Code: "3D000"}), false, true},
+		{"a network error", errors.New("connection refused"), false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Refused(tt.err); got != tt.refused {
+				t.Errorf("Refused = %v, want %v", got, tt.refused)
+			}
+			if got := missingDatabase(tt.err); got != tt.missing {
+				t.Errorf("missingDatabase = %v, want %v", got, tt.missing)
+			}
+		})
 	}
 }
