@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/drillerd/drillerd/internal/scheduler"
+	"github.com/drillerd/drillerd/internal/server"
 )
 
 // ServeConfig is the configuration of `drillerd serve`.
@@ -29,6 +30,8 @@ type ServeConfig struct {
 	Auth                   string
 	TLSCertFile            string
 	TLSKeyFile             string
+	TLSMinVersion          string
+	APIAudiences           string
 }
 
 // DefaultServeConfig returns the defaults.
@@ -51,6 +54,8 @@ func DefaultServeConfig() ServeConfig {
 		StartingDeadline:       scheduler.DefaultStartingDeadline,
 		APIBindAddress:         ":8443",
 		Auth:                   "kubernetes",
+		TLSMinVersion:          "1.2",
+		APIAudiences:           server.DefaultAudience,
 	}
 }
 
@@ -70,6 +75,8 @@ func (c *ServeConfig) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Auth, "auth", c.Auth, "API authentication: kubernetes (TokenReview and SubjectAccessReview) or none")
 	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "API serving certificate; default: self-signed")
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "API serving key; default: self-signed")
+	fs.StringVar(&c.TLSMinVersion, "tls-min-version", c.TLSMinVersion, "lowest TLS version the API accepts: 1.2 or 1.3")
+	fs.StringVar(&c.APIAudiences, "api-audiences", c.APIAudiences, "audiences an API token must be valid for, comma-separated (kubectl create token SA --audience drillerd); a token for none of them is refused")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "how often orphaned sandboxes are looked for (also at start-up)")
 	fs.DurationVar(&c.StartingDeadline, "starting-deadline", c.StartingDeadline, "how late a schedule tick may still start its run, like a CronJob's startingDeadlineSeconds: a tick handled later (drillerd was down) starts no run and is skipped as MissedDeadline, so an outage does not fire a backlog")
 }
@@ -85,6 +92,12 @@ func (c *ServeConfig) Validate() error {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("--tls-cert-file and --tls-key-file go together: give both or neither"))
+	}
+	if _, err := server.ParseTLSVersion(c.TLSMinVersion); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := server.ParseAudiences(c.APIAudiences); err != nil {
+		errs = append(errs, err)
 	}
 	if c.SweepInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--sweep-interval=%s: must be positive", c.SweepInterval))

@@ -97,13 +97,17 @@ func serve(cfg ServeConfig) error {
 		return err
 	}
 	if cfg.APIBindAddress != "0" {
-		tlsConfig, err := server.TLSConfig(cfg.TLSCertFile, cfg.TLSKeyFile)
+		minVersion, _ := server.ParseTLSVersion(cfg.TLSMinVersion)
+		audiences, _ := server.ParseAudiences(cfg.APIAudiences)
+		tlsConfig, err := server.TLSConfig(server.TLSOptions{
+			CertFile: cfg.TLSCertFile, KeyFile: cfg.TLSKeyFile, MinVersion: minVersion, Log: log.WithName("api"),
+		})
 		if err != nil {
 			return fmt.Errorf("while loading the API's TLS certificate: %w", err)
 		}
 		api := &server.Server{
 			Addr: cfg.APIBindAddress, TLS: tlsConfig, Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(),
-			Log: log.WithName("api"), DrillNameField: scheduler.DrillNameField,
+			Log: log.WithName("api"), DrillNameField: scheduler.DrillNameField, Audiences: audiences,
 		}
 		if cfg.Auth == "kubernetes" {
 			if api.Auth, err = kubernetes.NewForConfig(restCfg); err != nil {

@@ -119,15 +119,14 @@ func eventTime(e corev1.Event) time.Time {
 
 // whyItStopped picks from a terminated container's message (with
 // FallbackToLogsOnError, the tail of its log) what says why: PostgreSQL's
-// first FATAL or PANIC line with the DETAIL and HINT lines after it, else the
-// last line.
+// PANIC line, else its first FATAL line that is not a connection turned
+// away (a probe or client knocking while the server starts or stops), each
+// with the DETAIL and HINT lines after it; else the first line saying
+// "Error:" (an entrypoint's refusal); else the last line.
 func whyItStopped(msg string) string {
 	lines := strings.Split(strings.TrimSpace(msg), "\n")
-	for i, l := range lines {
-		if !strings.Contains(l, "FATAL:") && !strings.Contains(l, "PANIC:") {
-			continue
-		}
-		why := []string{strings.TrimSpace(l)}
+	withDetail := func(i int) string {
+		why := []string{strings.TrimSpace(lines[i])}
 		for _, next := range lines[i+1:] {
 			if !strings.Contains(next, "DETAIL:") && !strings.Contains(next, "HINT:") {
 				break
@@ -136,7 +135,38 @@ func whyItStopped(msg string) string {
 		}
 		return strings.Join(why, " ")
 	}
+	for i, l := range lines {
+		if strings.Contains(l, "PANIC:") {
+			return withDetail(i)
+		}
+	}
+	for i, l := range lines {
+		if strings.Contains(l, "FATAL:") && !turnedAway(l) {
+			return withDetail(i)
+		}
+	}
+	for _, l := range lines {
+		if strings.Contains(l, "Error:") || strings.Contains(l, "error:") {
+			return strings.TrimSpace(l)
+		}
+	}
 	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// turnedAwayFatals are FATAL messages about one connection, not the server.
+var turnedAwayFatals = []string{
+	"the database system is starting up", "the database system is not yet accepting connections",
+	"the database system is shutting down", "the database system is in recovery mode",
+	"password authentication failed", "no pg_hba.conf entry", "does not exist", "terminating connection",
+}
+
+func turnedAway(line string) bool {
+	for _, f := range turnedAwayFatals {
+		if strings.Contains(line, f) {
+			return true
+		}
+	}
+	return false
 }
 
 func firstLine(s string) string {

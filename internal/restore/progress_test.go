@@ -141,10 +141,25 @@ func TestDatabasePodProgress(t *testing.T) {
 				"2026-11-30 03:00:01 UTC [7] DETAIL:  the WAL segment 000000010000000000000003 is missing"},
 		},
 		{
-			"a log tail without FATAL: its last line",
-			newPod().Terminated(db, "Error", 1, "initdb: error: directory \"/var/lib/postgresql/data\" exists but is not empty\n"+
-				"Error: Database is uninitialized and superuser password is not specified.\n").Obj(),
+			"a probe's turned-away connection is not why the server stopped",
+			newPod().Terminated(db, "Error", 1, "LOG:  database system was interrupted\n"+
+				"FATAL:  the database system is starting up\n"+
+				"FATAL:  could not access status of transaction 818\n"+
+				"DETAIL:  Could not open file \"pg_xact/0000\": No such file or directory.\n"+
+				"LOG:  startup process (PID 7) exited with exit code 1\n").Obj(),
+			PodProgress{Terminated: true, Failure: `container database terminated: Error (exit code 1): FATAL:  could not access status of transaction 818 DETAIL:  Could not open file "pg_xact/0000": No such file or directory.`},
+		},
+		{
+			"an entrypoint's refusal: its Error line, not the link at the end",
+			newPod().Terminated(db, "Error", 1, "Error: Database is uninitialized and superuser password is not specified.\n"+
+				"       You must specify POSTGRES_PASSWORD to a non-empty value for the superuser.\n"+
+				"       https://www.postgresql.org/docs/current/auth-trust.html\n").Obj(),
 			PodProgress{Terminated: true, Failure: "container database terminated: Error (exit code 1): Error: Database is uninitialized and superuser password is not specified."},
+		},
+		{
+			"a log tail without FATAL or an error: its last line",
+			newPod().Terminated(db, "Error", 1, "starting\nsegmentation fault (core dumped)\n").Obj(),
+			PodProgress{Terminated: true, Failure: "container database terminated: Error (exit code 1): segmentation fault (core dumped)"},
 		},
 		{
 			"terminated without a message",

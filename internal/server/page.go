@@ -14,33 +14,35 @@ import (
 	"github.com/drillerd/drillerd/internal/rto"
 )
 
-// tokenCookie carries a token the viewer gave once as ?token=.
-const tokenCookie = "drillerd_token"
-
 // runsShown is how many of each drill's newest runs the page draws.
 const runsShown = 5
 
 // page serves GET /: the drills the viewer may list, their last result,
 // RTO/RPO against targets and next run, and each recent run's phases as a
-// waterfall. The token comes from the Authorization header or from a cookie
-// set by opening /?token=<token> once.
+// waterfall. The token comes from the Authorization header or from the
+// cookie the login form sets (login.go); without one, the page is the
+// login form.
 func (s *Server) page(w http.ResponseWriter, r *http.Request) {
-	if token := r.URL.Query().Get("token"); token != "" {
-		http.SetCookie(w, &http.Cookie{Name: tokenCookie, Value: token, Path: "/", HttpOnly: true, Secure: s.TLS != nil, SameSite: http.SameSiteStrictMode})
-		http.Redirect(w, r, "/", http.StatusSeeOther)
-		return
-	}
 	user := authenticationv1.UserInfo{Username: "anonymous"}
 	if s.Auth != nil {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if c, err := r.Cookie(tokenCookie); !ok && err == nil {
-			token, ok = c.Value, true
+		token, fromHeader := bearerToken(r)
+		fromCookie := false
+		if c, err := r.Cookie(tokenCookie); !fromHeader && err == nil && c.Value != "" {
+			token, fromCookie = c.Value, true
 		}
-		u, code, msg := s.authenticate(r.Context(), token, ok)
-		if code != 0 {
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			w.WriteHeader(code)
-			_ = pageTemplate.Execute(w, pageData{Error: msg + ". Open /?token=<a Kubernetes token> once, e.g. from kubectl create token."})
+		if token == "" {
+			s.loginPage(w, http.StatusUnauthorized, "")
+			return
+		}
+		u, aerr := s.authenticate(r, token)
+		if aerr != nil {
+			aerr.headers(w)
+			msg := aerr.msg
+			if fromCookie && aerr.code == http.StatusUnauthorized {
+				http.SetCookie(w, clearedCookie())
+				msg = "the token you signed in with is no longer accepted (" + msg + "); sign in again"
+			}
+			s.loginPage(w, aerr.code, msg)
 			return
 		}
 		user = u
@@ -60,7 +62,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		key := run.Namespace + "/" + run.Spec.DrillName
 		byDrill[key] = append(byDrill[key], run)
 	}
-	data := pageData{User: user.Username, Now: time.Now().UTC().Format(time.RFC3339)}
+	data := pageData{User: user.Username, Now: s.now().UTC().Format(time.RFC3339), SignOut: s.Auth != nil}
 	visible := map[string]bool{}
 	sort.Slice(drills.Items, func(i, j int) bool {
 		a, b := drills.Items[i], drills.Items[j]
@@ -92,17 +94,17 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		}
 		data.Drills = append(data.Drills, drillView(d, dr))
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-	if err := pageTemplate.Execute(w, data); err != nil {
+	htmlHeaders(w)
+	if err := templates.ExecuteTemplate(w, "page", data); err != nil {
 		s.Log.Error(err, "while rendering the page")
 	}
 }
 
 type pageData struct {
-	User, Now, Error string
-	Hidden           int
-	Drills           []drillRow
+	User, Now string
+	SignOut   bool
+	Hidden    int
+	Drills    []drillRow
 }
 
 type drillRow struct {
@@ -209,17 +211,22 @@ func waterfall(s drillsv1.DrillRunStatus) template.HTML {
 	return template.HTML(b.String())
 }
 
-var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+// templates are the status page and the login form.
+var templates = template.Must(template.New("").Parse(`{{define "head"}}<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>drillerd: restore drills</title>
 <style>
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
 table{border-collapse:collapse;margin-bottom:.5rem}th,td{padding:.3rem .6rem;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
 .Succeeded{color:#17803d;font-weight:600}.Failed{color:#c0262d;font-weight:600}.Error{color:#b35c00;font-weight:600}
 .missed{color:#c0262d}.runs{margin:0 0 1.5rem 1rem}.msg{color:#555;font-size:.85rem;max-width:40rem}
+.who{margin:1rem 0}form.inline{display:inline}code{background:#f3f3f3;padding:0 .2rem}
 </style></head><body>
 <h1>Restore drills</h1>
-{{if .Error}}<p class="Failed">{{.Error}}</p>{{else}}
-<p>Signed in as {{.User}} · {{.Now}}{{if .Hidden}} · drills in namespaces you may not list are hidden ({{.Hidden}}){{end}}</p>
+{{end}}
+
+{{define "page"}}{{template "head"}}
+<div class="who">Signed in as {{.User}} · {{.Now}}{{if .Hidden}} · drills in namespaces you may not list are hidden ({{.Hidden}}){{end}}
+{{if .SignOut}} · <form class="inline" method="post" action="/logout"><button type="submit">Sign out</button></form>{{end}}</div>
 {{if not .Drills}}<p>No RestoreDrills yet.</p>{{end}}
 {{range .Drills}}
 <h2 id="{{.Namespace}}-{{.Name}}">{{.Namespace}}/{{.Name}}</h2>
@@ -232,6 +239,25 @@ table{border-collapse:collapse;margin-bottom:.5rem}th,td{padding:.3rem .6rem;bor
 {{if .Message}}<p class="msg">{{.Message}}</p>{{end}}
 {{.Waterfall}}
 {{end}}</div>
-{{end}}{{end}}
+{{end}}
 </body></html>
-`))
+{{end}}
+
+{{define "refused"}}{{template "head"}}
+<p class="Failed" id="error">{{.}}</p>
+<p><a href="/login">Sign in</a></p>
+</body></html>
+{{end}}
+
+{{define "login"}}{{template "head"}}
+{{if .Error}}<p class="Failed" id="error">{{.Error}}</p>{{end}}
+<form id="login" method="post" action="/login">
+<p><label for="token">Kubernetes token for audience <code>{{.Audience}}</code></label><br>
+<input id="token" name="token" type="password" autocomplete="off" required autofocus size="60"></p>
+<p><button type="submit">Sign in</button></p>
+</form>
+<p>Mint a token with <code>kubectl create token -n NAMESPACE SERVICEACCOUNT --audience {{.Audience}}</code>.
+The page shows the drills of the namespaces where the token's user may list restoredrills and drillruns.
+The browser keeps the token in a cookie for {{.MaxAge}} or until you sign out; tokens in URLs are refused.</p>
+</body></html>
+{{end}}`))

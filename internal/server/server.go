@@ -1,12 +1,19 @@
-// Package server is drillerd's HTTP API: start a drill, read a run.
+// Package server is drillerd's HTTP API: start a drill, read a run; and
+// its status page.
 //
 //	POST /api/v1/namespaces/{ns}/restoredrills/{name}/runs   201 {namespace, name} + Location; 404; 409 while a run is in progress
 //	GET  /api/v1/namespaces/{ns}/drillruns/{name}            200 the DrillRun
+//	GET  /                                                   the status page (page.go)
+//	GET  /login, POST /login, POST /logout                   the status page's sign-in (login.go)
 //
-// With --auth=kubernetes (the default) every request needs a bearer token
-// that the API server accepts (TokenReview), and the token's user must be
-// allowed the same verb on drillruns in the namespace (SubjectAccessReview):
-// 401 without or with an invalid token, 403 without RBAC. Errors are JSON.
+// With --auth=kubernetes (the default) every API request needs an
+// "Authorization: Bearer" token that the API server accepts for one of
+// --api-audiences (TokenReview), and the token's user must be allowed the
+// same verb on drillruns in the namespace (SubjectAccessReview): 401
+// without, with an invalid token or one for another audience, 403 without
+// RBAC. A client whose tokens were rejected too often is refused with 429
+// for a while (ratelimit.go). Tokens in URLs are refused with 400. Errors
+// are JSON.
 package server
 
 import (
@@ -29,6 +36,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
@@ -53,8 +61,18 @@ type Server struct {
 	Log  logr.Logger
 	// DrillNameField is the index of DrillRuns by spec.drillName.
 	DrillNameField string
+	// Audiences are those a token must be valid for (--api-audiences);
+	// empty means DefaultAudience.
+	Audiences []string
+	// FailureLimit bounds failed authentications per client.
+	FailureLimit FailureLimit
+	// Clock times the failure limit and the page; nil is the real clock.
+	Clock clock.PassiveClock
 
 	mu sync.Mutex // serialises "is a run in progress? create one" per process
+
+	limiterOnce sync.Once
+	failures    *failureLimiter
 }
 
 // NeedLeaderElection: every replica serves the API.
@@ -63,13 +81,37 @@ func (s *Server) NeedLeaderElection() bool { return false }
 // Handler returns the API's routes.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /api/v1/namespaces/{ns}/restoredrills/{name}/runs", s.authorized("create", s.createRun))
-	mux.HandleFunc("GET /api/v1/namespaces/{ns}/drillruns/{name}", s.authorized("get", s.getRun))
+	mux.HandleFunc("POST /api/v1/namespaces/{ns}/restoredrills/{name}/runs", s.authorized("create", "RestoreDrill", s.createRun))
+	mux.HandleFunc("GET /api/v1/namespaces/{ns}/drillruns/{name}", s.authorized("get", "DrillRun", s.getRun))
 	mux.HandleFunc("GET /{$}", s.page)
+	mux.HandleFunc("GET /login", s.loginForm)
+	mux.HandleFunc("POST /login", s.login)
+	mux.HandleFunc("POST /logout", s.logout)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
 	})
-	return mux
+	return refuseTokensInURLs(mux)
+}
+
+// refuseTokensInURLs answers 400 to any request with a token in its query:
+// URLs end up in access logs, proxies and browser history. The token is not
+// reviewed, so a leaked one is not confirmed either.
+func refuseTokensInURLs(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		param := tokenInQuery(r.URL.RawQuery)
+		if param == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		msg := fmt.Sprintf("tokens in URLs are refused (query parameter %q): send the token in the Authorization header (Authorization: Bearer <token>), or sign in to the status page at /login", param)
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			writeError(w, http.StatusBadRequest, msg)
+			return
+		}
+		htmlHeaders(w)
+		w.WriteHeader(http.StatusBadRequest)
+		_ = templates.ExecuteTemplate(w, "refused", msg)
+	})
 }
 
 // Start serves until ctx ends, then shuts down gracefully.
@@ -92,7 +134,7 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	errs := make(chan error, 1)
 	go func() { errs <- srv.Serve(l) }()
-	s.Log.Info("serving the API", "address", l.Addr().String(), "tls", s.TLS != nil, "auth", s.Auth != nil)
+	s.Log.Info("serving the API", "address", l.Addr().String(), "tls", s.TLS != nil, "auth", s.Auth != nil, "audiences", s.audiences())
 	select {
 	case <-ctx.Done():
 		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -106,57 +148,45 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 }
 
-type handlerFunc func(w http.ResponseWriter, r *http.Request, user string)
+type handlerFunc func(w http.ResponseWriter, r *http.Request, ref objectRef, user string)
 
-// authorized authenticates the bearer token and checks that its user may
-// `verb` drillruns in the request's namespace.
-func (s *Server) authorized(verb string, next handlerFunc) http.HandlerFunc {
+// authorized authenticates the bearer token, checks the path's namespace
+// and name, and checks that the token's user may `verb` drillruns in that
+// namespace. Only the Authorization header is read, never the status page's
+// cookie: another site cannot make a browser send the header, so the API
+// needs no CSRF defence.
+func (s *Server) authorized(verb, kind string, next handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		ns := r.PathValue("ns")
-		if s.Auth == nil {
-			next(w, r, "anonymous")
-			return
-		}
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		user, code, msg := s.authenticate(r.Context(), token, ok)
-		if code != 0 {
-			if code == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="drillerd"`)
+		user := authenticationv1.UserInfo{Username: "anonymous"}
+		if s.Auth != nil {
+			token, _ := bearerToken(r)
+			u, aerr := s.authenticate(r, token)
+			if aerr != nil {
+				aerr.headers(w)
+				writeError(w, aerr.code, aerr.msg)
+				return
 			}
-			writeError(w, code, msg)
-			return
+			user = u
 		}
-		allowed, err := s.allowed(r.Context(), user, verb, "drillruns", ns)
+		ref, err := parseObjectRef(r.PathValue("ns"), r.PathValue("name"), kind)
 		if err != nil {
-			s.Log.Error(err, "SubjectAccessReview failed")
-			writeError(w, http.StatusServiceUnavailable, "cannot review access now; try again")
+			writeError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		if !allowed {
-			writeError(w, http.StatusForbidden, fmt.Sprintf("%s may not %s drillruns.%s in namespace %s", user.Username, verb, drillsv1.GroupVersion.Group, ns))
-			return
+		if s.Auth != nil {
+			allowed, err := s.allowed(r.Context(), user, verb, "drillruns", ref.Namespace)
+			if err != nil {
+				s.Log.Error(err, "SubjectAccessReview failed")
+				writeError(w, http.StatusServiceUnavailable, "cannot review access now; try again")
+				return
+			}
+			if !allowed {
+				writeError(w, http.StatusForbidden, fmt.Sprintf("%s may not %s drillruns.%s in namespace %s", user.Username, verb, drillsv1.GroupVersion.Group, ref.Namespace))
+				return
+			}
 		}
-		next(w, r, user.Username)
+		next(w, r, ref, user.Username)
 	}
-}
-
-// authenticate reviews a bearer token; a non-zero code is the HTTP answer.
-func (s *Server) authenticate(ctx context.Context, token string, present bool) (authenticationv1.UserInfo, int, string) {
-	token = strings.TrimSpace(token)
-	if !present || token == "" {
-		return authenticationv1.UserInfo{}, http.StatusUnauthorized, "a bearer token is required (Authorization: Bearer <token>)"
-	}
-	review, err := s.Auth.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
-		Spec: authenticationv1.TokenReviewSpec{Token: token},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		s.Log.Error(err, "TokenReview failed")
-		return authenticationv1.UserInfo{}, http.StatusServiceUnavailable, "cannot review the token now; try again"
-	}
-	if !review.Status.Authenticated {
-		return authenticationv1.UserInfo{}, http.StatusUnauthorized, "the token is not valid"
-	}
-	return review.Status.User, 0, ""
 }
 
 // allowed asks the API server whether user may verb resource in namespace.
@@ -179,26 +209,17 @@ func (s *Server) allowed(ctx context.Context, u authenticationv1.UserInfo, verb,
 	return sar.Status.Allowed, nil
 }
 
-// runRequest is the optional body of POST .../runs.
-type runRequest struct {
-	SnapshotName string `json:"snapshotName,omitempty"`
-}
-
-func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) {
-	ns, name := r.PathValue("ns"), r.PathValue("name")
-	var req runRequest
+func (s *Server) createRun(w http.ResponseWriter, r *http.Request, ref objectRef, user string) {
+	ns, name := ref.Namespace, ref.Name
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
 		return
 	}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "the body must be JSON like {\"snapshotName\": \"...\"}: "+err.Error())
-			return
-		}
+	req, err := decodeRunRequest(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "the body must be empty or JSON like {\"snapshotName\": \"...\"}: "+err.Error())
+		return
 	}
 	ctx := r.Context()
 	drill := &drillsv1.RestoreDrill{}
@@ -240,12 +261,12 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, user string) 
 	writeJSON(w, http.StatusCreated, map[string]string{"namespace": ns, "name": run.Name, "drill": name})
 }
 
-func (s *Server) getRun(w http.ResponseWriter, r *http.Request, _ string) {
+func (s *Server) getRun(w http.ResponseWriter, r *http.Request, ref objectRef, _ string) {
 	run := &drillsv1.DrillRun{}
-	err := s.Client.Get(r.Context(), types.NamespacedName{Namespace: r.PathValue("ns"), Name: r.PathValue("name")}, run)
+	err := s.Client.Get(r.Context(), types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}, run)
 	switch {
 	case apierrors.IsNotFound(err):
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no DrillRun %s in namespace %s", r.PathValue("name"), r.PathValue("ns")))
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no DrillRun %s in namespace %s", ref.Name, ref.Namespace))
 	case err != nil:
 		writeError(w, http.StatusServiceUnavailable, "cannot read the DrillRun: "+err.Error())
 	default:
@@ -264,8 +285,11 @@ func trimName(s string) string {
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {

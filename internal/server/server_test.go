@@ -1,8 +1,9 @@
 package server
 
 import (
+	"encoding/json"
 	"net/http"
-	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
@@ -36,24 +37,106 @@ func TestAPI(t *testing.T) {
 		{"get a run", []client.Object{newRun("r1", "orders-db").In(drillsv1.PhaseDone).Obj()}, "GET", "/api/v1/namespaces/shop/drillruns/r1", "good", "", 200, `"kind":"DrillRun"`},
 		{"get a missing run", nil, "GET", "/api/v1/namespaces/shop/drillruns/r9", "good", "", 404, "no DrillRun r9"},
 		{"unknown endpoint", nil, "GET", "/api/v1/whatever", "good", "", 404, "no such endpoint"},
+		{"token for the API server's audience", []client.Object{newDrill("orders-db").Obj()}, "POST", "/api/v1/namespaces/shop/restoredrills/orders-db/runs", "for-apiserver", "", 401, "not valid for audience drillerd (kubectl create token -n NAMESPACE SERVICEACCOUNT --audience drillerd)"},
+		{"token for another audience", []client.Object{newDrill("orders-db").Obj()}, "POST", "/api/v1/namespaces/shop/restoredrills/orders-db/runs", "for-ops", "", 401, "not valid for audience drillerd"},
+		{"a reviewer that ignores audiences", []client.Object{newDrill("orders-db").Obj()}, "POST", "/api/v1/namespaces/shop/restoredrills/orders-db/runs", audienceUnaware, "", 401, "not for audience drillerd"},
+		{"TokenReview unavailable", nil, "GET", "/api/v1/namespaces/shop/drillruns/r1", reviewerDown, "", 503, "cannot review the token now"},
+		{"token in the query", nil, "GET", "/api/v1/namespaces/shop/drillruns/r1?token=good", "", "", 400, "tokens in URLs are refused (query parameter \"token\"): send the token in the Authorization header"},
+		{"access_token in the query, with a header too", nil, "POST", "/api/v1/namespaces/shop/restoredrills/orders-db/runs?Access_Token=good", "good", "", 400, "tokens in URLs are refused"},
+		{"other query parameters are fine", []client.Object{newRun("r1", "orders-db").In(drillsv1.PhaseDone).Obj()}, "GET", "/api/v1/namespaces/shop/drillruns/r1?pretty=1", "good", "", 200, `"kind":"DrillRun"`},
+		{"namespace that is not a name", nil, "GET", "/api/v1/namespaces/Shop_1/drillruns/r1", "good", "", 400, `"Shop_1" is not a namespace name`},
+		{"run name with an escaped slash", nil, "GET", "/api/v1/namespaces/shop/drillruns/r1%2Fstatus", "good", "", 400, `"r1/status" is not a DrillRun name`},
+		{"drill name that is not a name", nil, "POST", "/api/v1/namespaces/shop/restoredrills/orders..db/runs", "good", "", 400, "is not a RestoreDrill name"},
+		{"names are checked only once authenticated", nil, "GET", "/api/v1/namespaces/Shop_1/drillruns/r1", "forged", "", 401, "not valid"},
+		{"snapshotName that is not a name", []client.Object{newDrill("orders-db").Obj()}, "POST", "/api/v1/namespaces/shop/restoredrills/orders-db/runs", "good", `{"snapshotName":"../nightly"}`, 400, "is not a VolumeSnapshot name"},
+		{"data after the body", []client.Object{newDrill("orders-db").Obj()}, "POST", "/api/v1/namespaces/shop/restoredrills/orders-db/runs", "good", `{"snapshotName":"nightly-1"} {}`, 400, "after the JSON object"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newTestServer(t, tt.objs...)
-			req := httptest.NewRequest(tt.method, tt.path, strings.NewReader(tt.body))
+			req := newRequest(tt.method, tt.path, tt.body)
 			if tt.token != "" {
-				req.Header.Set("Authorization", "Bearer "+tt.token)
+				req.Bearer(tt.token)
 			}
-			rec := httptest.NewRecorder()
-			srv.Handler().ServeHTTP(rec, req)
-			if rec.Code != tt.want || !strings.Contains(rec.Body.String(), tt.wantText) {
+			rec := req.serve(srv)
+			got := rec.Body.String()
+			var answer struct{ Error string }
+			if err := json.Unmarshal(rec.Body.Bytes(), &answer); err == nil && answer.Error != "" {
+				got = answer.Error
+			}
+			if rec.Code != tt.want || !strings.Contains(got, tt.wantText) {
 				t.Errorf("%s %s: %d %s, want %d containing %q", tt.method, tt.path, rec.Code, rec.Body.String(), tt.want, tt.wantText)
 			}
 			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type %q", ct)
 			}
+			if got := rec.Header().Get("WWW-Authenticate"); (tt.want == http.StatusUnauthorized) != (got != "") {
+				t.Errorf("WWW-Authenticate %q with %d", got, rec.Code)
+			}
 			if tt.want == http.StatusCreated && !strings.HasPrefix(rec.Header().Get("Location"), "/api/v1/namespaces/shop/drillruns/orders-db-http-") {
 				t.Errorf("Location %q", rec.Header().Get("Location"))
+			}
+		})
+	}
+}
+
+func TestAudiences(t *testing.T) {
+	runs := "/api/v1/namespaces/shop/restoredrills/orders-db/runs"
+	tests := []struct {
+		name      string
+		audiences []string
+		token     string
+		want      int
+	}{
+		{"default audience, token for drillerd", nil, "good", 201},
+		{"default audience, token for the API server", nil, "for-apiserver", 401},
+		{"two audiences, token for the second", []string{DefaultAudience, "ops-dashboard"}, "for-ops", 403}, // carol: accepted, no RBAC
+		{"two audiences, token for the first", []string{DefaultAudience, "ops-dashboard"}, "good", 201},
+		{"the API server's audience configured explicitly", []string{apiServerAudience}, "for-apiserver", 201},
+		{"the API server's audience configured, token for drillerd", []string{apiServerAudience}, "good", 401},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newTestServer(t, newDrill("orders-db").Obj())
+			srv.Audiences = tt.audiences
+			if rec := newRequest("POST", runs, "").Bearer(tt.token).serve(srv); rec.Code != tt.want {
+				t.Errorf("%d %s, want %d", rec.Code, rec.Body, tt.want)
+			}
+			want := tt.audiences
+			if want == nil {
+				want = []string{DefaultAudience}
+			}
+			if got := reviewedAudiences(srv); !slices.Equal(got, want) {
+				t.Errorf("the TokenReview asked for audiences %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+func TestParseAudiences(t *testing.T) {
+	tests := []struct {
+		given   string
+		want    []string
+		wantErr string
+	}{
+		{"drillerd", []string{"drillerd"}, ""},
+		{"drillerd, ops-dashboard ,https://drillerd.example", []string{"drillerd", "ops-dashboard", "https://drillerd.example"}, ""},
+		{"drillerd,drillerd", []string{"drillerd"}, ""},
+		{"", nil, `--api-audiences="": name one or more audiences`},
+		{"drillerd,", nil, "with no empty one"},
+		{" , ", nil, "with no empty one"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.given, func(t *testing.T) {
+			got, err := ParseAudiences(tt.given)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Errorf("%q, %v; want %q", got, err, tt.want)
 			}
 		})
 	}

@@ -20,6 +20,9 @@ func (s *Session) Freshness(ctx context.Context, sql string, loc *time.Location,
 	if timeout <= 0 {
 		timeout = DefaultCheckTimeout
 	}
+	if s.userSQLRefused != "" {
+		return time.Time{}, freshnessError(s.userSQLRefused)
+	}
 	var newest time.Time
 	err := s.forChecks().inTx(ctx, pgx.ReadOnly, timeout, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, sql, pgx.QueryExecModeExec)

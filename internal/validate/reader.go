@@ -22,13 +22,20 @@ const readerPrefix = "drillerd_checks_"
 // those powers to begin with and is left as it is. Restrict returns the
 // role's name, "" when the session was left as it is.
 func (s *Session) Restrict(ctx context.Context) (string, error) {
-	var super bool
+	var super, recovering bool
 	var version int
-	err := s.conn.QueryRow(ctx, "SELECT rolsuper, current_setting('server_version_num')::int FROM pg_catalog.pg_roles WHERE rolname = current_user").Scan(&super, &version)
+	err := s.conn.QueryRow(ctx, "SELECT rolsuper, current_setting('server_version_num')::int, pg_catalog.pg_is_in_recovery() FROM pg_catalog.pg_roles WHERE rolname = current_user").Scan(&super, &version, &recovering)
 	if err != nil {
 		return "", fmt.Errorf("while reading the session's role: %s", describeError(err))
 	}
 	if !super {
+		return "", nil
+	}
+	if recovering {
+		// A standby's data directory: no role can be created, and the
+		// drill's SQL must not run as the superuser. The write probe says
+		// what is wrong with the copy.
+		s.userSQLRefused = "not run: the copy is in recovery (a standby's data directory), so no read-only role could be made for the drill's SQL"
 		return "", nil
 	}
 	secret := make([]byte, 24)

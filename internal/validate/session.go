@@ -22,6 +22,8 @@ type Session struct {
 	cfg      *pgx.ConnConfig
 	database string   // the database conn is connected to
 	reader   *Session // Restrict's session for the user's SQL; nil before
+	// userSQLRefused, when set, is why the user's SQL is not run at all.
+	userSQLRefused string
 }
 
 // Connect opens a connection with cfg. Its error is pgx's, unchanged.
@@ -107,6 +109,9 @@ func (s *Session) typeName(oid uint32) string {
 func describeError(err error) string {
 	var pg *pgconn.PgError
 	if errors.As(err, &pg) {
+		if pg.Detail != "" {
+			return fmt.Sprintf("%s (SQLSTATE %s): %s", pg.Message, pg.Code, pg.Detail)
+		}
 		return fmt.Sprintf("%s (SQLSTATE %s)", pg.Message, pg.Code)
 	}
 	return err.Error()

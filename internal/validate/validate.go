@@ -129,6 +129,11 @@ func (s *Session) Run(ctx context.Context, checks []Check) []Result {
 			results = append(results, s.runBuiltin(ctx, c)...)
 			continue
 		}
+		if s.userSQLRefused != "" {
+			r.Message = s.userSQLRefused
+			results = append(results, r)
+			continue
+		}
 		start := time.Now()
 		r.Database = s.database
 		r.Value, r.Message, r.Finding = s.forChecks().sqlCheck(ctx, c)

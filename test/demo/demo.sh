@@ -94,17 +94,19 @@ kubectl -n shop get restoredrills,drillruns
 # shows shop's drills and the HTTP API starts them.
 kubectl -n shop create serviceaccount sre --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl -n shop create rolebinding sre-edit --clusterrole=edit --serviceaccount=shop:sre --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-viewer=$(kubectl -n shop create token sre --duration=24h)
+# drillerd's API accepts only tokens minted for its audience (--api-audiences).
+viewer=$(kubectl -n shop create token sre --duration=24h --audience drillerd)
 
 cat <<MSG
 
 Look around:
-  Status page (self-signed certificate):
-    https://$api/?token=$viewer
+  Status page (self-signed certificate): https://$api/
+    sign in with this token of shop's sre ServiceAccount (audience drillerd, valid 24h):
+    $viewer
   Metrics:           curl -s $metrics/metrics | grep ^drillerd_
   The run in detail: eval "\$(bin/localcluster env)"; kubectl -n shop describe drillruns
   Another drill:     bin/drillerd run -n shop orders-db
-  Over HTTP:         curl -sk -X POST -H "Authorization: Bearer \$(kubectl -n shop create token sre)" \\
+  Over HTTP:         curl -sk -X POST -H "Authorization: Bearer \$(kubectl -n shop create token sre --audience drillerd)" \\
                        https://$api/api/v1/namespaces/shop/restoredrills/orders-db/runs
   drillerd's log:    tail -f $state/drillerd.log
 Stop everything:     make cluster-down

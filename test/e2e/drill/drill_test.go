@@ -1,6 +1,7 @@
 package drill_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -311,13 +312,25 @@ func (p *production) passingDrill(t *testing.T) {
 	if code != 0 || run.Status.Result != drillsv1.ResultSucceeded {
 		t.Fatalf("exit %d, result %s (%s: %s), want 0 and Succeeded", code, run.Status.Result, run.Status.Reason, run.Status.Message)
 	}
-	if len(run.Status.Checks) != 3 {
-		t.Errorf("checks = %+v, want 3 results", run.Status.Checks)
-	}
+	// The SQL check runs in the drill's database; the built-ins in every
+	// database of the copy.
+	ran := map[string]bool{}
 	for _, c := range run.Status.Checks {
+		ran[c.Name+"@"+c.Database] = true
 		if !c.Passed {
-			t.Errorf("check %s did not pass: %+v", c.Name, c)
+			t.Errorf("check %s in %s did not pass: %+v", c.Name, c.Database, c)
 		}
+	}
+	for _, want := range []string{"orders-present@" + fixture.DBName, "TablesReadable@" + fixture.DBName, "TablesReadable@postgres", "Amcheck@" + fixture.DBName, "Amcheck@postgres"} {
+		if !ran[want] {
+			t.Errorf("no result for %s among %v", want, ran)
+		}
+	}
+	if len(run.Status.Checks) != 5 {
+		t.Errorf("checks = %+v, want 5 results", run.Status.Checks)
+	}
+	if db := run.Status.Database; db == nil || db.SystemIdentifier == "" || db.ServerVersion == "" || db.WriteAcceptedTime == nil || db.ReadsAnsweredTime == nil {
+		t.Errorf("database %+v, want the copy's identity and when it answered reads and accepted a write", db)
 	}
 	if run.Status.Snapshot == nil || run.Status.Snapshot.Name != "nightly" {
 		t.Errorf("restored snapshot %+v, want the newest, nightly", run.Status.Snapshot)
@@ -762,14 +775,9 @@ func (p *production) httpAPI(t *testing.T) {
 	if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	token := func(sa string) string {
-		tr, err := env.Client.CoreV1().ServiceAccounts(p.ns).CreateToken(env.Ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr.Status.Token
-	}
-	operator, intern := token("operator"), token("intern")
+	operator, intern := mintToken(t, env, p.ns, "operator", apiAudience), mintToken(t, env, p.ns, "intern", apiAudience)
+	// Valid tokens of the same ServiceAccount, minted for someone else.
+	operatorForAPIServer, operatorForGrafana := mintToken(t, env, p.ns, "operator"), mintToken(t, env, p.ns, "operator", "grafana")
 
 	d := p.newDrill("http-drill").storageClass(slowRestoreClass).check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1")})
 	if err := p.c.Create(env.Ctx, d.d); err != nil {
@@ -803,12 +811,17 @@ func (p *production) httpAPI(t *testing.T) {
 	}{
 		{"no token", "", http.StatusUnauthorized},
 		{"invalid token", "not-a-token", http.StatusUnauthorized},
+		{"a token for the API server's audience", operatorForAPIServer, http.StatusUnauthorized},
+		{"a token for another audience", operatorForGrafana, http.StatusUnauthorized},
 		{"no RBAC", intern, http.StatusForbidden},
 	}
 	for _, tt := range tests {
 		if code, body, _ := call(http.MethodPost, runs, tt.token); code != tt.want || body["error"] == nil {
 			t.Errorf("%s: %d %v, want %d with an error", tt.name, code, body, tt.want)
 		}
+	}
+	if code, body, _ := call(http.MethodPost, runs+"?access_token="+operator, ""); code != http.StatusBadRequest || !strings.Contains(fmt.Sprint(body["error"]), "Authorization header") {
+		t.Errorf("a token in the URL: %d %v, want 400 pointing to the Authorization header", code, body)
 	}
 	code, body, header := call(http.MethodPost, runs, operator)
 	if code != http.StatusCreated || body["name"] == nil {
@@ -864,22 +877,21 @@ func (p *production) statusPage(t *testing.T) {
 	if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	viewer, err := env.Client.CoreV1().ServiceAccounts(p.ns).CreateToken(env.Ctx, "viewer", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	stranger, err := env.Client.CoreV1().ServiceAccounts(p.ns).CreateToken(env.Ctx, "default", &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	viewer, stranger := mintToken(t, env, p.ns, "viewer", apiAudience), mintToken(t, env, p.ns, "default", apiAudience)
+	viewerForAPIServer := mintToken(t, env, p.ns, "viewer")
 
 	good := p.newDrill("page-pass").check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1")}).targets(15*time.Minute, 26*time.Hour)
 	bad := p.newDrill("page-fail").check("orders-exact", "SELECT count(*) FROM orders", drillsv1.Expectation{Equals: ptr.To("7")})
 	passed, _ := p.run(t, good)
 	p.run(t, bad)
 
-	dir := t.TempDir()
-	page := chromium(t, dir, "https://"+daemon.api+"/?token="+viewer.Status.Token, "--dump-dom")
+	site := "https://" + daemon.api
+	b := newBrowser(t)
+	if page := b.open(site + "/"); !strings.Contains(page, `<form id="login"`) || strings.Contains(page, "page-pass") {
+		t.Errorf("without a token the page is not the login form, or shows drills:\n%s", page)
+	}
+	// Sign in as a person would: type the token into the form and press Enter.
+	page := b.signIn(site, viewer)
 	for _, want := range []string{
 		p.ns + "/page-pass", p.ns + "/page-fail", "Signed in as system:serviceaccount:" + p.ns + ":viewer",
 		`class="Succeeded">Succeeded`, `class="Failed">Failed (CheckFailed)`, "check orders-exact failed",
@@ -897,38 +909,359 @@ func (p *production) statusPage(t *testing.T) {
 			t.Errorf("the waterfall has no bar for %s", phase)
 		}
 	}
-	chromium(t, dir, "https://"+daemon.api+"/?token="+viewer.Status.Token, "--screenshot="+filepath.Join(dir, "page.png"), "--window-size=1200,1600")
-	if info, err := os.Stat(filepath.Join(dir, "page.png")); err != nil || info.Size() < 10000 {
+	cookies := b.cookies(site)
+	if len(cookies) != 1 || cookies[0].Name != "drillerd_token" || !cookies[0].HTTPOnly || !cookies[0].Secure || cookies[0].SameSite != "Strict" || cookies[0].Path != "/" ||
+		cookies[0].Session || time.Until(time.Unix(int64(cookies[0].Expires), 0)) > time.Hour {
+		t.Errorf("the browser keeps %+v, want one drillerd_token cookie: HttpOnly, Secure, SameSite=Strict, Path=/, expiring within the hour", cookies)
+	}
+	for _, u := range b.history() {
+		if strings.Contains(u, viewer) || strings.Contains(u, "token=") {
+			t.Errorf("the browser's history holds the token: %s", u)
+		}
+	}
+	shot := filepath.Join(t.TempDir(), "page.png")
+	b.screenshot(shot)
+	if info, err := os.Stat(shot); err != nil || info.Size() < 10000 {
 		t.Errorf("no screenshot of the page: %v", err)
 	} else if out := os.Getenv("DRILLERD_SCREENSHOT"); out != "" {
-		data, _ := os.ReadFile(filepath.Join(dir, "page.png"))
+		data, _ := os.ReadFile(shot)
 		_ = os.WriteFile(out, data, 0o644)
 	}
+	if page := b.submit("form.inline button"); !strings.Contains(page, `<form id="login"`) || len(b.cookies(site)) != 0 {
+		t.Errorf("signing out leaves the cookie %v or shows no login form:\n%s", b.cookies(site), page)
+	}
+	if page := b.open(site + "/"); strings.Contains(page, "page-pass") {
+		t.Error("the page shows drills after signing out")
+	}
 
-	hidden := chromium(t, t.TempDir(), "https://"+daemon.api+"/?token="+stranger.Status.Token, "--dump-dom")
-	if strings.Contains(hidden, "page-pass") || !strings.Contains(hidden, "in namespaces you may not list are hidden") {
+	if hidden := b.signIn(site, stranger); strings.Contains(hidden, "page-pass") || !strings.Contains(hidden, "in namespaces you may not list are hidden") {
 		t.Error("a user without RBAC sees the drills")
 	}
-	if noToken := chromium(t, t.TempDir(), "https://"+daemon.api+"/", "--dump-dom"); !strings.Contains(noToken, "a bearer token is required") || strings.Contains(noToken, "page-pass") {
-		t.Error("the page shows drills without a token")
+	b.submit("form.inline button")
+	if page := b.signIn(site, viewerForAPIServer); !strings.Contains(page, "--audience "+apiAudience) || strings.Contains(page, "page-pass") || len(b.cookies(site)) != 0 {
+		t.Errorf("a token for the API server's audience signs in (cookies %v):\n%s", b.cookies(site), page)
+	}
+	if page := b.open(site + "/?token=" + viewer); !strings.Contains(page, "tokens in URLs are refused") || strings.Contains(page, "page-pass") || len(b.cookies(site)) != 0 {
+		t.Errorf("a token in the URL is not refused:\n%s", page)
+	}
+	// Another site's form that posts a token to /login (login CSRF): the
+	// browser sends Origin: null from a data: page, and drillerd refuses it.
+	b.open(`data:text/html,<form method="post" action="` + site + `/login"><input id="token" name="token"></form>`)
+	if page := b.typeAndEnter("#token", viewer); !strings.Contains(page, "refused: a POST here must come from this page") || len(b.cookies(site)) != 0 {
+		t.Errorf("a cross-site login is not refused (cookies %v):\n%s", b.cookies(site), page)
 	}
 }
 
-// chromium runs Debian's headless Chromium on url with a fresh profile.
-func chromium(t *testing.T, profile, url string, args ...string) string {
+// apiAudience is the audience drillerd's API accepts by default.
+const apiAudience = "drillerd"
+
+// mintToken is a token of ServiceAccount sa from the TokenRequest API, for
+// audiences; none means the API server's own audience.
+func mintToken(t *testing.T, env *fixture.Env, ns, sa string, audiences ...string) string {
+	t.Helper()
+	tr, err := env.Client.CoreV1().ServiceAccounts(ns).CreateToken(env.Ctx, sa, &authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: audiences}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
+}
+
+// browserTimeout bounds each step of a browser session.
+var browserTimeout = fixture.Scaled(60 * time.Second)
+
+// browser is Debian's headless Chromium driven over the DevTools protocol
+// on a pipe (--remote-debugging-pipe: commands on its fd 3, answers and
+// events on its fd 4, each message JSON ended by a NUL byte), so that a test
+// can type into the login form and press Enter as a person would.
+type browser struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	send    *os.File
+	msgs    chan devtoolsMessage
+	stderr  *strings.Builder
+	nextID  int
+	session string
+	events  []devtoolsMessage // arrived while an answer was awaited
+}
+
+type devtoolsMessage struct {
+	ID        int             `json:"id,omitempty"`
+	Method    string          `json:"method,omitempty"`
+	SessionID string          `json:"sessionId,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"`
+	Error     *struct {
+		Message string `json:"message"`
+	} `json:"error,omitempty"`
+}
+
+// browserCookie is a cookie as the browser keeps it.
+type browserCookie struct {
+	Name, Path, SameSite string
+	Expires              float64
+	HTTPOnly             bool `json:"httpOnly"`
+	Secure, Session      bool
+}
+
+func newBrowser(t *testing.T) *browser {
 	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatal("chromium is not installed (make deps installs Debian's chromium)")
 	}
-	all := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--ignore-certificate-errors",
-		"--user-data-dir=" + profile}, args...)
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, append(all, url)...).Output()
+	commands, send, err := os.Pipe()
 	if err != nil {
+		t.Fatal(err)
+	}
+	receive, answers, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &browser{t: t, send: send, msgs: make(chan devtoolsMessage, 1024), stderr: &strings.Builder{}}
+	b.cmd = exec.Command(bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--ignore-certificate-errors",
+		"--remote-debugging-pipe", "--user-data-dir="+t.TempDir(), "about:blank")
+	b.cmd.ExtraFiles = []*os.File{commands, answers} // fd 3 and 4
+	b.cmd.Stderr = b.stderr
+	if err := b.cmd.Start(); err != nil {
 		t.Fatalf("chromium: %v", err)
 	}
-	return string(out)
+	commands.Close()
+	answers.Close()
+	go func() {
+		defer close(b.msgs)
+		r := bufio.NewReader(receive)
+		for {
+			data, err := r.ReadBytes(0)
+			if err != nil {
+				return
+			}
+			var m devtoolsMessage
+			if json.Unmarshal(data[:len(data)-1], &m) == nil {
+				b.msgs <- m
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		_ = b.command("", "Browser.close", nil, nil)
+		send.Close()
+		done := make(chan struct{})
+		go func() { _ = b.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(browserTimeout):
+			_ = b.cmd.Process.Kill()
+			<-done
+		}
+		receive.Close()
+	})
+	var target struct {
+		TargetID string `json:"targetId"`
+	}
+	b.do("", "Target.createTarget", map[string]any{"url": "about:blank"}, &target)
+	var attached struct {
+		SessionID string `json:"sessionId"`
+	}
+	b.do("", "Target.attachToTarget", map[string]any{"targetId": target.TargetID, "flatten": true}, &attached)
+	b.session = attached.SessionID
+	b.do(b.session, "Page.enable", nil, nil)
+	b.do(b.session, "Emulation.setDeviceMetricsOverride", map[string]any{"width": 1200, "height": 1600, "deviceScaleFactor": 1, "mobile": false}, nil)
+	return b
+}
+
+// command sends one DevTools command and waits for its answer; events that
+// arrive meanwhile are kept for awaitEvent.
+func (b *browser) command(session, method string, params, result any) error {
+	if params == nil {
+		params = map[string]any{}
+	}
+	b.nextID++
+	msg := map[string]any{"id": b.nextID, "method": method, "params": params}
+	if session != "" {
+		msg["sessionId"] = session
+	}
+	data, err := json.Marshal(msg)
+	if err != nil {
+		return err
+	}
+	if _, err := b.send.Write(append(data, 0)); err != nil {
+		return fmt.Errorf("%s: %w", method, err)
+	}
+	timeout := time.After(browserTimeout)
+	for {
+		select {
+		case m, ok := <-b.msgs:
+			if !ok {
+				return fmt.Errorf("%s: chromium exited: %s", method, b.stderr)
+			}
+			if m.ID != b.nextID {
+				if m.Method != "" {
+					b.events = append(b.events, m)
+				}
+				continue
+			}
+			if m.Error != nil {
+				return fmt.Errorf("%s: %s", method, m.Error.Message)
+			}
+			if result != nil {
+				return json.Unmarshal(m.Result, result)
+			}
+			return nil
+		case <-timeout:
+			return fmt.Errorf("%s: no answer within %s", method, browserTimeout)
+		}
+	}
+}
+
+func (b *browser) do(session, method string, params, result any) {
+	b.t.Helper()
+	if err := b.command(session, method, params, result); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+// awaitEvent waits for the page's event method, kept or still to come.
+func (b *browser) awaitEvent(method string) {
+	b.t.Helper()
+	for i, m := range b.events {
+		if m.Method == method && m.SessionID == b.session {
+			b.events = b.events[i+1:]
+			return
+		}
+	}
+	b.events = nil
+	timeout := time.After(browserTimeout)
+	for {
+		select {
+		case m, ok := <-b.msgs:
+			if !ok {
+				b.t.Fatalf("chromium exited: %s", b.stderr)
+			}
+			if m.Method == method && m.SessionID == b.session {
+				return
+			}
+		case <-timeout:
+			b.t.Fatalf("no %s within %s", method, browserTimeout)
+		}
+	}
+}
+
+// open loads url and returns its HTML.
+func (b *browser) open(url string) string {
+	b.t.Helper()
+	b.events = nil
+	var nav struct {
+		ErrorText string `json:"errorText"`
+	}
+	b.do(b.session, "Page.navigate", map[string]any{"url": url}, &nav)
+	if nav.ErrorText != "" {
+		b.t.Fatalf("opening %s: %s", url, nav.ErrorText)
+	}
+	b.awaitEvent("Page.loadEventFired")
+	return b.html()
+}
+
+// signIn opens the login form of site, types token and presses Enter.
+func (b *browser) signIn(site, token string) string {
+	b.t.Helper()
+	b.open(site + "/login")
+	return b.typeAndEnter("#token", token)
+}
+
+// typeAndEnter types text into the field selector names and presses Enter,
+// which submits its form; it returns the HTML of the page that follows.
+func (b *browser) typeAndEnter(selector, text string) string {
+	b.t.Helper()
+	b.do(b.session, "DOM.focus", map[string]any{"nodeId": b.node(selector)}, nil)
+	b.do(b.session, "Input.insertText", map[string]any{"text": text}, nil)
+	return b.pressEnter()
+}
+
+// submit focuses the button selector names and presses Enter.
+func (b *browser) submit(selector string) string {
+	b.t.Helper()
+	b.do(b.session, "DOM.focus", map[string]any{"nodeId": b.node(selector)}, nil)
+	return b.pressEnter()
+}
+
+func (b *browser) pressEnter() string {
+	b.t.Helper()
+	b.events = nil
+	enter := func(kind string) map[string]any {
+		e := map[string]any{"type": kind, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "nativeVirtualKeyCode": 13}
+		if kind == "keyDown" {
+			e["text"] = "\r"
+		}
+		return e
+	}
+	b.do(b.session, "Input.dispatchKeyEvent", enter("keyDown"), nil)
+	b.do(b.session, "Input.dispatchKeyEvent", enter("keyUp"), nil)
+	b.awaitEvent("Page.loadEventFired")
+	return b.html()
+}
+
+// node is the DOM node selector names in the current page.
+func (b *browser) node(selector string) int {
+	b.t.Helper()
+	var doc struct {
+		Root struct {
+			NodeID int `json:"nodeId"`
+		} `json:"root"`
+	}
+	b.do(b.session, "DOM.getDocument", nil, &doc)
+	var found struct {
+		NodeID int `json:"nodeId"`
+	}
+	b.do(b.session, "DOM.querySelector", map[string]any{"nodeId": doc.Root.NodeID, "selector": selector}, &found)
+	if found.NodeID == 0 {
+		b.t.Fatalf("the page has no %s:\n%s", selector, b.html())
+	}
+	return found.NodeID
+}
+
+// html is the current page's DOM.
+func (b *browser) html() string {
+	b.t.Helper()
+	var doc struct {
+		Root struct {
+			NodeID int `json:"nodeId"`
+		} `json:"root"`
+	}
+	b.do(b.session, "DOM.getDocument", nil, &doc)
+	var out struct {
+		OuterHTML string `json:"outerHTML"`
+	}
+	b.do(b.session, "DOM.getOuterHTML", map[string]any{"nodeId": doc.Root.NodeID}, &out)
+	return out.OuterHTML
+}
+
+// cookies are those the browser would send to site.
+func (b *browser) cookies(site string) []browserCookie {
+	b.t.Helper()
+	var out struct{ Cookies []browserCookie }
+	b.do(b.session, "Network.getCookies", map[string]any{"urls": []string{site + "/"}}, &out)
+	return out.Cookies
+}
+
+// history are the URLs of the tab's history.
+func (b *browser) history() []string {
+	b.t.Helper()
+	var out struct {
+		Entries []struct{ URL string }
+	}
+	b.do(b.session, "Page.getNavigationHistory", nil, &out)
+	var urls []string
+	for _, e := range out.Entries {
+		urls = append(urls, e.URL)
+	}
+	return urls
+}
+
+// screenshot saves the page as a PNG.
+func (b *browser) screenshot(path string) {
+	b.t.Helper()
+	var out struct{ Data []byte }
+	b.do(b.session, "Page.captureScreenshot", map[string]any{"format": "png"}, &out)
+	if err := os.WriteFile(path, out.Data, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
 }

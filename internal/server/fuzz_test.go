@@ -1,0 +1,87 @@
+package server
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+)
+
+// FuzzRequests feeds the API's request parsing with arbitrary paths and
+// bodies: the body that starts a run, the namespace and names in paths, the
+// login form and the query's token parameters, first to the parsers alone,
+// then as whole requests of a signed-in user to the handler. Nothing may
+// panic, every answer must be one the API documents, and whatever is
+// accepted must be valid. `go test` runs the seeds of testdata/fuzz;
+// `go test -fuzz FuzzRequests ./internal/server/` looks for more.
+func FuzzRequests(f *testing.F) {
+	f.Fuzz(func(t *testing.T, path string, body []byte) {
+		req, runErr := decodeRunRequest(body)
+		if runErr == nil && req.SnapshotName != "" && len(validation.IsDNS1123Subdomain(req.SnapshotName)) > 0 {
+			t.Errorf("decodeRunRequest accepted snapshotName %q", req.SnapshotName)
+		}
+		token, formErr := parseLoginForm("application/x-www-form-urlencoded", body)
+		if formErr == nil {
+			if token == "" || len(token) > maxCookieToken || strings.TrimSpace(token) != token {
+				t.Errorf("parseLoginForm accepted %q", token)
+			}
+			// The cookie carries the token unchanged.
+			r := &http.Request{Header: http.Header{"Cookie": {sessionCookie(token, sessionMaxAge).String()}}}
+			if c, err := r.Cookie(tokenCookie); err != nil || c.Value != token {
+				t.Errorf("the cookie does not carry %q: %v %v", token, c, err)
+			}
+		}
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		_, rawQuery, _ := strings.Cut(path, "?")
+		tokenParam := tokenInQuery(rawQuery)
+
+		srv := newTestServer(t, newDrill("orders-db").Obj(), newRun("r1", "orders-db").In(drillsv1.PhaseDone).Obj())
+		for _, method := range []string{http.MethodPost, http.MethodGet} {
+			r, err := http.NewRequest(method, site+path, bytes.NewReader(body))
+			if err != nil {
+				continue // not a URL a client could send
+			}
+			r.Header.Set("Authorization", "Bearer good")
+			r.Header.Set("Content-Type", "application/json")
+			rec := httptest.NewRecorder()
+			srv.Handler().ServeHTTP(rec, r)
+			documented := []int{200, 201, 301, 303, 307, 308, 400, 401, 403, 404, 405, 409, 413}
+			if !slices.Contains(documented, rec.Code) {
+				t.Errorf("%s %q: %d %s", method, path, rec.Code, rec.Body)
+			}
+			if rec.Code == http.StatusCreated && runErr != nil {
+				t.Errorf("%s %q: a run was created from a body decodeRunRequest refuses (%v)", method, path, runErr)
+			}
+			if tokenParam != "" && r.URL.RawQuery == rawQuery && rec.Code != http.StatusBadRequest {
+				t.Errorf("%s %q: %d with a token in the URL, want 400", method, path, rec.Code)
+			}
+		}
+
+		login := httptest.NewRequest(http.MethodPost, site+"/login", bytes.NewReader(body))
+		login.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		login.Header.Set("Origin", site)
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, login)
+		switch rec.Code {
+		case http.StatusSeeOther:
+			cookies := rec.Result().Cookies()
+			if formErr != nil || len(cookies) != 1 || cookies[0].Value != token || testTokens[token].user == "" {
+				t.Errorf("signed in with %q (form error %v): cookies %v", body, formErr, cookies)
+			}
+		case http.StatusBadRequest, http.StatusUnauthorized, http.StatusRequestEntityTooLarge:
+			if len(rec.Result().Cookies()) != 0 {
+				t.Errorf("a refused login set a cookie: %v", rec.Result().Cookies())
+			}
+		default:
+			t.Errorf("login with %q: %d %s", body, rec.Code, rec.Body)
+		}
+	})
+}
