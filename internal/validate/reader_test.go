@@ -67,3 +67,21 @@ func TestRestrictLeavesAnUnprivilegedSessionAlone(t *testing.T) {
 }
 
 func ptrString(s string) *string { return &s }
+
+// TestAStandbyRunsNoUserSQLAsTheSuperuser: no role can be created in a
+// copy in recovery, so the drill's SQL and freshness query are not run at
+// all rather than as the superuser.
+func TestAStandbyRunsNoUserSQLAsTheSuperuser(t *testing.T) {
+	sess := connect(t, replica.server(t, setupReplica), "postgres", "postgres", nil)
+	role, err := sess.Restrict(t.Context())
+	if err != nil || role != "" {
+		t.Fatalf("Restrict = %q, %v; want no role and no error", role, err)
+	}
+	r := sess.Run(t.Context(), []Check{{Name: "sneaky", SQL: "SELECT pg_read_file('/etc/hostname')", Expect: Expectation{NotEmpty: true}}})
+	if len(r) != 1 || r[0].Passed || !strings.Contains(r[0].Message, "not run: the copy is in recovery") {
+		t.Errorf("results %+v, want the check not run", r)
+	}
+	if _, err := sess.Freshness(t.Context(), "SELECT now()", nil, time.Second); err == nil || !strings.Contains(err.Error(), "not run") {
+		t.Errorf("freshness error %v, want not run", err)
+	}
+}
