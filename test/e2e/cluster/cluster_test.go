@@ -166,7 +166,7 @@ func TestSnapshotAndRestoreIntoAnotherNamespace(t *testing.T) {
 	if _, err := env.Client.CoreV1().PersistentVolumeClaims(sandbox).Create(env.Ctx, claim, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating restore claim: %v", err)
 	}
-	if _, err := env.Client.CoreV1().Pods(sandbox).Create(env.Ctx, postgresPod(sandbox, "db", "data", "postgres:16"), metav1.CreateOptions{}); err != nil {
+	if _, err := env.Client.CoreV1().Pods(sandbox).Create(env.Ctx, postgresPod(sandbox, "db", "data", fixture.PostgresImage), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating restore pod: %v", err)
 	}
 	restored := env.WaitPodReady(sandbox, "db")
