@@ -261,7 +261,11 @@ func TestCrashedDatabaseIsRestarted(t *testing.T) {
 	env := newEnv(t)
 	ns := env.Namespace("crash")
 	pg := fixture.NewPostgres(ns, "flaky").WithPodAnnotations(map[string]string{nodeemu.AnnotationCrashAfter: "2s"})
-	env.CreatePostgres(pg)
+	// Not waiting for Ready: a server killed 2s after each start may never
+	// pass a readiness probe with a 2s period.
+	if _, err := env.Client.AppsV1().StatefulSets(ns).Create(env.Ctx, pg.Result(), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	env.WaitFor(fixture.Scaled(60*time.Second), "the crashed container to be restarted", func(ctx context.Context) (bool, error) {
 		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, pg.PodName(), metav1.GetOptions{})
 		if err != nil || len(p.Status.ContainerStatuses) != 1 {
