@@ -23,7 +23,7 @@ kubectl apply --server-side --force-conflicts -k test/demo/install >/dev/null
 kubectl wait --for=condition=Established --timeout=60s crd/restoredrills.drills.drillerd.dev crd/drillruns.drills.drillerd.dev >/dev/null
 kubectl get clusterrole drillerd
 
-say "Deploying production: shop/orders-db (PostgreSQL 16 StatefulSet)"
+say "Deploying production: shop/orders-db (PostgreSQL 15 StatefulSet)"
 kubectl apply -f test/demo/production.yaml >/dev/null
 kubectl -n shop rollout status statefulset/orders-db --timeout=180s >/dev/null
 ip=$(kubectl -n shop get pod orders-db-0 -o jsonpath='{.status.podIP}')
@@ -47,8 +47,11 @@ for _ in 1 2; do
 done
 kubectl -n shop get volumesnapshots
 
-say "Applying the RestoreDrill (deploy/examples/restoredrill.yaml)"
-kubectl apply -f deploy/examples/restoredrill.yaml
+# The drill's image must be production's major version: the example's, set
+# to the demo's production image, as anyone adapting the example does.
+image=$(kubectl -n shop get statefulset orders-db -o jsonpath='{.spec.template.spec.containers[0].image}')
+say "Applying the RestoreDrill (deploy/examples/restoredrill.yaml, with production's image $image)"
+sed -E "s|^(    image:) .*|\1 $image|" deploy/examples/restoredrill.yaml | kubectl apply -f -
 
 if [ -f "$state/drillerd.pid" ]; then
   kill "$(cat "$state/drillerd.pid")" 2>/dev/null || true   # a fresh token, and the binary just built

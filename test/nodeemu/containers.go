@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -175,6 +177,10 @@ func (pw *podWorker) runContainer(cs *containerState) {
 		pw.imagePullLoop(cs)
 		return
 	}
+	if !cs.init {
+		stop := pw.startProbes(cs)
+		defer stop()
+	}
 	pw.event(corev1.EventTypeNormal, "Pulling", "Pulling image %q", cs.spec.Image)
 	delay := durationKnob(pw.pod.Annotations, AnnotationStartDelay, pw.e.cfg.Defaults.StartDelay)
 	if sleepCtx(pw.ctx, delay) != nil {
@@ -184,12 +190,17 @@ func (pw *podWorker) runContainer(cs *containerState) {
 	pw.event(corev1.EventTypeNormal, "Pulled", "Successfully pulled image %q in %s", cs.spec.Image, delay)
 	backoff := pw.e.cfg.Defaults.RestartBackoff
 	for {
-		exitCode := pw.startAndWait(cs)
+		exitCode, killedByProbe := pw.startAndWait(cs)
 		if pw.ctx.Err() != nil {
 			return
 		}
-		policy := pw.pod.Spec.RestartPolicy
-		if policy == corev1.RestartPolicyNever || (policy == corev1.RestartPolicyOnFailure && exitCode == 0) {
+		// A container killed for a failed probe is restarted unless the
+		// policy is Never, whatever its exit code (the kubelet's
+		// shouldRestartOnFailure).
+		switch policy := pw.pod.Spec.RestartPolicy; {
+		case policy == corev1.RestartPolicyNever:
+			return
+		case policy == corev1.RestartPolicyOnFailure && exitCode == 0 && !killedByProbe:
 			return
 		}
 		pw.mu.Lock()
@@ -208,6 +219,33 @@ func (pw *podWorker) runContainer(cs *containerState) {
 		pw.mu.Lock()
 		cs.restarts++
 		pw.mu.Unlock()
+	}
+}
+
+// startProbes starts a worker for each probe of the container, as the
+// kubelet's probe manager does when a pod is added; the returned function
+// stops them.
+func (pw *podWorker) startProbes(cs *containerState) (stop func()) {
+	ctx, cancel := context.WithCancel(pw.ctx)
+	var wg sync.WaitGroup
+	for _, kind := range []probeKind{startupProbe, readinessProbe, livenessProbe} {
+		spec := kind.of(&cs.spec)
+		if spec == nil {
+			continue
+		}
+		w := newProbeWorker(kind, spec, pw.e.clock, containerProber{pw: pw, cs: cs})
+		pw.mu.Lock()
+		cs.probes[kind] = w
+		pw.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.run(ctx)
+		}()
+	}
+	return func() {
+		cancel()
+		wg.Wait()
 	}
 }
 
@@ -255,9 +293,21 @@ func (pw *podWorker) setTerminatedIfWaiting(cs *containerState) {
 	pw.markDirty()
 }
 
-// startAndWait starts the database once and waits for it to exit or for
-// the pod to stop; it returns the exit code.
-func (pw *podWorker) startAndWait(cs *containerState) int32 {
+// containerRun is one start of a container: its main process, what an exec
+// into it sees, and where its output and termination message go.
+type containerRun struct {
+	proc           *pgproc.Process
+	view           execView
+	logPath        string
+	logOffset      int64  // where this run's output starts in logPath
+	terminationLog string // host file behind terminationMessagePath
+	killedByProbe  bool
+}
+
+// startAndWait starts the container's server once and waits for it to
+// exit or for the pod to stop; it returns the exit code and whether the
+// kubelet killed it for a failed liveness or startup probe.
+func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 	c := &cs.spec
 	var env map[string]string
 	for {
@@ -270,16 +320,45 @@ func (pw *podWorker) startAndWait(cs *containerState) int32 {
 		pw.event(corev1.EventTypeWarning, "Failed", "Error: %v", err)
 		if sleepCtx(pw.ctx, 2*time.Second) != nil {
 			pw.setTerminatedIfWaiting(cs)
-			return 137
+			return 137, false
 		}
 	}
+	img, _ := parsePostgresImage(c.Image)
+	major, binDir, haveServer := pw.e.postgres.serverFor(img)
 	args, err := serverArgs(c, env)
 	if err != nil {
-		return pw.containerFailed(cs, 128, "StartError", err)
+		return pw.containerFailed(cs, 128, "StartError", err), false
 	}
 	table, err := pw.mountTable(c, env)
 	if err != nil {
-		return pw.containerFailed(cs, 128, "StartError", err)
+		return pw.containerFailed(cs, 128, "StartError", err), false
+	}
+	runtimeDir, err := os.MkdirTemp("", "pg")
+	if err != nil {
+		return pw.containerFailed(cs, 128, "StartError", err), false
+	}
+	defer os.RemoveAll(runtimeDir)
+	containerID := fmt.Sprintf("emulator://%s-%s-%d", pw.pod.UID, c.Name, cs.restarts)
+	terminationLog, err := pw.terminationLogFile(c.Name, cs.restarts)
+	if err != nil {
+		return pw.containerFailed(cs, 128, "StartError", err), false
+	}
+	terminationPath := c.TerminationMessagePath
+	if terminationPath == "" {
+		terminationPath = corev1.TerminationMessagePathDefault
+	}
+	// The image's server keeps its socket in /var/run/postgresql; here
+	// that is the container's runtime directory.
+	table = table.with(socketDir, runtimeDir).with(terminationPath, terminationLog)
+	view := execView{
+		containerID: containerID, env: imageEnv(major, binDir, env), table: table,
+		workDir: c.WorkingDir, uid: pw.e.uid, gid: pw.e.gid,
+	}
+	if view.workDir == "" {
+		view.workDir = "/"
+	}
+	if err := pw.ensureDir(table.hostPath(view.workDir)); err != nil {
+		return pw.containerFailed(cs, 128, "StartError", err), false
 	}
 	for i := range args {
 		args[i] = table.translateArg(args[i])
@@ -294,17 +373,30 @@ func (pw *podWorker) startAndWait(cs *containerState) int32 {
 		pgdata = defaultPGDATA
 	}
 	env["PGDATA"] = table.hostPath(pgdata)
-	runDir := filepath.Join(pw.dir, "run", c.Name)
-	if err := pw.ensureDir(filepath.Dir(runDir)); err != nil {
-		return pw.containerFailed(cs, 128, "StartError", err)
-	}
-	socketDir, err := os.MkdirTemp("", "pg")
-	if err != nil {
-		return pw.containerFailed(cs, 128, "StartError", err)
-	}
-	defer os.RemoveAll(socketDir)
 	logDir := filepath.Join(pw.dir, "logs")
 	_ = os.MkdirAll(logDir, 0o755)
+	run := &containerRun{view: view, logPath: filepath.Join(logDir, c.Name+".log"), terminationLog: terminationLog}
+	if info, err := os.Stat(run.logPath); err == nil {
+		run.logOffset = info.Size()
+	}
+
+	if !haveServer {
+		fileMajor := dataDirMajor(env["PGDATA"])
+		if major == "" || fileMajor == "" || fileMajor == major {
+			installed := strings.Join(pw.e.postgres.majors(), ", ")
+			return pw.containerFailed(cs, 128, "StartError", fmt.Errorf(
+				"the node emulator cannot run %s: this machine has no PostgreSQL %s server (%s/%s/bin/postgres); installed: %s",
+				c.Image, major, pw.e.postgres.root, major, installed)), false
+		}
+		// The image's server starts, finds a data directory of another
+		// major version, says so and exits with 1.
+		version := img.version
+		if version == "" {
+			version = major
+		}
+		return pw.refuseDataDir(cs, run, containerID, incompatibleDataDirLog(env["PGDATA"], fileMajor, version, time.Now())), false
+	}
+
 	port := serverPort(args, env)
 	spec := pgproc.Spec{
 		DataDir:       env["PGDATA"],
@@ -314,39 +406,44 @@ func (pw *podWorker) startAndWait(cs *containerState) int32 {
 		Env:           env,
 		UID:           pw.e.uid,
 		GID:           pw.e.gid,
-		RuntimeDir:    socketDir,
-		LogPath:       filepath.Join(logDir, c.Name+".log"),
+		RuntimeDir:    runtimeDir,
+		LogPath:       run.logPath,
+		BinDir:        binDir,
 	}
 	if _, err := pgproc.Initialize(pw.ctx, spec); err != nil {
 		if pw.ctx.Err() != nil {
 			pw.setTerminatedIfWaiting(cs)
-			return 137
+			return 137, false
 		}
-		return pw.containerFailed(cs, 1, "Error", err)
+		return pw.containerFailed(cs, 1, "Error", err), false
 	}
 	proc, err := pgproc.Start(spec)
 	if err != nil {
-		return pw.containerFailed(cs, 1, "Error", err)
+		return pw.containerFailed(cs, 1, "Error", err), false
 	}
+	run.proc = proc
 	started := metav1.NewTime(proc.StartedAt())
 	pw.mu.Lock()
-	cs.proc = proc
-	cs.started = true
-	cs.ready = false
-	cs.containerID = fmt.Sprintf("emulator://%s-%s-%d", pw.pod.UID, c.Name, cs.restarts)
+	cs.run = run
+	cs.containerID = containerID
+	cs.results = map[probeKind]probeResult{}
 	cs.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}
 	pw.truth.Processes = append(pw.truth.Processes, ProcessTruth{Container: c.Name, Started: proc.StartedAt()})
-	run := len(pw.truth.Processes) - 1
+	truthIndex := len(pw.truth.Processes) - 1
+	startedNow := cs.isStarted()
 	pw.mu.Unlock()
 	pw.writeTruth()
 	pw.markDirty()
-	pw.event(corev1.EventTypeNormal, "Created", "Created container: %s", c.Name)
-	pw.event(corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
-	pw.e.log.Printf("pod %s: started %s (pid %d) on %s:%d", pw.key, c.Name, proc.Pid(), pw.ip, port)
+	pw.containerEvent(cs, corev1.EventTypeNormal, "Created", "Created container: %s", c.Name)
+	pw.containerEvent(cs, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
+	pw.e.log.Printf("pod %s: started %s (pid %d, PostgreSQL %s) on %s:%d", pw.key, c.Name, proc.Pid(), major, pw.ip, port)
+	if startedNow {
+		pw.triggerReadiness(cs)
+	}
 
-	probeCtx, stopProbe := context.WithCancel(pw.ctx)
-	defer stopProbe()
-	go pw.probe(probeCtx, cs, run, net.JoinHostPort(pw.ip, strconv.Itoa(port)))
+	truthCtx, stopTruth := context.WithCancel(pw.ctx)
+	defer stopTruth()
+	go pw.recordFirstAccepting(truthCtx, truthIndex, net.JoinHostPort(pw.ip, strconv.Itoa(port)))
 	if after, ok := pw.pod.Annotations[AnnotationCrashAfter]; ok {
 		if d, err := time.ParseDuration(after); err == nil {
 			crash := time.AfterFunc(d, func() { _ = proc.Kill() })
@@ -357,48 +454,168 @@ func (pw *podWorker) startAndWait(cs *containerState) int32 {
 	select {
 	case <-proc.Done():
 	case <-pw.ctx.Done():
-		pw.event(corev1.EventTypeNormal, "Killing", "Stopping container %s", c.Name)
+		pw.containerEvent(cs, corev1.EventTypeNormal, "Killing", "Stopping container %s", c.Name)
 		_ = proc.Stop(time.Duration(pw.grace.Load()))
 	}
-	stopProbe()
+	stopTruth()
 	code := int32(proc.ExitCode())
 	if proc.ExitSignal() != "" {
 		code = 137
 	}
+	pw.mu.Lock()
+	pw.truth.Processes[truthIndex].Exited = time.Now()
+	pw.truth.Processes[truthIndex].ExitCode = int(code)
+	killed := run.killedByProbe
+	pw.mu.Unlock()
+	pw.finishRun(cs, run, code, started)
+	return code, killed
+}
+
+// refuseDataDir plays a server that exits at once with the given output.
+func (pw *podWorker) refuseDataDir(cs *containerState, run *containerRun, containerID, output string) int32 {
+	if f, err := os.OpenFile(run.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+		_, _ = f.WriteString(output)
+		f.Close()
+	}
+	now := time.Now()
+	started := metav1.NewTime(now)
+	pw.mu.Lock()
+	cs.containerID = containerID
+	cs.results = map[probeKind]probeResult{}
+	pw.truth.Processes = append(pw.truth.Processes, ProcessTruth{Container: cs.spec.Name, Started: now, Exited: now, ExitCode: 1})
+	pw.mu.Unlock()
+	pw.containerEvent(cs, corev1.EventTypeNormal, "Created", "Created container: %s", cs.spec.Name)
+	pw.containerEvent(cs, corev1.EventTypeNormal, "Started", "Started container %s", cs.spec.Name)
+	pw.e.log.Printf("pod %s: %s: the server of %s refuses its data directory", pw.key, cs.spec.Name, cs.spec.Image)
+	pw.finishRun(cs, run, 1, started)
+	return 1
+}
+
+// finishRun records a run's end as the kubelet reports it, with the
+// termination message.
+func (pw *podWorker) finishRun(cs *containerState, run *containerRun, code int32, started metav1.Time) {
 	reason := "Completed"
 	if code != 0 {
 		reason = "Error"
 	}
+	message := terminationMessage(&cs.spec, run, code)
 	pw.mu.Lock()
-	cs.proc = nil
-	cs.ready = false
+	cs.run = nil
 	cs.state = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-		ExitCode: code, Reason: reason, StartedAt: started, FinishedAt: metav1.Now(), ContainerID: cs.containerID,
+		ExitCode: code, Reason: reason, Message: message, StartedAt: started, FinishedAt: metav1.Now(), ContainerID: cs.containerID,
 	}}
-	pw.truth.Processes[run].Exited = time.Now()
-	pw.truth.Processes[run].ExitCode = int(code)
 	pw.mu.Unlock()
 	pw.writeTruth()
 	pw.markDirty()
-	return code
 }
 
 func (pw *podWorker) containerFailed(cs *containerState, code int32, reason string, err error) int32 {
 	now := metav1.Now()
 	pw.mu.Lock()
-	cs.started = false
+	cs.run = nil
 	cs.state = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
 		ExitCode: code, Reason: reason, Message: err.Error(), StartedAt: now, FinishedAt: now,
 	}}
 	pw.mu.Unlock()
 	pw.markDirty()
-	pw.event(corev1.EventTypeWarning, "Failed", "Error: %v", err)
+	pw.containerEvent(cs, corev1.EventTypeWarning, "Failed", "Error: %v", err)
 	return code
 }
 
-// probe keeps the container's readiness equal to "accepts connections".
-func (pw *podWorker) probe(ctx context.Context, cs *containerState, run int, addr string) {
-	interval := probeUntilReady
+// terminationLogFile creates the empty file the kubelet mounts at a
+// container's terminationMessagePath.
+func (pw *podWorker) terminationLogFile(container string, restarts int32) (string, error) {
+	dir := filepath.Join(pw.dir, "containers", container)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, fmt.Sprintf("termination-log.%d", restarts))
+	if err := os.WriteFile(p, nil, 0o666); err != nil {
+		return "", err
+	}
+	return p, os.Chown(p, int(pw.e.uid), int(pw.e.gid))
+}
+
+// Limits of a termination message (pkg/kubelet/container).
+const (
+	maxTerminationMessage         = 4 * 1024
+	maxTerminationMessageLogBytes = 2 * 1024
+	maxTerminationMessageLogLines = 80
+)
+
+// terminationMessage is what the kubelet reports for a finished run: what
+// the container wrote to its terminationMessagePath; else, with policy
+// FallbackToLogsOnError and a non-zero exit code, the end of the run's log;
+// else nothing.
+func terminationMessage(c *corev1.Container, run *containerRun, code int32) string {
+	if data := readTail(run.terminationLog, 0, maxTerminationMessage); len(data) > 0 {
+		return string(data)
+	}
+	if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError || code == 0 {
+		return ""
+	}
+	data := readTail(run.logPath, run.logOffset, -1)
+	lines := strings.SplitAfter(string(data), "\n")
+	if lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	if len(lines) > maxTerminationMessageLogLines {
+		lines = lines[len(lines)-maxTerminationMessageLogLines:]
+	}
+	out := strings.Join(lines, "")
+	if len(out) > maxTerminationMessageLogBytes {
+		out = out[len(out)-maxTerminationMessageLogBytes:]
+	}
+	return out
+}
+
+// readTail reads a file from offset on, at most its last max bytes (max
+// < 0: all of it).
+func readTail(path string, offset int64, max int64) []byte {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	start := offset
+	if max >= 0 && info.Size()-start > max {
+		start = info.Size() - max
+	}
+	if start > info.Size() {
+		return nil
+	}
+	data, _ := io.ReadAll(io.NewSectionReader(f, start, info.Size()-start))
+	return data
+}
+
+// imageEnv is the container's environment as the postgres image defines
+// it, overridden by the container's own. PATH starts with the binaries of
+// the image's major version: in the image, nothing else in PATH holds a
+// PostgreSQL program; on this machine /usr/bin holds Debian's wrappers.
+func imageEnv(major, binDir string, container map[string]string) map[string]string {
+	env := map[string]string{
+		"PATH":   binDir + ":/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"PGDATA": defaultPGDATA,
+		"LANG":   "C.UTF-8",
+		"HOME":   "/root",
+	}
+	if major != "" {
+		env["PG_MAJOR"] = major
+	}
+	for k, v := range container {
+		env[k] = v
+	}
+	return env
+}
+
+// recordFirstAccepting records in the ground truth when the server first
+// accepts connections. It is the emulator's own measurement, for tests;
+// readiness comes from the pod's readiness probe only.
+func (pw *podWorker) recordFirstAccepting(ctx context.Context, truthIndex int, addr string) {
 	for {
 		probeCtx, cancel := context.WithTimeout(ctx, time.Second)
 		ready, _ := pgproc.Probe(probeCtx, addr)
@@ -406,22 +623,14 @@ func (pw *podWorker) probe(ctx context.Context, cs *containerState, run int, add
 		if ctx.Err() != nil {
 			return
 		}
-		pw.mu.Lock()
-		changed := cs.ready != ready
-		cs.ready = ready
-		first := ready && pw.truth.Processes[run].FirstAccepting.IsZero()
-		if first {
-			pw.truth.Processes[run].FirstAccepting = time.Now()
-		}
-		pw.mu.Unlock()
-		if first {
+		if ready {
+			pw.mu.Lock()
+			pw.truth.Processes[truthIndex].FirstAccepting = time.Now()
+			pw.mu.Unlock()
 			pw.writeTruth()
-			interval = probeWhenReady
+			return
 		}
-		if changed {
-			pw.markDirty()
-		}
-		if sleepCtx(ctx, interval) != nil {
+		if sleepCtx(ctx, groundTruthPoll) != nil {
 			return
 		}
 	}
@@ -435,4 +644,131 @@ func (pw *podWorker) writeTruth() {
 	if err := pw.e.truth.writePod(t); err != nil {
 		pw.e.log.Printf("pod %s: ground truth: %v", pw.key, err)
 	}
+}
+
+// triggerReadiness asks for a readiness probe now, as the kubelet's pod
+// sync does for a started container that is not ready yet.
+func (pw *podWorker) triggerReadiness(cs *containerState) {
+	pw.mu.Lock()
+	w := cs.probes[readinessProbe]
+	pw.mu.Unlock()
+	if w != nil {
+		w.triggerNow()
+	}
+}
+
+// containerProber is a container as its probe workers see it: the
+// kubelet's status manager, prober and results managers.
+type containerProber struct {
+	pw *podWorker
+	cs *containerState
+}
+
+func (p containerProber) container() containerView {
+	p.pw.mu.Lock()
+	defer p.pw.mu.Unlock()
+	cs := p.cs
+	v := containerView{
+		id:          cs.containerID,
+		started:     cs.isStarted(),
+		terminated:  cs.state.Terminated != nil,
+		restartable: p.pw.pod.Spec.RestartPolicy != corev1.RestartPolicyNever,
+	}
+	if r := cs.state.Running; r != nil {
+		v.running, v.startedAt = true, r.StartedAt.Time
+	}
+	return v
+}
+
+func (p containerProber) runProbe(ctx context.Context, kind probeKind, spec *corev1.Probe) probeOutcome {
+	p.pw.mu.Lock()
+	run := p.cs.run
+	p.pw.mu.Unlock()
+	if run == nil {
+		return probeOutcome{err: errors.New("container is not running")}
+	}
+	c := &p.cs.spec
+	timeout := time.Duration(spec.TimeoutSeconds) * time.Second
+	switch {
+	case spec.Exec != nil:
+		// Only the container's literal variables are expanded in the
+		// command (ExpandContainerCommandOnlyStatic).
+		static := map[string]string{}
+		for _, e := range c.Env {
+			if e.ValueFrom == nil {
+				static[e.Name] = e.Value
+			}
+		}
+		command := make([]string, len(spec.Exec.Command))
+		for i, a := range spec.Exec.Command {
+			command[i] = expand(a, static)
+		}
+		return run.view.execProbe(ctx, command, timeout)
+	case spec.HTTPGet != nil:
+		return httpProbe(spec.HTTPGet, c, p.pw.ip, timeout)
+	case spec.TCPSocket != nil:
+		port, err := resolveProbePort(spec.TCPSocket.Port, c)
+		if err != nil {
+			return probeOutcome{err: err}
+		}
+		host := spec.TCPSocket.Host
+		if host == "" {
+			host = p.pw.ip
+		}
+		return tcpProbe(host, port, timeout)
+	case spec.GRPC != nil:
+		return probeOutcome{err: errors.New("gRPC probes are not supported by the node emulator")}
+	}
+	return probeOutcome{err: fmt.Errorf("missing probe handler for %s:%s", p.pw.key, c.Name)}
+}
+
+func (p containerProber) setResult(kind probeKind, containerID string, r probeResult) {
+	pw, cs := p.pw, p.cs
+	pw.mu.Lock()
+	if containerID != cs.containerID {
+		pw.mu.Unlock()
+		return
+	}
+	before := cs.results[kind]
+	wasStarted := cs.isStarted()
+	cs.results[kind] = r
+	startedNow := !wasStarted && cs.isStarted()
+	run := cs.run
+	pw.mu.Unlock()
+	if before != r {
+		pw.markDirty()
+	}
+	if startedNow {
+		pw.triggerReadiness(cs)
+	}
+	if r == resultFailure && (kind == livenessProbe || kind == startupProbe) && run != nil {
+		go pw.killForProbe(cs, run, kind)
+	}
+}
+
+func (p containerProber) event(eventType, reason, message string) {
+	p.pw.containerEvent(p.cs, eventType, reason, "%s", message)
+}
+
+// killForProbe stops a container that failed its liveness or startup
+// probe, with the probe's termination grace period, else the pod's.
+func (pw *podWorker) killForProbe(cs *containerState, run *containerRun, kind probeKind) {
+	spec := kind.of(&cs.spec)
+	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if g := pw.pod.Spec.TerminationGracePeriodSeconds; g != nil {
+		grace = *g
+	}
+	if spec != nil && spec.TerminationGracePeriodSeconds != nil {
+		grace = *spec.TerminationGracePeriodSeconds
+	}
+	grace = max(grace, minimumGracePeriodSeconds)
+	message := fmt.Sprintf("Container %s failed %s probe", cs.spec.Name, strings.ToLower(kind.String()))
+	if pw.pod.Spec.RestartPolicy != corev1.RestartPolicyNever {
+		message += ", will be restarted"
+	}
+	pw.mu.Lock()
+	run.killedByProbe = true
+	pw.mu.Unlock()
+	pw.containerEvent(cs, corev1.EventTypeNormal, "Killing", "%s", message)
+	_ = run.proc.Stop(time.Duration(grace) * time.Second)
 }

@@ -8,12 +8,14 @@
 // controller, snapshot-controller, namespace controller) is the real thing:
 //
 //   - node agent (kubelet): registers the Node and its CSINode, renews its
-//     Lease, runs pods bound to it. A container whose image is postgres* runs
-//     the machine's PostgreSQL as an unprivileged user on the pod's volume,
-//     listening on a loopback address of its own (127.0.x.y) that becomes
-//     status.podIP. Container paths (PGDATA, args such as hba_file=...) are
-//     translated through the pod's volume mounts. Any other image ends in
-//     ErrImagePull / ImagePullBackOff. Ready means accepting connections.
+//     Lease, runs pods bound to it. A container whose image is postgres*
+//     runs the machine's PostgreSQL of the image's major version
+//     (/usr/lib/postgresql/<major>/bin; an image without a version, or
+//     "latest", the newest installed) as an unprivileged user on the pod's
+//     volume, listening on a loopback address of its own (127.0.x.y) that
+//     becomes status.podIP. Container paths (PGDATA, args such as
+//     hba_file=...) are translated through the pod's volume mounts. Any
+//     other image ends in ErrImagePull / ImagePullBackOff.
 //   - external-provisioner: a claim of a StorageClass of DriverName gets a PV
 //     backed by a new directory, cloned from the physical snapshot when the
 //     claim's dataSource is a VolumeSnapshot. Released PVs with reclaim
@@ -26,7 +28,51 @@
 //     when other contents share the handle; Retain keeps it.
 //   - ground truth: for each volume and pod it records, as JSON under
 //     GroundTruthDir, when the volume became usable, when each database
-//     process started and when it first accepted connections.
+//     process started, when it first accepted connections (the emulator's
+//     own measurement, which nothing in the cluster sees) and when it
+//     exited.
+//
+// # Probes and readiness
+//
+// Readiness, liveness and startup probes run as the kubelet's prober runs
+// them (probe.go): periods, initial delays, thresholds, timeouts, the
+// Unhealthy events, a kill for a failed liveness or startup probe. A
+// container is Ready only when its readiness probe says so, or, without
+// one, once it runs; the pod's Ready and ContainersReady conditions follow.
+// Handlers: exec, tcpSocket and httpGet; grpc is not supported and errors
+// (an Unhealthy event says so; like any errored probe it never succeeds).
+// The kubelet probes readiness once at once after a container starts, then
+// every period; it also probes again on other pod syncs, which the emulator
+// does not have, so its Ready may come a period later than a kubelet's, never
+// earlier.
+//
+// An exec probe runs its command on this machine in the container's view:
+// as the database user, with the container's environment (the image's PATH
+// with /usr/lib/postgresql/<major>/bin first, PGDATA, PG_MAJOR, then the
+// container's own variables), absolute container paths in arguments and
+// variables translated through the mounts, and the pod's network reached
+// the way the image reaches it. The postgres image's server and libpq meet
+// on the unix socket in /var/run/postgresql; here that directory is the
+// container's own runtime directory, and the exec gets PGHOST naming it
+// unless the container sets PGHOST, so `pg_isready -p 5432` asks the pod's
+// own server and no other. The emulator has no network namespaces: an exec
+// that names localhost or 127.0.0.1 reaches this machine's loopback, not
+// the pod's address (use the default socket, or the pod's IP from the
+// downward API: sh -c 'pg_isready -h "$POD_IP"').
+//
+// # Versions
+//
+// The image's major version must be installed here. When it is not, the
+// container still starts as far as the data directory can tell: on a data
+// directory of another major version it prints what that server would
+// (FATAL:  database files are incompatible with server, with the DETAIL of
+// both versions; the server's version is the tag's, e.g. 16 or 16.4) and
+// exits with 1; on an empty data directory, or one of its own major version,
+// the emulator cannot play the server and the container fails with
+// StartError naming the missing installation. A container's termination
+// message is what it wrote to its terminationMessagePath, or with
+// terminationMessagePolicy FallbackToLogsOnError and a failure, the end of
+// its log, as the kubelet reports it.
 //
 // Fault knobs are annotations (see the Annotation* constants) or Defaults.
 package nodeemu
@@ -51,6 +97,7 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
 
 	"github.com/drillerd/drillerd/test/nodeemu/csistore"
 )
@@ -130,6 +177,9 @@ type Emulator struct {
 	events    record.EventBroadcaster
 	uid, gid  uint32
 
+	clock    clock.WithTicker
+	postgres hostPostgres
+
 	kubeletMu sync.Mutex
 	kubelet   *kubelet
 }
@@ -190,6 +240,8 @@ func New(cfg Config) (*Emulator, error) {
 		log: log.New(out, "", log.LstdFlags|log.Lmicroseconds), logFile: closer,
 		recorders: map[string]record.EventRecorder{},
 		uid:       uint32(uid), gid: uint32(gid),
+		clock:    clock.RealClock{},
+		postgres: hostPostgres{root: defaultPostgresRoot},
 	}
 	e.events = record.NewBroadcaster()
 	e.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})

@@ -34,16 +34,30 @@ func newMountTable(rootfs string, mounts []mount) mountTable {
 }
 
 func (t mountTable) hostPath(containerPath string) string {
+	if p, ok := t.mountedPath(containerPath); ok {
+		return p
+	}
+	return filepath.Join(t.rootfs, path.Clean("/"+containerPath))
+}
+
+// mountedPath translates a container path that lies on a mount.
+func (t mountTable) mountedPath(containerPath string) (string, bool) {
 	clean := path.Clean("/" + containerPath)
 	for _, m := range t.mounts {
 		if clean == m.containerPath {
-			return m.hostPath
+			return m.hostPath, true
 		}
 		if strings.HasPrefix(clean, strings.TrimSuffix(m.containerPath, "/")+"/") {
-			return filepath.Join(m.hostPath, strings.TrimPrefix(clean, m.containerPath))
+			return filepath.Join(m.hostPath, strings.TrimPrefix(clean, m.containerPath)), true
 		}
 	}
-	return filepath.Join(t.rootfs, clean)
+	return "", false
+}
+
+// with returns a table with one more mount.
+func (t mountTable) with(containerPath, hostPath string) mountTable {
+	mounts := append(append([]mount(nil), t.mounts...), mount{containerPath: path.Clean(containerPath), hostPath: hostPath})
+	return newMountTable(t.rootfs, mounts)
 }
 
 // translateArg rewrites absolute container paths in a server argument:
@@ -269,12 +283,4 @@ func stringMapBytes(m map[string]string) map[string][]byte {
 		out[k] = []byte(v)
 	}
 	return out
-}
-
-func isPostgresImage(image string) bool {
-	name := image
-	if i := strings.LastIndex(name, "/"); i >= 0 {
-		name = name[i+1:]
-	}
-	return strings.HasPrefix(name, "postgres")
 }

@@ -115,22 +115,6 @@ func TestExpand(t *testing.T) {
 	}
 }
 
-func TestIsPostgresImage(t *testing.T) {
-	tests := map[string]bool{
-		"postgres:16":                       true,
-		"docker.io/library/postgres:16.4":   true,
-		"registry.example.com/postgres@sha": true,
-		"bitnami/postgresql:15":             true,
-		"nginx:1.27":                        false,
-		"postgres-exporter/exporter:1":      false,
-	}
-	for image, want := range tests {
-		if got := isPostgresImage(image); got != want {
-			t.Errorf("isPostgresImage(%q) = %v, want %v", image, got, want)
-		}
-	}
-}
-
 // The csi-snapshotter's rule for when a deleted content's physical snapshot
 // may go: never while a CreateSnapshot call may still be in flight.
 func TestShouldDeleteFollowsTheSidecar(t *testing.T) {

@@ -13,17 +13,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-
-	"github.com/drillerd/drillerd/test/nodeemu/pgproc"
 )
 
 const (
-	defaultPGDATA     = "/var/lib/postgresql/data"
-	probeUntilReady   = 200 * time.Millisecond
-	probeWhenReady    = 2 * time.Second
-	imagePullBackoff  = 10 * time.Second
-	maxRestartBackoff = 5 * time.Minute
-	emulatedImageID   = "emulator://postgres@local"
+	defaultPGDATA   = "/var/lib/postgresql/data"
+	groundTruthPoll = 200 * time.Millisecond
+	// minimumGracePeriodSeconds is the kubelet's floor for killing a
+	// container.
+	minimumGracePeriodSeconds = 2
+	imagePullBackoff          = 10 * time.Second
+	maxRestartBackoff         = 5 * time.Minute
+	emulatedImageID           = "emulator://postgres@local"
 )
 
 // podWorker runs one pod: mounts its volumes, runs its containers, and
@@ -56,13 +56,36 @@ type podWorker struct {
 
 type containerState struct {
 	spec        corev1.Container
+	init        bool
 	state       corev1.ContainerState
 	last        corev1.ContainerState
-	ready       bool
-	started     bool
 	restarts    int32
 	containerID string
-	proc        *pgproc.Process
+	run         *containerRun             // the running container; nil otherwise
+	results     map[probeKind]probeResult // probe results of containerID
+	probes      map[probeKind]*probeWorker
+}
+
+// isStarted is the container status's Started: running, and its startup
+// probe (if any) has succeeded.
+func (cs *containerState) isStarted() bool {
+	if cs.state.Running == nil {
+		return false
+	}
+	return cs.init || cs.spec.StartupProbe == nil || cs.results[startupProbe] == resultSuccess
+}
+
+// isReady is the container status's Ready: an init container that
+// completed; a started container without a readiness probe; else the
+// readiness probe's result.
+func (cs *containerState) isReady() bool {
+	if cs.init {
+		return cs.state.Terminated != nil && cs.state.Terminated.ExitCode == 0
+	}
+	if !cs.isStarted() {
+		return false
+	}
+	return cs.spec.ReadinessProbe == nil || cs.results[readinessProbe] == resultSuccess
 }
 
 func (k *kubelet) newPodWorker(pod *corev1.Pod) *podWorker {
@@ -82,10 +105,12 @@ func (k *kubelet) newPodWorker(pod *corev1.Pod) *podWorker {
 	pw.grace.Store(int64(30 * time.Second))
 	waiting := corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ContainerCreating"}}
 	for _, c := range pod.Spec.InitContainers {
-		pw.init = append(pw.init, &containerState{spec: c, state: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}}})
+		pw.init = append(pw.init, &containerState{spec: c, init: true, state: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}},
+			results: map[probeKind]probeResult{}, probes: map[probeKind]*probeWorker{}})
 	}
 	for _, c := range pod.Spec.Containers {
-		pw.containers = append(pw.containers, &containerState{spec: c, state: waiting})
+		pw.containers = append(pw.containers, &containerState{spec: c, state: waiting,
+			results: map[probeKind]probeResult{}, probes: map[probeKind]*probeWorker{}})
 	}
 	pw.truth = PodTruth{Namespace: pod.Namespace, Name: pod.Name, UID: string(pod.UID), IP: pw.ip, Observed: time.Now()}
 	return pw
@@ -201,7 +226,7 @@ func (pw *podWorker) fillStatus(s *corev1.PodStatus) {
 
 	allReady := len(pw.containers) > 0
 	for _, cs := range pw.containers {
-		allReady = allReady && cs.ready
+		allReady = allReady && cs.isReady()
 	}
 	s.Phase = pw.phase()
 	terminal := s.Phase == corev1.PodSucceeded || s.Phase == corev1.PodFailed
@@ -262,9 +287,9 @@ func (pw *podWorker) containerStatuses(states []*containerState) []corev1.Contai
 			Image:                cs.spec.Image,
 			State:                cs.state,
 			LastTerminationState: cs.last,
-			Ready:                cs.ready,
+			Ready:                cs.isReady(),
 			RestartCount:         cs.restarts,
-			Started:              ptr.To(cs.started),
+			Started:              ptr.To(cs.isStarted()),
 			ContainerID:          cs.containerID,
 		}
 		if isPostgresImage(cs.spec.Image) {
@@ -309,8 +334,8 @@ func (pw *podWorker) pauseProcesses() error {
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
 	for _, cs := range pw.containers {
-		if cs.proc != nil {
-			if err := cs.proc.Pause(); err != nil {
+		if cs.run != nil {
+			if err := cs.run.proc.Pause(); err != nil {
 				return fmt.Errorf("pausing %s/%s: %w", pw.key, cs.spec.Name, err)
 			}
 		}
@@ -322,8 +347,8 @@ func (pw *podWorker) resumeProcesses() {
 	pw.mu.Lock()
 	defer pw.mu.Unlock()
 	for _, cs := range pw.containers {
-		if cs.proc != nil {
-			_ = cs.proc.Resume()
+		if cs.run != nil {
+			_ = cs.run.proc.Resume()
 		}
 	}
 }
@@ -332,6 +357,23 @@ func (pw *podWorker) event(eventType, reason, format string, args ...any) {
 	if pw.apiWrites.Load() {
 		pw.e.kubeletEvents().Eventf(pw.pod, eventType, reason, format, args...)
 	}
+}
+
+// containerEvent records an event about one container of the pod, with
+// its field path as the kubelet's container reference has it.
+func (pw *podWorker) containerEvent(cs *containerState, eventType, reason, format string, args ...any) {
+	if !pw.apiWrites.Load() {
+		return
+	}
+	field := "spec.containers{" + cs.spec.Name + "}"
+	if cs.init {
+		field = "spec.initContainers{" + cs.spec.Name + "}"
+	}
+	ref := &corev1.ObjectReference{
+		Kind: "Pod", APIVersion: "v1", Namespace: pw.pod.Namespace, Name: pw.pod.Name, UID: pw.pod.UID,
+		ResourceVersion: pw.pod.ResourceVersion, FieldPath: field,
+	}
+	pw.e.kubeletEvents().Eventf(ref, eventType, reason, format, args...)
 }
 
 // ensureDir creates dir owned by the database user.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -166,7 +167,7 @@ func TestSnapshotAndRestoreIntoAnotherNamespace(t *testing.T) {
 	if _, err := env.Client.CoreV1().PersistentVolumeClaims(sandbox).Create(env.Ctx, claim, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating restore claim: %v", err)
 	}
-	if _, err := env.Client.CoreV1().Pods(sandbox).Create(env.Ctx, postgresPod(sandbox, "db", "data", "postgres:16"), metav1.CreateOptions{}); err != nil {
+	if _, err := env.Client.CoreV1().Pods(sandbox).Create(env.Ctx, postgresPod(sandbox, "db", "data", fixture.PostgresImage), metav1.CreateOptions{}); err != nil {
 		t.Fatalf("creating restore pod: %v", err)
 	}
 	restored := env.WaitPodReady(sandbox, "db")
@@ -260,7 +261,11 @@ func TestCrashedDatabaseIsRestarted(t *testing.T) {
 	env := newEnv(t)
 	ns := env.Namespace("crash")
 	pg := fixture.NewPostgres(ns, "flaky").WithPodAnnotations(map[string]string{nodeemu.AnnotationCrashAfter: "2s"})
-	env.CreatePostgres(pg)
+	// Not waiting for Ready: a server killed 2s after each start may never
+	// pass a readiness probe with a 2s period.
+	if _, err := env.Client.AppsV1().StatefulSets(ns).Create(env.Ctx, pg.Result(), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	env.WaitFor(fixture.Scaled(60*time.Second), "the crashed container to be restarted", func(ctx context.Context) (bool, error) {
 		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, pg.PodName(), metav1.GetOptions{})
 		if err != nil || len(p.Status.ContainerStatuses) != 1 {
@@ -296,6 +301,10 @@ func postgresPod(namespace, name, claim, image string) *corev1.Pod {
 				Image:        image,
 				Env:          []corev1.EnvVar{{Name: "PGDATA", Value: "/var/lib/postgresql/data/pgdata"}},
 				VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/var/lib/postgresql/data"}},
+				ReadinessProbe: &corev1.Probe{
+					ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"pg_isready"}}},
+					PeriodSeconds: 1,
+				},
 			}},
 			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{
 				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim},
@@ -311,4 +320,224 @@ func nodeReady(node *corev1.Node) bool {
 		}
 	}
 	return false
+}
+
+// TestReadinessComesOnlyFromTheReadinessProbe: a server that accepts
+// connections is not Ready while its readiness probe fails, and Ready comes
+// no earlier than the probe allows (initial delay, then a period after a
+// failed probe).
+func TestReadinessComesOnlyFromTheReadinessProbe(t *testing.T) {
+	env := newEnv(t)
+	ns := env.Namespace("probes")
+	never := newDatabasePod(ns, "never-ready").readiness(&corev1.Probe{
+		ProbeHandler:  corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"false"}}},
+		PeriodSeconds: 1,
+	}).Result()
+	// Fails its first probe (and leaves a mark on the volume), then asks
+	// the server.
+	later := newDatabasePod(ns, "ready-later").readiness(&corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{
+			"sh", "-c", `test -e "$1" && exec pg_isready -U app; touch "$1"; exit 1`, "sh", "/var/lib/postgresql/data/probed-once",
+		}}},
+		InitialDelaySeconds: 2,
+		PeriodSeconds:       3,
+	}).Result()
+	for _, pod := range []*corev1.Pod{never, later} {
+		if _, err := env.Client.CoreV1().Pods(ns).Create(env.Ctx, pod, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// (a) The server accepts connections; the probe keeps failing; the pod
+	// is not Ready.
+	env.WaitFor(fixture.PodReadyTimeout, "never-ready's server to accept connections and fail three readiness probes", func(ctx context.Context) (bool, error) {
+		truth, err := nodeemu.ReadPodTruth(cluster.GroundTruth, ns, "never-ready")
+		if err != nil || len(truth.Processes) == 0 || truth.Processes[0].FirstAccepting.IsZero() {
+			return false, err
+		}
+		return unhealthyCount(ctx, env, ns, "never-ready", "Readiness probe failed") >= 3, nil
+	})
+	pod, err := env.Client.CoreV1().Pods(ns).Get(env.Ctx, "never-ready", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if podCondition(pod, corev1.PodReady) != corev1.ConditionFalse || podCondition(pod, corev1.ContainersReady) != corev1.ConditionFalse ||
+		len(pod.Status.ContainerStatuses) != 1 || pod.Status.ContainerStatuses[0].Ready || pod.Status.ContainerStatuses[0].State.Running == nil {
+		t.Errorf("never-ready: conditions %+v, containers %+v; want running and not ready", pod.Status.Conditions, pod.Status.ContainerStatuses)
+	}
+	if got := env.QueryInt(env.Connect(pod), "SELECT 1"); got != 1 {
+		t.Errorf("SELECT 1 = %d on the server that is not Ready", got)
+	}
+
+	// (c) Ready no earlier than initialDelaySeconds + periodSeconds after
+	// the container started: the first probe fails, the next one is a
+	// period later.
+	ready := env.WaitPodReady(ns, "ready-later")
+	started := ready.Status.ContainerStatuses[0].State.Running.StartedAt.Time
+	var readyAt time.Time
+	for _, c := range ready.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			readyAt = c.LastTransitionTime.Time
+		}
+	}
+	// Both times are whole seconds (the API's precision), truncated:
+	// ready - started >= 5s holds for the truncated values too.
+	if gap := readyAt.Sub(started); gap < 5*time.Second {
+		t.Errorf("ready-later: Ready at %s, %s after the container started at %s; want at least 5s (initial delay 2s, then a failed probe and a 3s period)", readyAt, gap, started)
+	}
+	if !env.HasEvent(ns, "Pod", "ready-later", "Unhealthy", "Readiness probe failed") {
+		t.Errorf("ready-later: no Unhealthy event for its first probe; events: %v", env.Events(ns, "Pod", "ready-later"))
+	}
+}
+
+// TestAnImageOfAnotherMajorVersionRefusesTheDataDirectory: a data directory
+// of this machine's major version, then a pod of the next major version on
+// it. Its server refuses as that PostgreSQL does: exit code 1, the FATAL
+// line in its log, and in its termination message only with
+// FallbackToLogsOnError.
+func TestAnImageOfAnotherMajorVersionRefusesTheDataDirectory(t *testing.T) {
+	env := newEnv(t)
+	const newer = "postgres:16"
+	if _, err := os.Stat("/usr/lib/postgresql/16/bin/postgres"); err == nil {
+		t.Skipf("this machine has PostgreSQL 16: %s would run", newer)
+	}
+	ns := env.Namespace("versions")
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "data"},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
+		},
+	}
+	if _, err := env.Client.CoreV1().PersistentVolumeClaims(ns).Create(env.Ctx, claim, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	first := newDatabasePod(ns, "initdb").onClaim("data").Result()
+	if _, err := env.Client.CoreV1().Pods(ns).Create(env.Ctx, first, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	env.WaitPodReady(ns, "initdb")
+	if err := env.Client.CoreV1().Pods(ns).Delete(env.Ctx, "initdb", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	env.WaitFor(fixture.ShortTimeout, "pod initdb to be gone", func(ctx context.Context) (bool, error) {
+		_, err := env.Client.CoreV1().Pods(ns).Get(ctx, "initdb", metav1.GetOptions{})
+		return apierrors.IsNotFound(err), nil
+	})
+
+	// Two containers of the newer image on the same data directory: one
+	// falls back to its log for the termination message, one does not.
+	second := newDatabasePod(ns, "upgraded").onClaim("data").image(newer).Result()
+	second.Spec.RestartPolicy = corev1.RestartPolicyNever
+	logs := second.Spec.Containers[0]
+	logs.Name, logs.TerminationMessagePolicy = "logs", corev1.TerminationMessageFallbackToLogsOnError
+	file := second.Spec.Containers[0]
+	file.Name, file.TerminationMessagePolicy = "file", corev1.TerminationMessageReadFile
+	second.Spec.Containers = []corev1.Container{logs, file}
+	created, err := env.Client.CoreV1().Pods(ns).Create(env.Ctx, second, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pod *corev1.Pod
+	env.WaitFor(fixture.PodReadyTimeout, "pod upgraded to fail", func(ctx context.Context) (bool, error) {
+		p, err := env.Client.CoreV1().Pods(ns).Get(ctx, "upgraded", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		pod = p
+		return p.Status.Phase == corev1.PodFailed, fmt.Errorf("phase %s, containers %+v", p.Status.Phase, p.Status.ContainerStatuses)
+	})
+
+	const fatal = "FATAL:  database files are incompatible with server"
+	const detail = "DETAIL:  The data directory was initialized by PostgreSQL version 15, which is not compatible with this version 16."
+	messages := map[string]string{}
+	for _, cs := range pod.Status.ContainerStatuses {
+		term := cs.State.Terminated
+		if term == nil || term.ExitCode != 1 || term.Reason != "Error" {
+			t.Errorf("container %s: state %+v, want terminated with exit code 1 (Error)", cs.Name, cs.State)
+			continue
+		}
+		messages[cs.Name] = term.Message
+	}
+	if m := messages["logs"]; !strings.Contains(m, fatal) || !strings.Contains(m, detail) {
+		t.Errorf("termination message of logs (FallbackToLogsOnError) = %q, want the server's FATAL and DETAIL lines", m)
+	}
+	if m := messages["file"]; m != "" {
+		t.Errorf("termination message of file (policy File, nothing written to /dev/termination-log) = %q, want empty", m)
+	}
+	log, err := os.ReadFile(filepath.Join(cluster.StateDir, "node", "pods", string(created.UID), "logs", "file.log"))
+	if err != nil || !strings.Contains(string(log), fatal) || !strings.Contains(string(log), detail) {
+		t.Errorf("log of container file = %q (%v), want the server's FATAL and DETAIL lines", log, err)
+	}
+}
+
+// databasePod builds a pod running the fixtures' PostgreSQL with their
+// credentials on a fresh data directory.
+type databasePod struct{ p *corev1.Pod }
+
+func newDatabasePod(namespace, name string) *databasePod {
+	return &databasePod{p: &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: corev1.PodSpec{
+			TerminationGracePeriodSeconds: ptr.To(int64(5)),
+			Containers: []corev1.Container{{
+				Name:  "postgres",
+				Image: fixture.PostgresImage,
+				Env: []corev1.EnvVar{
+					{Name: "POSTGRES_USER", Value: fixture.DBUser},
+					{Name: "POSTGRES_PASSWORD", Value: fixture.DBPassword},
+					{Name: "POSTGRES_DB", Value: fixture.DBName},
+					{Name: "PGDATA", Value: "/var/lib/postgresql/data/pgdata"},
+				},
+				Args:         []string{"-c", "fsync=off", "-c", "shared_buffers=16MB"},
+				VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/var/lib/postgresql/data"}},
+			}},
+			Volumes: []corev1.Volume{{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+		},
+	}}
+}
+
+func (b *databasePod) readiness(p *corev1.Probe) *databasePod {
+	b.p.Spec.Containers[0].ReadinessProbe = p
+	return b
+}
+
+func (b *databasePod) image(image string) *databasePod {
+	b.p.Spec.Containers[0].Image = image
+	return b
+}
+
+func (b *databasePod) onClaim(claim string) *databasePod {
+	b.p.Spec.Volumes[0].VolumeSource = corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}
+	return b
+}
+
+func (b *databasePod) Result() *corev1.Pod { return b.p }
+
+// unhealthyCount counts the Unhealthy events about a pod whose message
+// starts with prefix (the event recorder folds repeats into one event's
+// count).
+func unhealthyCount(ctx context.Context, env *fixture.Env, namespace, pod, prefix string) int32 {
+	list, err := env.Client.CoreV1().Events(namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fmt.Sprintf("involvedObject.kind=Pod,involvedObject.name=%s,reason=Unhealthy", pod),
+	})
+	if err != nil {
+		return 0
+	}
+	var n int32
+	for _, e := range list.Items {
+		if strings.HasPrefix(e.Message, prefix) {
+			n += max(e.Count, 1)
+		}
+	}
+	return n
+}
+
+func podCondition(pod *corev1.Pod, t corev1.PodConditionType) corev1.ConditionStatus {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == t {
+			return c.Status
+		}
+	}
+	return corev1.ConditionUnknown
 }

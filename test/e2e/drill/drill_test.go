@@ -135,7 +135,7 @@ func (p *production) newDrill(name string) *drill {
 		Spec: drillsv1.RestoreDrillSpec{
 			Source: drillsv1.SourceSpec{PersistentVolumeClaimName: p.pg.ClaimName()},
 			Database: drillsv1.DatabaseSpec{
-				Image: "postgres:16", DataSubPath: "pgdata", DatabaseName: fixture.DBName,
+				Image: fixture.PostgresImage, DataSubPath: "pgdata", DatabaseName: fixture.DBName,
 				Auth: drillsv1.AuthSpec{Mode: drillsv1.AuthTrust, User: fixture.DBUser},
 			},
 			Timeouts: drillsv1.Timeouts{Database: &metav1.Duration{Duration: 60 * time.Second}},
