@@ -415,7 +415,9 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 			pw.setTerminatedIfWaiting(cs)
 			return 137, false
 		}
-		return pw.containerFailed(cs, 1, "Error", err), false
+		// The entrypoint ran, said why on its output and exited 1: the
+		// kubelet reports what the termination message policy gives.
+		return pw.containerExited(cs, 1, "Error", terminationMessage(c, run, 1)), false
 	}
 	proc, err := pgproc.Start(spec)
 	if err != nil {
@@ -519,6 +521,20 @@ func (pw *podWorker) containerFailed(cs *containerState, code int32, reason stri
 	pw.mu.Unlock()
 	pw.markDirty()
 	pw.containerEvent(cs, corev1.EventTypeWarning, "Failed", "Error: %v", err)
+	return code
+}
+
+// containerExited records a container whose process ran and exited with
+// code before it served, with the termination message the kubelet reports.
+func (pw *podWorker) containerExited(cs *containerState, code int32, reason, message string) int32 {
+	now := metav1.Now()
+	pw.mu.Lock()
+	cs.run = nil
+	cs.state = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		ExitCode: code, Reason: reason, Message: message, StartedAt: now, FinishedAt: now,
+	}}
+	pw.mu.Unlock()
+	pw.markDirty()
 	return code
 }
 
