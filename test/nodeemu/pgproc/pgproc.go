@@ -518,6 +518,7 @@ func shellFields(s string) ([]string, error) {
 type Process struct {
 	cmd      *exec.Cmd
 	pgid     int
+	dataDir  os.FileInfo // PGDATA, where every server process works
 	started  time.Time
 	done     chan struct{}
 	exitCode int
@@ -572,6 +573,7 @@ func Start(s Spec) (*Process, error) {
 		return nil, fmt.Errorf("pgproc: starting postgres: %w", err)
 	}
 	p := &Process{cmd: cmd, pgid: cmd.Process.Pid, started: time.Now(), done: make(chan struct{})}
+	p.dataDir, _ = os.Stat(s.DataDir)
 	go func() {
 		_ = cmd.Wait()
 		log.Close()
@@ -582,8 +584,8 @@ func Start(s Spec) (*Process, error) {
 		}
 		// The container is gone with its main process: so is every process
 		// in it. Wait (a little) until the backends have really died.
-		_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
-		waitGroupGone(p.pgid, 5*time.Second)
+		p.signalFamily(syscall.SIGKILL)
+		p.waitFamilyGone(10 * time.Second)
 		p.exitCode, p.signal = code, sig
 		close(p.done)
 	}()
@@ -622,6 +624,7 @@ func (s Spec) removeStalePidFile() error {
 // groupMember is a process found in /proc.
 type groupMember struct {
 	pid   int
+	pgrp  int
 	state byte // R, S, D, T, t, Z, X, ...
 }
 
@@ -634,38 +637,97 @@ func groupMembers(pgid int) []groupMember {
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...; comm may contain anything.
-		i := bytes.LastIndexByte(data, ')')
-		if i < 0 {
-			continue
-		}
-		fields := strings.Fields(string(data[i+1:]))
-		if len(fields) < 3 || len(fields[0]) == 0 {
-			continue
-		}
-		if g, err := strconv.Atoi(fields[2]); err == nil && g == pgid {
-			members = append(members, groupMember{pid: pid, state: fields[0][0]})
+		if m, ok := readMember(pid); ok && m.pgrp == pgid {
+			members = append(members, m)
 		}
 	}
 	return members
 }
 
-// waitGroupGone waits until no process of the group is alive (zombies
+// readMember reads a process's state and process group from /proc.
+func readMember(pid int) (groupMember, bool) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return groupMember{}, false
+	}
+	// pid (comm) state ppid pgrp ...; comm may contain anything.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return groupMember{}, false
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 3 || len(fields[0]) == 0 {
+		return groupMember{}, false
+	}
+	g, err := strconv.Atoi(fields[2])
+	if err != nil {
+		return groupMember{}, false
+	}
+	return groupMember{pid: pid, pgrp: g, state: fields[0][0]}, true
+}
+
+// family lists the server's processes: its process group, and every other
+// process working in its data directory. PostgreSQL makes each child of the
+// postmaster the leader of a session and process group of its own
+// (InitPostmasterChild calls setsid), so the postmaster's group holds the
+// postmaster alone; every server process runs in PGDATA, before and after
+// the postmaster is gone.
+func (p *Process) family() []groupMember {
+	members := groupMembers(p.pgid)
+	if p.dataDir == nil {
+		return members
+	}
+	in := map[int]bool{}
+	for _, m := range members {
+		in[m.pid] = true
+	}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || in[pid] {
+			continue
+		}
+		cwd, err := os.Stat("/proc/" + e.Name() + "/cwd")
+		if err != nil || !os.SameFile(cwd, p.dataDir) {
+			continue
+		}
+		if m, ok := readMember(pid); ok {
+			members = append(members, m)
+		}
+	}
+	return members
+}
+
+// signalFamily signals the server's process group and the group of every
+// other process of the server (each a group leader; its group also holds
+// what it runs, e.g. an archive_command).
+func (p *Process) signalFamily(sig syscall.Signal) {
+	_ = syscall.Kill(-p.pgid, sig)
+	for _, m := range p.family() {
+		if m.pid == p.pgid {
+			continue
+		}
+		if m.pgrp == m.pid {
+			_ = syscall.Kill(-m.pid, sig)
+		} else {
+			_ = syscall.Kill(m.pid, sig)
+		}
+	}
+}
+
+// waitFamilyGone waits until no process of the server is alive (zombies
 // waiting for their reaper do not count), for at most timeout.
-func waitGroupGone(pgid int, timeout time.Duration) {
+func (p *Process) waitFamilyGone(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		alive := slices.ContainsFunc(groupMembers(pgid), func(m groupMember) bool { return m.state != 'Z' && m.state != 'X' })
-		if !alive {
+		if !slices.ContainsFunc(p.family(), alive) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func alive(m groupMember) bool { return m.state != 'Z' && m.state != 'X' }
 
 // Pid is the postmaster's process id (also the process group id).
 func (p *Process) Pid() int { return p.pgid }
@@ -748,7 +810,7 @@ func (p *Process) Pause() error {
 		if p.exited() {
 			return nil
 		}
-		running := slices.ContainsFunc(groupMembers(p.pgid), func(m groupMember) bool {
+		running := slices.ContainsFunc(p.family(), func(m groupMember) bool {
 			return m.state != 'T' && m.state != 't' && m.state != 'Z' && m.state != 'X'
 		})
 		if !running {
@@ -764,8 +826,8 @@ func (p *Process) Pause() error {
 // Resume continues a paused server (SIGCONT to the group).
 func (p *Process) Resume() error { return p.signalGroup(syscall.SIGCONT) }
 
-// signalGroup signals the whole process group, unless it is already gone
-// (its id could have been reused by then).
+// signalGroup signals every process of the server (see family), unless the
+// server is already gone (its ids could have been reused by then).
 func (p *Process) signalGroup(sig syscall.Signal) error {
 	if p.exited() {
 		return nil
@@ -773,6 +835,7 @@ func (p *Process) signalGroup(sig syscall.Signal) error {
 	if err := syscall.Kill(-p.pgid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
 		return fmt.Errorf("pgproc: signal %v to process group %d: %w", sig, p.pgid, err)
 	}
+	p.signalFamily(sig)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -451,6 +452,11 @@ func TestKillAndRestart(t *testing.T) {
 	if groupAlive(p.Pid()) {
 		t.Errorf("processes of group %d survive Kill", p.Pid())
 	}
+	// The postmaster's children lead groups of their own: they must be gone
+	// too, or a restart finds the old shared memory still attached.
+	if left := slices.DeleteFunc(p.family(), func(m groupMember) bool { return !alive(m) }); len(left) > 0 {
+		t.Errorf("server processes survive Kill: %+v", left)
+	}
 	for _, op := range []struct {
 		name string
 		f    func() error
@@ -470,10 +476,22 @@ func TestKillAndRestart(t *testing.T) {
 	}
 	conn.Close(context.Background())
 
-	// A paused server still shuts down cleanly within the grace period.
+	// Pause freezes every server process, the postmaster's children (each
+	// a group leader of its own) included, as a frozen file system would
+	// stop their writes.
 	if err := p.Pause(); err != nil {
 		t.Fatal(err)
 	}
+	family := p.family()
+	if len(family) < 3 {
+		t.Errorf("server processes %+v: want the postmaster and its children", family)
+	}
+	for _, m := range family {
+		if m.state != 'T' && m.state != 't' {
+			t.Errorf("process %d (group %d) is %c while the server is paused", m.pid, m.pgrp, m.state)
+		}
+	}
+	// A paused server still shuts down cleanly within the grace period.
 	if err := p.Stop(20 * time.Second); err != nil {
 		t.Fatal(err)
 	}
