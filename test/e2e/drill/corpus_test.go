@@ -2,11 +2,8 @@ package drill_test
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -25,7 +22,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
-	"github.com/drillerd/drillerd/internal/report"
 	"github.com/drillerd/drillerd/test/fixture"
 	"github.com/drillerd/drillerd/test/nodeemu/pgproc"
 )
@@ -740,27 +736,8 @@ func (c *corpus) drillVariant(t *testing.T, k damageKind, v variant) {
 // left and that no source object changed.
 func (c *corpus) runPinned(t *testing.T, b *drill, snapshot string) *drillsv1.DrillRun {
 	t.Helper()
-	env := c.env
 	before := c.sourceState(t)
-	cmd := exec.CommandContext(env.Ctx, drillerd, "run", "--kubeconfig", cluster.Kubeconfig, "-n", c.ns, b.d.Name,
-		"--snapshot", snapshot, "--output", "json", "--timeout", corpusRunTimeout.String())
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	code := 0
-	var exitErr *exec.ExitError
-	if errors.As(err, &exitErr) {
-		code = exitErr.ExitCode()
-	} else if err != nil {
-		t.Fatalf("drillerd run: %v", err)
-	}
-	run := &drillsv1.DrillRun{}
-	if err := json.Unmarshal(out, run); err != nil {
-		t.Fatalf("drillerd run printed no DrillRun (exit %d): %v\nstdout: %s\nstderr: %s", code, err, out, stderr.String())
-	}
-	var text strings.Builder
-	report.Text(&text, b.d, run)
-	t.Logf("drill %s on snapshot %s: drillerd run exited %d:\n%s", b.d.Name, snapshot, code, text.String())
+	run, code := drillerdRun(t, cluster.Kubeconfig, c.ns, b.d, "--snapshot", snapshot, "--timeout", corpusRunTimeout.String())
 	if want := map[drillsv1.RunResult]int{drillsv1.ResultSucceeded: 0, drillsv1.ResultFailed: 1, drillsv1.ResultError: 2}[run.Status.Result]; code != want {
 		t.Errorf("drillerd run exited %d for a %s run, want %d", code, run.Status.Result, want)
 	}

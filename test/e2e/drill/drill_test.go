@@ -207,8 +207,23 @@ func (p *production) runAs(t *testing.T, kubeconfig string, b *drill, args ...st
 	t.Cleanup(func() { _ = p.c.Delete(context.Background(), b.d) })
 	before := p.sourceState(t)
 
-	cmdArgs := append([]string{"run", "--kubeconfig", kubeconfig, "-n", p.ns, b.d.Name, "--output", "json", "--timeout", "5m"}, args...)
-	cmd := exec.CommandContext(env.Ctx, drillerd, cmdArgs...)
+	run, code := drillerdRun(t, kubeconfig, p.ns, b.d, append([]string{"--timeout", "5m"}, args...)...)
+	if run.Status.SandboxExpiry == nil {
+		p.assertNoSandboxLeft(t, run)
+	}
+	if after := p.sourceState(t); after != before {
+		t.Errorf("source objects changed during the drill:\nbefore %s\nafter  %s", before, after)
+	}
+	return run, code
+}
+
+// drillerdRun runs `drillerd run -o json` for drill d in ns with the
+// credentials of kubeconfig and extra args, logs the run's report, and
+// returns the finished run and the command's exit code.
+func drillerdRun(t *testing.T, kubeconfig, ns string, d *drillsv1.RestoreDrill, args ...string) (*drillsv1.DrillRun, int) {
+	t.Helper()
+	cmdArgs := append([]string{"run", "--kubeconfig", kubeconfig, "-n", ns, d.Name, "--output", "json"}, args...)
+	cmd := exec.CommandContext(t.Context(), drillerd, cmdArgs...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -224,14 +239,8 @@ func (p *production) runAs(t *testing.T, kubeconfig string, b *drill, args ...st
 		t.Fatalf("drillerd run printed no DrillRun (exit %d): %v\nstdout: %s\nstderr: %s", code, err, out, stderr.String())
 	}
 	var text strings.Builder
-	report.Text(&text, b.d, run)
-	t.Logf("drillerd run exited %d:\n%s", code, text.String())
-	if run.Status.SandboxExpiry == nil {
-		p.assertNoSandboxLeft(t, run)
-	}
-	if after := p.sourceState(t); after != before {
-		t.Errorf("source objects changed during the drill:\nbefore %s\nafter  %s", before, after)
-	}
+	report.Text(&text, d, run)
+	t.Logf("drill %s (%s): drillerd run exited %d:\n%s", d.Name, strings.Join(args, " "), code, text.String())
 	return run, code
 }
 
