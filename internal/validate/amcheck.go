@@ -11,19 +11,25 @@ import (
 )
 
 // btreeIndexes lists the valid btree indexes of user tables and materialized
-// views, leaving out temporary tables and partitioned (parent) indexes.
+// views, and the indexes of their TOAST tables (through which every
+// out-of-line value is found), leaving out temporary tables and partitioned
+// (parent) indexes. Its fourth column names, for a TOAST index, the table
+// whose values it finds.
 const btreeIndexes = `
-SELECT c.oid, n.nspname, c.relname
+SELECT c.oid, n.nspname, c.relname, coalesce(quote_ident(ons.nspname) || '.' || quote_ident(o.relname), '')
 FROM pg_catalog.pg_index i
 JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
 JOIN pg_catalog.pg_class t ON t.oid = i.indrelid
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_am am ON am.oid = c.relam
+LEFT JOIN pg_catalog.pg_class o ON n.nspname = 'pg_toast' AND o.reltoastrelid = t.oid
+LEFT JOIN pg_catalog.pg_namespace ons ON ons.oid = o.relnamespace
 WHERE am.amname = 'btree' AND c.relkind = 'i'
   AND i.indisvalid AND i.indisready AND i.indislive
   AND t.relpersistence <> 't'
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname !~ '^pg_(toast_)?temp_'
+  AND (n.nspname <> 'pg_toast' OR (ons.nspname NOT IN ('pg_catalog', 'information_schema') AND ons.nspname !~ '^pg_(toast_)?temp_'))
 ORDER BY 2, 3`
 
 // verifyHeapamSince is the first PostgreSQL (server_version_num) whose
@@ -60,7 +66,7 @@ func (s *Session) amcheck(ctx context.Context, timeout time.Duration) outcome {
 				return nil
 			}
 		}
-		if indexes, err = listRelations(ctx, tx, btreeIndexes); err != nil {
+		if indexes, err = listIndexes(ctx, tx); err != nil {
 			o.problems = append(o.problems, problem{text: "listing indexes" + in + ": " + describeError(err), finding: findingOf(err)})
 			return nil
 		}
@@ -88,7 +94,7 @@ func (s *Session) amcheck(ctx context.Context, timeout time.Duration) outcome {
 				return err
 			})
 			if err != nil {
-				o.problems = append(o.problems, problem{text: "index " + ix.rel.display() + in + ": " + describeError(err), finding: findingOf(err)})
+				o.problems = append(o.problems, problem{text: "index " + ix.display() + in + ": " + describeError(err), finding: findingOf(err)})
 				if !isServerError(err) || tx.Conn().IsClosed() {
 					return nil
 				}
@@ -207,6 +213,16 @@ const serverVersionQuery = "SELECT current_setting('server_version_num')::int, c
 type oidRelation struct {
 	oid uint32
 	rel relation
+	// toastOf is, for a TOAST table's index, the table it serves.
+	toastOf string
+}
+
+// display is the relation's name as a message shows it.
+func (r oidRelation) display() string {
+	if r.toastOf != "" {
+		return r.rel.display() + " (TOAST of " + r.toastOf + ")"
+	}
+	return r.rel.display()
 }
 
 // listRelations runs a query of (oid, schema, name) rows.
@@ -218,6 +234,19 @@ func listRelations(ctx context.Context, tx pgx.Tx, query string) ([]oidRelation,
 	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (oidRelation, error) {
 		var r oidRelation
 		err := row.Scan(&r.oid, &r.rel.Schema, &r.rel.Name)
+		return r, err
+	})
+}
+
+// listIndexes runs btreeIndexes.
+func listIndexes(ctx context.Context, tx pgx.Tx) ([]oidRelation, error) {
+	rows, err := tx.Query(ctx, btreeIndexes)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (oidRelation, error) {
+		var r oidRelation
+		err := row.Scan(&r.oid, &r.rel.Schema, &r.rel.Name, &r.toastOf)
 		return r, err
 	})
 }

@@ -10,26 +10,33 @@ import (
 func TestAmcheck(t *testing.T) {
 	sess := openSession(t, "postgres", "drill")
 	tests := []struct {
-		db      string
-		value   string
-		finding string
-		message string // a prefix of Message; "" when it passes
+		db       string
+		value    string
+		finding  string
+		message  string   // a prefix of Message; "" when it passes
+		contains []string // further parts of Message
 	}{
-		{db: "drill", value: "5 tables, 4 indexes verified"},
+		{db: "drill", value: "5 tables, 5 indexes verified"},
 		// A tuple header from the future, in the middle of the page.
-		{db: "heapdamage", value: "0 tables, 1 indexes verified", finding: FindingDamaged,
+		{db: "heapdamage", value: "0 tables, 2 indexes verified", finding: FindingDamaged,
 			message: fmt.Sprintf("table public.orders in database heapdamage: verify_heapam: block %d, offset %d: xmin %d equals or exceeds next valid transaction ID 0:",
 				damage.heap.block, damage.heap.offset, damage.heap.xmin)},
-		// Two leaf items out of order.
-		{db: "indexdamage", value: "1 tables, 0 indexes verified", finding: FindingDamaged,
-			message: `index public.orders_pkey in database indexdamage: item order invariant violated for index "orders_pkey" (SQLSTATE XX002)`},
+		// Two leaf items out of order, in a primary key and in a TOAST
+		// table's index; verify_heapam follows the TOAST pointers too.
+		{db: "indexdamage", value: "1 tables, 2 indexes verified", finding: FindingDamaged,
+			message: fmt.Sprintf("table public.notes in database indexdamage: verify_heapam: block 0, offset 3, attribute 1: toast value %d index scan returned chunk 2 when expecting chunk 1", damage.toast.value),
+			contains: []string{
+				fmt.Sprintf(`index %s (TOAST of public.notes) in database indexdamage: item order invariant violated for index "%s" (SQLSTATE XX002)`,
+					damage.toast.index, strings.TrimPrefix(damage.toast.index, "pg_toast.")),
+				`index public.orders_pkey in database indexdamage: item order invariant violated for index "orders_pkey" (SQLSTATE XX002)`,
+			}},
 		{db: "noext", value: "0 tables, 0 indexes verified"},
 		{db: "postgres", value: "0 tables, 0 indexes verified"},
 		{db: "private", value: "0 tables, 0 indexes verified"},
 		// Every page and index entry left is sound: amcheck cannot see
 		// what is missing (TablesReadable does).
-		{db: "truncated", value: "1 tables, 1 indexes verified"},
-		{db: "unlinked", value: "0 tables, 0 indexes verified", finding: FindingDamaged,
+		{db: "truncated", value: "1 tables, 2 indexes verified"},
+		{db: "unlinked", value: "0 tables, 1 indexes verified", finding: FindingDamaged,
 			message: fmt.Sprintf(`table public.orders in database unlinked: could not open file "%[1]s": No such file or directory (SQLSTATE 58P01); `+
 				`index public.orders_pkey in database unlinked: could not open file "%[1]s": No such file or directory (SQLSTATE 58P01)`, damage.unlinkedFile)},
 	}
@@ -43,6 +50,11 @@ func TestAmcheck(t *testing.T) {
 			if r.Name != "verify" || r.Passed != (tt.message == "") || r.Value != tt.value || r.Finding != tt.finding ||
 				!strings.HasPrefix(r.Message, tt.message) || (r.Passed && r.Message != "") || r.Tables != nil {
 				t.Errorf("Amcheck in %s = %+v\nwant value %q, finding %q, message starting %q", tt.db, r, tt.value, tt.finding, tt.message)
+			}
+			for _, part := range tt.contains {
+				if !strings.Contains(r.Message, part) {
+					t.Errorf("Amcheck in %s: message %q\nlacks %q", tt.db, r.Message, part)
+				}
 			}
 			if r.Expected != "every table and btree index verified" || r.Duration <= 0 || r.Duration > 30*time.Second {
 				t.Errorf("Expected = %q, Duration = %s", r.Expected, r.Duration)
@@ -75,12 +87,12 @@ func TestAmcheckWithoutPrivileges(t *testing.T) {
 func TestAmcheckOnAStandbyWithChecksums(t *testing.T) {
 	// The extension exists, so Amcheck needs no write; the page fails its
 	// checksum both when verify_heapam reads it and when bt_index_check
-	// reads the heap for heapallindexed.
+	// reads the heap for heapallindexed; the TOAST table's index is sound.
 	sess := connect(t, replica.server(t, setupReplica), "postgres", "postgres", nil)
 	r := sess.Run(t.Context(), []Check{{Name: "verify", Builtin: BuiltinAmcheck}})[0]
 	complaint := fmt.Sprintf("invalid page in block %d of relation %s (SQLSTATE XX001)", replicaDamage.block, replicaDamage.file)
 	want := "table public.accounts in database postgres: " + complaint + "; index public.accounts_pkey in database postgres: " + complaint
-	if r.Database != "postgres" || r.Passed || r.Finding != FindingDamaged || r.Message != want || r.Value != "0 tables, 0 indexes verified" {
+	if r.Database != "postgres" || r.Passed || r.Finding != FindingDamaged || r.Message != want || r.Value != "0 tables, 1 indexes verified" {
 		t.Errorf("Amcheck = %+v\nwant finding %s, message %q", r, FindingDamaged, want)
 	}
 }

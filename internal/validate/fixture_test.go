@@ -24,6 +24,11 @@ var damage struct {
 		block, offset int
 		xmin          uint32
 	}
+	toast struct {
+		index string // the damaged TOAST index, schema-qualified
+		table string // its TOAST table, unqualified
+		value uint32 // the value whose chunks it finds out of order
+	}
 }
 
 // ordersTable makes table orders of n rows with a primary key, VACUUMed and
@@ -47,7 +52,8 @@ func ordersTable(n int) []string {
 //   - heapdamage: orders, where one tuple in the middle of its first page
 //     gets an xmin from the future;
 //   - indexdamage: orders, where two items of its primary key's leaf page
-//     swap places.
+//     swap places, and notes, where two items of its TOAST table's index
+//     do.
 func setupPrimary() (*cluster, error) {
 	c, err := newCluster()
 	if err != nil {
@@ -123,6 +129,25 @@ func setupPrimary() (*cluster, error) {
 	if err := c.query("indexdamage", "SELECT pg_relation_filepath('orders_pkey')", &indexFile); err != nil {
 		return c, err
 	}
+	// 20 notes of 6400 hardly compressible bytes: four TOAST chunks each.
+	if err := c.exec("indexdamage",
+		`CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL)`,
+		`INSERT INTO notes SELECT g, (SELECT string_agg(md5(g || '-' || i), '') FROM generate_series(1, 200) i) FROM generate_series(1, 20) g`,
+		`VACUUM ANALYZE notes`); err != nil {
+		return c, err
+	}
+	var toastIndexFile string
+	td := &damage.toast
+	if err := c.query("indexdamage", `SELECT pg_relation_filepath(i.indexrelid), i.indexrelid::regclass::text, t.relname FROM pg_index i
+		JOIN pg_class t ON t.oid = i.indrelid WHERE t.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = 'notes'::regclass)`,
+		&toastIndexFile, &td.index, &td.table); err != nil {
+		return c, err
+	}
+	// The index's leaf, block 1, lists four chunks a value in order: items
+	// 9 to 12 are the third value's.
+	if err := c.query("indexdamage", "SELECT DISTINCT chunk_id::bigint FROM pg_toast."+td.table+" ORDER BY 1 OFFSET 2 LIMIT 1", &td.value); err != nil {
+		return c, err
+	}
 
 	if err := c.stop(); err != nil {
 		return c, err
@@ -141,6 +166,9 @@ func setupPrimary() (*cluster, error) {
 	damage.heap.block, damage.heap.offset = 0, offset
 	// Block 0 is the metapage; 100 keys fit the root, a leaf, in block 1.
 	if err := swapItems(c.file(indexFile), 1, 10, 11); err != nil {
+		return c, err
+	}
+	if err := swapItems(c.file(toastIndexFile), 1, 10, 11); err != nil {
 		return c, err
 	}
 	return c, c.start()
