@@ -100,6 +100,22 @@ func (e *Emulator) restoreLazily(ctx context.Context, id, handle string, rate, b
 	return lv.MountPoint, nil
 }
 
+// abandonLazy unmounts and removes lazy volume id, whose PV could not be
+// created: nothing stays mounted for a claim that may be gone by the
+// retry, which restores it anew (lazily, that costs no copy).
+func (e *Emulator) abandonLazy(id string) error {
+	e.lazy.mu.Lock()
+	_, ok := e.lazy.byID[id]
+	e.lazy.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if err := e.unmountLazy(id); err != nil {
+		return err
+	}
+	return e.store.DeleteVolume(id)
+}
+
 // recordVolume writes the ground truth of a provisioned volume, with the
 // hydration of a lazy one (rewritten as it goes on).
 func (e *Emulator) recordVolume(truth VolumeTruth) error {

@@ -2,6 +2,7 @@ package nodeemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -158,7 +159,8 @@ func (p *provisioner) syncClaim(ctx context.Context, key string) (time.Duration,
 		pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimDelete
 	}
 	if _, err := p.e.client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return 0, fmt.Errorf("while creating PV %s: %w", pvName, err)
+		err = fmt.Errorf("while creating PV %s: %w", pvName, err)
+		return 0, errors.Join(err, p.e.abandonLazy(pvName))
 	}
 	truth.Usable = time.Now()
 	if err := p.e.recordVolume(truth); err != nil {

@@ -13,10 +13,30 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // These tests mount real FUSE filesystems: they need root and /dev/fuse,
 // and fail, naming what is missing, without them.
+
+func TestMain(m *testing.M) {
+	detachDeadMounts(os.TempDir())
+	os.Exit(m.Run())
+}
+
+// detachDeadMounts detaches the lazy volumes below dir whose server is
+// gone: those of a run of these tests that was killed (a timeout) before
+// its cleanups. A live mount, another run's, answers and is left alone.
+func detachDeadMounts(dir string) {
+	points, _ := MountsBelow(dir)
+	for _, p := range points {
+		var st syscall.Stat_t
+		if err := syscall.Stat(p, &st); errors.Is(err, syscall.ENOTCONN) {
+			_ = unix.Unmount(p, unix.MNT_DETACH)
+		}
+	}
+}
 
 const mountedBlock = 64 << 10
 
