@@ -112,9 +112,10 @@ func (h *hydrator) lookup(ino uint64) *fileState {
 	return h.byInode[ino]
 }
 
-// created tells the hydrator that a new file, directory or link got inode
-// ino: a file restored lazily that had it is gone for good (its inode was
-// freed and reused), and the new one holds only what is written to it.
+// created tells the hydrator that a new file, directory, node or symbolic
+// link got inode ino: a file restored lazily that had it is gone for good
+// (its inode was freed and reused), and the new one holds only what is
+// written to it.
 func (h *hydrator) created(ino uint64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
