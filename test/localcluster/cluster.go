@@ -21,6 +21,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/drillerd/drillerd/test/nodeemu"
+	"github.com/drillerd/drillerd/test/nodeemu/lazyfs"
 )
 
 const (
@@ -389,6 +390,11 @@ func (c *Cluster) waitFor(ctx context.Context, timeout time.Duration, what strin
 func resetStateDir(dir string) error {
 	if info, err := ReadInfo(dir); err == nil && processAlive(info.PID) {
 		return fmt.Errorf("a cluster (pid %d) is already running in %s; stop it first (make cluster-down)", info.PID, dir)
+	}
+	// The lazy volumes of a cluster that did not stop cleanly are mounts
+	// no process serves: detach them, or nothing below them can be removed.
+	if _, err := lazyfs.UnmountBelow(dir); err != nil {
+		return err
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

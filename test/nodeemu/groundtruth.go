@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/drillerd/drillerd/test/nodeemu/lazyfs"
 )
 
 // VolumeTruth records what happened to one provisioned volume.
@@ -15,8 +17,13 @@ type VolumeTruth struct {
 	Claim            string    `json:"claim"` // namespace/name
 	SnapshotHandle   string    `json:"snapshotHandle,omitempty"`
 	ProvisionStarted time.Time `json:"provisionStarted"`
-	// Usable is when the volume's data was complete (the restore finished).
+	// Usable is when the volume could be used: for a copy, when its data
+	// was complete (the restore finished); for a lazily hydrated volume,
+	// when it was mounted, its data still in the snapshot.
 	Usable time.Time `json:"usable"`
+	// Hydration is what a lazily hydrated volume fetched from its
+	// snapshot, and when; nil for a copy.
+	Hydration *lazyfs.Stats `json:"hydration,omitempty"`
 }
 
 // ProcessTruth records one start of a database process.

@@ -32,6 +32,19 @@
 //     own measurement, which nothing in the cluster sees) and when it
 //     exited.
 //
+// # Lazily hydrated volumes
+//
+// A claim restored from a snapshot with a hydration rate (the
+// hydrate-bytes-per-second knob) is provisioned as cloud block storage
+// restores one: no data is copied, the volume is usable at once, and each
+// block (512 KiB unless hydrate-block-size says otherwise) is fetched from
+// the snapshot the first time it is read, or written in part, at that rate
+// for the volume; blocks read once are read at full speed (lazyvolumes.go,
+// package lazyfs: a FUSE filesystem mounted on the volume's directory,
+// which needs root and /dev/fuse). Its ground truth adds what was fetched
+// and when, per file. The mount ends when the volume is deleted or the
+// emulator stops; New detaches mounts a crashed emulator left.
+//
 // # Probes and readiness
 //
 // Readiness, liveness and startup probes run as the kubelet's prober runs
@@ -100,6 +113,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/drillerd/drillerd/test/nodeemu/csistore"
+	"github.com/drillerd/drillerd/test/nodeemu/lazyfs"
 )
 
 // DriverName is the CSI driver the emulator implements.
@@ -146,6 +160,10 @@ type Defaults struct {
 	ProvisionDelay        time.Duration
 	SnapshotDelay         time.Duration
 	RestoreBytesPerSecond int64
+	// HydrateBytesPerSecond > 0 restores volumes lazily at this rate;
+	// HydrateBlockSize is their hydration granularity.
+	HydrateBytesPerSecond int64
+	HydrateBlockSize      int64
 	// RestartBackoff is the first crash-loop back-off; default 10s as the
 	// kubelet's, doubling up to 5 minutes.
 	RestartBackoff time.Duration
@@ -182,6 +200,8 @@ type Emulator struct {
 
 	kubeletMu sync.Mutex
 	kubelet   *kubelet
+
+	lazy lazyVolumes
 }
 
 // New prepares an emulator; Run starts it.
@@ -218,6 +238,11 @@ func New(cfg Config) (*Emulator, error) {
 			return nil, err
 		}
 	}
+	// Lazy volumes of an emulator that ended without unmounting them can
+	// no longer be served: nothing may find them mounted.
+	if _, err := lazyfs.UnmountBelow(cfg.StateDir); err != nil {
+		return nil, err
+	}
 	store, err := csistore.Open(filepath.Join(cfg.StateDir, CSIStoreDir))
 	if err != nil {
 		return nil, err
@@ -242,6 +267,7 @@ func New(cfg Config) (*Emulator, error) {
 		uid:       uint32(uid), gid: uint32(gid),
 		clock:    clock.RealClock{},
 		postgres: hostPostgres{root: defaultPostgresRoot},
+		lazy:     lazyVolumes{byID: map[string]*lazyVolume{}},
 	}
 	e.events = record.NewBroadcaster()
 	e.events.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: client.CoreV1().Events("")})
@@ -260,7 +286,8 @@ func (e *Emulator) snapshotterEvents() record.EventRecorder {
 }
 
 // Run registers the node and runs every role until ctx is canceled; then it
-// stops every database process it started and returns.
+// stops every database process it started, unmounts every lazy volume and
+// returns.
 func (e *Emulator) Run(ctx context.Context) error {
 	defer func() {
 		e.events.Shutdown()
@@ -274,7 +301,7 @@ func (e *Emulator) Run(ctx context.Context) error {
 	e.log.Printf("node %s registered", e.cfg.NodeName)
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	run := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -288,10 +315,14 @@ func (e *Emulator) Run(ctx context.Context) error {
 	run("kubelet", e.runKubelet)
 	run("provisioner", e.runProvisioner)
 	run("snapshotter", e.runSnapshotter)
+	run("hydration ground truth", e.recordHydration)
 	wg.Wait()
 	close(errs)
 	var all []error
 	for err := range errs {
+		all = append(all, err)
+	}
+	if err := e.unmountAllLazy(); err != nil {
 		all = append(all, err)
 	}
 	return errors.Join(all...)

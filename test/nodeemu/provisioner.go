@@ -2,6 +2,7 @@ package nodeemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -112,7 +113,11 @@ func (p *provisioner) syncClaim(ctx context.Context, key string) (time.Duration,
 		rate := int64Knob(class.Parameters, ParameterRestoreBytesPerSecond, p.e.cfg.Defaults.RestoreBytesPerSecond)
 		rate = int64Knob(claim.Annotations, AnnotationRestoreBytesPerSecond, rate)
 		truth.SnapshotHandle = handle
-		path, err = p.e.store.CloneVolume(ctx, pvName, handle, int(p.e.uid), int(p.e.gid), rate)
+		if hydrate, blockSize := p.e.hydrationKnobs(class, claim); hydrate > 0 {
+			path, err = p.e.restoreLazily(ctx, pvName, handle, hydrate, blockSize)
+		} else {
+			path, err = p.e.store.CloneVolume(ctx, pvName, handle, int(p.e.uid), int(p.e.gid), rate)
+		}
 		if err != nil {
 			return p.failed(claim, class, fmt.Errorf("restoring snapshot %s: %w", name, err), 5*time.Second)
 		}
@@ -154,10 +159,11 @@ func (p *provisioner) syncClaim(ctx context.Context, key string) (time.Duration,
 		pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimDelete
 	}
 	if _, err := p.e.client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return 0, fmt.Errorf("while creating PV %s: %w", pvName, err)
+		err = fmt.Errorf("while creating PV %s: %w", pvName, err)
+		return 0, errors.Join(err, p.e.abandonLazy(pvName))
 	}
 	truth.Usable = time.Now()
-	if err := p.e.truth.writeVolume(truth); err != nil {
+	if err := p.e.recordVolume(truth); err != nil {
 		p.e.log.Printf("ground truth for %s: %v", pvName, err)
 	}
 	events.Eventf(claim, corev1.EventTypeNormal, "ProvisioningSucceeded", "Successfully provisioned volume %s", pvName)
@@ -229,6 +235,10 @@ func (p *provisioner) syncVolume(ctx context.Context, key string) (time.Duration
 	released := pv.Status.Phase == corev1.VolumeReleased || pv.Status.Phase == corev1.VolumeFailed
 	switch {
 	case released && pv.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimDelete:
+		if err := p.e.unmountLazy(pv.Spec.CSI.VolumeHandle); err != nil {
+			p.e.provisionerEvents().Eventf(pv, corev1.EventTypeWarning, "VolumeFailedDelete", "unmounting volume: %v", err)
+			return 0, err
+		}
 		if err := p.e.store.DeleteVolume(pv.Spec.CSI.VolumeHandle); err != nil {
 			p.e.provisionerEvents().Eventf(pv, corev1.EventTypeWarning, "VolumeFailedDelete", "deleting volume: %v", err)
 			return 0, err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/drillerd/drillerd/test/localcluster"
 	"github.com/drillerd/drillerd/test/nodeemu"
+	"github.com/drillerd/drillerd/test/nodeemu/lazyfs"
 )
 
 func main() {
@@ -35,6 +36,8 @@ func main() {
 	fs.DurationVar(&defaults.ProvisionDelay, "provision-delay", 0, "node emulator: delay before each volume is provisioned")
 	fs.DurationVar(&defaults.SnapshotDelay, "snapshot-delay", 0, "node emulator: delay before each snapshot is cut")
 	fs.Int64Var(&defaults.RestoreBytesPerSecond, "restore-bytes-per-second", 0, "node emulator: restore throughput limit (0 = unlimited)")
+	fs.Int64Var(&defaults.HydrateBytesPerSecond, "hydrate-bytes-per-second", 0, "node emulator: restore volumes lazily, first reads of each block at this rate per volume (0 = copy in full)")
+	fs.Int64Var(&defaults.HydrateBlockSize, "hydrate-block-size", 0, "node emulator: hydration granularity of lazily restored volumes, in bytes (0 = 512 KiB)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "up: how long to wait for the cluster (including a first build)")
 	_ = fs.Parse(args)
 
@@ -212,7 +215,7 @@ func down(dir string) error {
 	data, err := os.ReadFile(filepath.Join(dir, localcluster.PIDFile))
 	if errors.Is(err, os.ErrNotExist) {
 		fmt.Println("localcluster: not running")
-		return killLeftovers(dir)
+		return errors.Join(killLeftovers(dir), unmountLeftovers(dir))
 	}
 	if err != nil {
 		return err
@@ -234,7 +237,18 @@ func down(dir string) error {
 	}
 	_ = os.Remove(filepath.Join(dir, localcluster.PIDFile))
 	fmt.Printf("localcluster: stopped (pid %d)\n", pid)
-	return killLeftovers(dir)
+	// Processes first: a database still running keeps a mount busy.
+	return errors.Join(killLeftovers(dir), unmountLeftovers(dir))
+}
+
+// unmountLeftovers detaches the lazy volumes a cluster that did not stop
+// cleanly left mounted below dir.
+func unmountLeftovers(dir string) error {
+	detached, err := lazyfs.UnmountBelow(dir)
+	if len(detached) > 0 {
+		err = errors.Join(err, fmt.Errorf("detached %d leftover lazy volume mounts:\n  %s", len(detached), strings.Join(detached, "\n  ")))
+	}
+	return err
 }
 
 func alive(pid int) bool {

@@ -6,8 +6,10 @@
 //	volumes/<id>/                     a volume: the directory pods use
 //	snapshots/<handle>/data/          a physical snapshot: a copy of a volume
 //	snapshots/<handle>/meta.json      its handle, source volume, creation time and size
+//	lazy/<id>/                        the backing of a volume restored lazily (lazy.go)
 //	volumes/<id>.<pid>.partial/       a volume being built (or deleted) by process <pid>
 //	snapshots/<handle>.<pid>.partial/ a snapshot being cut (or deleted) by process <pid>
+//	lazy/<id>.<pid>.partial/          a lazy volume's backing being built (or deleted)
 //
 // A volume is created, cloned or deleted and a snapshot is cut or deleted
 // in a .partial directory that is renamed into place (or out of it), so to
@@ -105,7 +107,7 @@ func Open(root string) (*Store, error) {
 		now:   time.Now,
 		sleep: sleepContext,
 	}
-	for _, d := range []string{root, filepath.Join(root, volumesDir), filepath.Join(root, snapshotsDir)} {
+	for _, d := range []string{root, filepath.Join(root, volumesDir), filepath.Join(root, snapshotsDir), filepath.Join(root, lazyDir)} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("csistore: %w", err)
 		}
@@ -115,7 +117,7 @@ func Open(root string) (*Store, error) {
 			return nil, fmt.Errorf("csistore: %w", err)
 		}
 	}
-	for _, d := range []string{volumesDir, snapshotsDir} {
+	for _, d := range []string{volumesDir, snapshotsDir, lazyDir} {
 		if err := s.removeAbandonedPartials(filepath.Join(root, d)); err != nil {
 			return nil, fmt.Errorf("csistore: %w", err)
 		}
@@ -374,13 +376,25 @@ func (s *Store) VolumePath(id string) (path string, ok bool) {
 	return dir, true
 }
 
-// DeleteVolume removes volume id; a missing volume is not an error.
+// DeleteVolume removes volume id, and the backing of a lazy volume; a
+// missing volume is not an error. A volume with a filesystem still mounted
+// on it is refused: unmount it first.
 func (s *Store) DeleteVolume(id string) error {
 	if err := validateName("volume id", id); err != nil {
 		return err
 	}
 	defer s.lockVolume(id)()
-	if err := s.removeAtomically(s.volumeDir(id)); err != nil {
+	dir := s.volumeDir(id)
+	switch mounted, err := isMountPoint(dir); {
+	case err != nil:
+		return fmt.Errorf("csistore: deleting volume %s: %w", id, err)
+	case mounted:
+		return fmt.Errorf("csistore: deleting volume %s: a filesystem is still mounted on %s: unmount it first", id, dir)
+	}
+	if err := s.removeAtomically(dir); err != nil {
+		return fmt.Errorf("csistore: deleting volume %s: %w", id, err)
+	}
+	if err := s.removeAtomically(s.lazyBacking(id)); err != nil {
 		return fmt.Errorf("csistore: deleting volume %s: %w", id, err)
 	}
 	return nil
@@ -609,6 +623,9 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize);
 type copier struct {
 	ctx      context.Context
 	throttle *throttle // nil: as fast as possible
+	// lazy, when set, gets each regular file instead of its data being
+	// copied (a lazy restore).
+	lazy *lazySeeder
 	// live says the source is a volume in use, whose files may vanish
 	// while they are copied; vanished files are skipped. A snapshot's
 	// files do not vanish, and a copy of one missing files is an error.
@@ -730,7 +747,12 @@ func (c *copier) copyFile(src, dst string, info fs.FileInfo) error {
 	if err != nil {
 		return err
 	}
-	if err := c.copyData(in, out); err != nil {
+	if c.lazy != nil {
+		err = c.lazy.seed(src, dst, out, info)
+	} else {
+		err = c.copyData(in, out)
+	}
+	if err != nil {
 		out.Close()
 		return err
 	}
