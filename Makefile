@@ -16,7 +16,7 @@ all: build
 ## deps: install every prerequisite on a fresh machine (Debian packages, Go modules, control-plane binaries)
 deps: apt-deps go-deps tools
 
-APT_PACKAGES := postgresql postgresql-contrib chromium prometheus
+APT_PACKAGES := postgresql postgresql-contrib chromium prometheus skopeo
 apt-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -30,12 +30,15 @@ go-deps:
 	cd test/tools/snapshot-controller && $(GO) mod download
 	cd test/tools/etcd && $(GO) mod download
 	cd test/tools/prometheus-operator && $(GO) mod download github.com/prometheus-operator/prometheus-operator
+	cd test/tools/cert-manager && $(GO) mod download github.com/cert-manager/cert-manager
+	cd test/tools/helm && $(GO) mod download
 	@test -x "$$($(GO) env GOPATH)/bin/staticcheck" || $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 	@test -x $(CONTROLLER_GEN) || GOFLAGS= $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 
-## tools: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, snapshot-controller
+## tools: build (or find in the cache) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, snapshot-controller, helm
 tools:
 	@test/tools/build.sh >/dev/null
+	@test/tools/build.sh helm >/dev/null
 
 ## build: build the commands into bin/
 build:
@@ -54,7 +57,7 @@ test: deps lint build
 unit:
 	$(GO) test -count=1 -short ./...
 
-lint: generate
+lint: generate chart-check
 	@if [ -n "$$CI" ]; then git diff --exit-code --stat -- api deploy/crds || { echo "generated files are stale: run make generate and commit"; exit 1; }; fi
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -80,6 +83,21 @@ cluster-down:
 
 clean:
 	rm -rf $(BIN)
+
+## chart: write charts/drillerd's CRDs and generated templates from deploy/ (build/chart; README: Helm)
+.PHONY: chart chart-check
+chart:
+	$(GO) run ./build/chart
+
+chart-check:
+	@$(GO) run ./build/chart -check
+
+## image: drillerd's OCI image without a container engine: bin/image (OCI layout, linux/amd64 and
+## linux/arm64) and bin/drillerd-image.tar (docker-archive, linux/amd64); VERSION=v0.1.0 names the
+## release (default: git describe); README: Container image
+.PHONY: image
+image:
+	$(GO) run ./build/image $(if $(VERSION),-version $(VERSION)) -out $(BIN)/image -docker-archive $(BIN)/drillerd-image.tar
 
 ## generate: deepcopy functions and CRD manifests from api/
 generate:

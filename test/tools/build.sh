@@ -2,17 +2,44 @@
 # Builds the local cluster's control-plane binaries (etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, kubectl, snapshot-controller) from the Go module
 # proxy into a cache outside the repository, and prints that directory.
-# A warm cache makes this a no-op.
+# `build.sh helm` builds Helm (test/tools/helm) into a directory of its own and prints it.
+# Each directory is keyed by the modules built into it (and this script), so pinning
+# another tool does not rebuild the control plane. A warm cache makes this a no-op.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 modver() { awk -v m="$2" '($1==m || ($1=="require" && $2==m)) {print ($1=="require") ? $3 : $2; exit}' "$1"; }
 
+key() { (for m in "$@"; do cat "$here/$m/go.mod" "$here/$m/go.sum"; done; cat "$here/build.sh") | sha256sum | cut -c1-12; }
+cache=${DRILLERD_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/drillerd/bin}
+export CGO_ENABLED=0 GOFLAGS=-mod=mod
+
+log() { echo "build-tools: $*" >&2; }
+
+if [ "${1:-}" = helm ]; then
+  helm_version=$(modver "$here/helm/go.mod" helm.sh/helm/v3)
+  out="$cache/helm-$helm_version-$(key helm)"
+  if [ -x "$out/helm" ]; then echo "$out"; exit 0; fi
+  log "building helm $helm_version (a few minutes when cold)"
+  # As Helm's own Makefile does: its version, and the Kubernetes version
+  # `helm template` and `helm lint` assume, from the client-go it is built with.
+  client_go=$(cd "$here/helm" && go list -m -f '{{.Version}}' k8s.io/client-go)
+  minor=$(echo "$client_go" | cut -d. -f2)
+  ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$helm_version -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+  for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+    ldflags+=" -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$minor"
+  done
+  mkdir -p "$out.partial"
+  (cd "$here/helm" && go build -trimpath -ldflags "$ldflags" -o "$out.partial/helm" helm.sh/helm/v3/cmd/helm)
+  rm -rf "$out"
+  mv "$out.partial" "$out"
+  echo "$out"
+  exit 0
+fi
+
 k8s_version=$(modver "$here/kubernetes/go.mod" k8s.io/kubernetes)
 snap_version=$(modver "$here/snapshot-controller/go.mod" github.com/kubernetes-csi/external-snapshotter/v8)
-key=$(cat "$here"/*/go.mod "$here"/*/go.sum "$here/build.sh" | sha256sum | cut -c1-12)
-cache=${DRILLERD_BIN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/drillerd/bin}
-out="$cache/$k8s_version-$key"
+out="$cache/$k8s_version-$(key etcd kubernetes snapshot-controller)"
 
 want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl snapshot-controller)
 complete=true
@@ -21,9 +48,6 @@ if $complete; then echo "$out"; exit 0; fi
 
 tmp="$out.partial"
 mkdir -p "$tmp"
-export CGO_ENABLED=0 GOFLAGS=-mod=mod
-
-log() { echo "build-tools: $*" >&2; }
 
 if [ ! -x "$tmp/etcd" ]; then
   log "building etcd"
