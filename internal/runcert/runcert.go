@@ -152,6 +152,11 @@ func certPEM(c *x509.Certificate) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 }
 
+// ErrUntrustedServer is why ClientTLS refuses a server: it did not present
+// the run's server certificate, or that certificate does not verify (it
+// expired, say).
+var ErrUntrustedServer = errors.New("the database is not this run's sandbox server")
+
 // ClientTLS is the TLS configuration drillerd connects to the sandbox's
 // database with: it presents the client certificate and accepts only the
 // run's server certificate, verified against the run's authority for
@@ -168,14 +173,14 @@ func (s *Set) ClientTLS() *tls.Config {
 		InsecureSkipVerify: true, //nolint:gosec // verified below
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {
-				return errors.New("the database presented no certificate")
+				return fmt.Errorf("%w: it presented no certificate", ErrUntrustedServer)
 			}
 			got := cs.PeerCertificates[0]
 			if !bytes.Equal(got.Raw, server.Raw) {
-				return fmt.Errorf("the database presented the certificate of %q, not this run's sandbox certificate", got.Subject.CommonName)
+				return fmt.Errorf("%w: it presented the certificate of %q, not this run's sandbox certificate", ErrUntrustedServer, got.Subject.CommonName)
 			}
 			if _, err := got.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-				return fmt.Errorf("the sandbox's certificate does not verify: %w", err)
+				return fmt.Errorf("%w: the sandbox's certificate does not verify: %w", ErrUntrustedServer, err)
 			}
 			return nil
 		},

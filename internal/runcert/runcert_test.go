@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"net"
 	"strings"
 	"testing"
@@ -118,7 +119,10 @@ func TestTheClientKeyStaysInMemory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scalar := clientKey.D.Bytes()
+	scalar, err := clientKey.Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name, data := range map[string][]byte{"CACert": s.CACert, "ServerCert": s.ServerCert, "ServerKey": s.ServerKey} {
 		for _, secret := range [][]byte{clientDER, clientSEC1, scalar} {
 			if bytes.Contains(data, secret) || bytes.Contains(data, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: secret})) {
@@ -169,8 +173,8 @@ func TestClientTLS(t *testing.T) {
 				}
 				return
 			}
-			if clientErr == nil || !strings.Contains(clientErr.Error(), tt.wantErr) {
-				t.Errorf("client error %v, want %q", clientErr, tt.wantErr)
+			if clientErr == nil || !strings.Contains(clientErr.Error(), tt.wantErr) || !errors.Is(clientErr, ErrUntrustedServer) {
+				t.Errorf("client error %v, want ErrUntrustedServer saying %q", clientErr, tt.wantErr)
 			}
 		})
 	}
