@@ -163,18 +163,22 @@ type DatabaseSpec struct {
 type AuthMode string
 
 const (
-	// AuthTrust replaces pg_hba.conf in the sandbox so that drillerd needs
-	// no production password (the sandbox admits only drillerd).
+	// AuthTrust logs in as auth.user with a client certificate made for
+	// the run, the only credential the sandbox admits over the network: no
+	// production password is needed.
 	AuthTrust AuthMode = "Trust"
-	// AuthSecret logs in with a user and password from a Secret in the
-	// drill's namespace.
+	// AuthSecret logs in over TLS with a user and password from a Secret in
+	// the drill's namespace.
 	AuthSecret AuthMode = "Secret"
 )
 
 // AuthSpec selects the authentication mode.
 // +kubebuilder:validation:XValidation:rule="self.mode != 'Secret' || has(self.secretRef)",message="auth.secretRef is required when mode is Secret"
 type AuthSpec struct {
-	// Mode is Trust (default) or Secret.
+	// Mode is Trust (default): drillerd logs in as user with a client
+	// certificate made for the run, which is all the sandbox admits over
+	// the network; or Secret: with the user name and password of
+	// secretRef, over TLS.
 	// +optional
 	// +kubebuilder:default=Trust
 	Mode AuthMode `json:"mode,omitempty"`

@@ -15,6 +15,7 @@ import (
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/runcert"
 	"github.com/drillerd/drillerd/internal/verdict"
 )
 
@@ -38,9 +39,13 @@ func (r *Reconciler) startDatabase(ctx context.Context, w *work) (outcome, error
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DatabasePodName}, pod); client.IgnoreNotFound(err) != nil {
 		return outcome{}, err
 	}
+	access, ok := r.access.get(w.run)
+	if !ok {
+		return conclude(accessLost(w.run.Status.Phase)), nil
+	}
 	p := restore.DatabasePodProgress(pod)
 	if p.Running && !p.Terminated {
-		cfg, err := r.connConfig(ctx, w, pod)
+		cfg, err := r.connConfig(ctx, w, pod, access)
 		if err != nil {
 			return conclude(verdict.Errored(verdict.ReasonInvalidSpec, "%v", err)), nil
 		}
@@ -70,10 +75,11 @@ func (r *Reconciler) startDatabase(ctx context.Context, w *work) (outcome, error
 const cannotConnectNow = "57P03"
 
 // answers tries to connect to the database every readinessBackoff for at
-// most window and reports whether it answered: a connection, or a refusal
-// from the server itself (wrong credentials, a missing database), which
-// the Validating step reports. "Starting up" and a refused connection are
-// not answers.
+// most window and reports whether it answered: a connection, a refusal
+// from the server itself (wrong credentials, a missing database), or a
+// server drillerd refuses (not the run's certificate), which the
+// Validating step reports. "Starting up" and a refused connection are not
+// answers.
 func (r *Reconciler) answers(ctx context.Context, cfg *pgx.ConnConfig, window time.Duration) bool {
 	cfg = cfg.Copy()
 	cfg.ConnectTimeout = readinessWindow
@@ -85,7 +91,7 @@ func (r *Reconciler) answers(ctx context.Context, cfg *pgx.ConnConfig, window ti
 			return true
 		}
 		var pg *pgconn.PgError
-		if errors.As(err, &pg) && pg.Code != cannotConnectNow {
+		if errors.As(err, &pg) && pg.Code != cannotConnectNow || errors.Is(err, runcert.ErrUntrustedServer) {
 			return true
 		}
 		if !time.Now().Add(readinessBackoff).Before(end) {
@@ -101,9 +107,11 @@ func (r *Reconciler) answers(ctx context.Context, cfg *pgx.ConnConfig, window ti
 	}
 }
 
-// connConfig is where and as whom drillerd connects: the pod's IP, and the
-// Trust user or the Secret's credentials. Passwords never reach logs.
-func (r *Reconciler) connConfig(ctx context.Context, w *work, pod *corev1.Pod) (*pgx.ConnConfig, error) {
+// connConfig is where and as whom drillerd connects: the pod's IP, over TLS
+// with the run's client certificate, accepting only the run's server
+// certificate, as the Trust user or with the Secret's credentials. There is
+// no fallback to a connection without TLS. Passwords never reach logs.
+func (r *Reconciler) connConfig(ctx context.Context, w *work, pod *corev1.Pod, access restore.Access) (*pgx.ConnConfig, error) {
 	db := w.drill.Spec.Database
 	port := db.Port
 	if port == 0 {
@@ -113,14 +121,12 @@ func (r *Reconciler) connConfig(ctx context.Context, w *work, pod *corev1.Pod) (
 	if database == "" {
 		database = "postgres"
 	}
-	// sslmode=prefer: a restored pg_hba.conf may demand TLS (hostssl); the
-	// host is in the connection string so that the plain-text fallback
-	// goes to the same address.
-	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s sslmode=prefer connect_timeout=30",
+	cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d dbname=%s sslmode=require connect_timeout=30",
 		quoteConnValue(pod.Status.PodIP), port, quoteConnValue(database)))
 	if err != nil {
 		return nil, fmt.Errorf("while building the connection to %s: %v", pod.Status.PodIP, err)
 	}
+	cfg.TLSConfig, cfg.Fallbacks = access.Certificates.ClientTLS(), nil
 	cfg.RuntimeParams["application_name"] = "drillerd"
 	switch db.Auth.Mode {
 	case drillsv1.AuthSecret:

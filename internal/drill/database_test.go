@@ -2,6 +2,7 @@ package drill
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/runcert"
 	"github.com/drillerd/drillerd/internal/verdict"
 )
 
@@ -89,6 +91,8 @@ func TestDrillerdSeesTheDatabaseReadyItself(t *testing.T) {
 	refused := errors.New("dial tcp 127.0.3.4:5432: connect: connection refused")
 	startingUp := &pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is starting up"}
 	wrongPassword := &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: "password authentication failed for user \"postgres\""}
+	untrusted := fmt.Errorf("failed to connect to `user=postgres database=app`: 127.0.3.4:5432: tls error: %w",
+		fmt.Errorf("%w: it presented the certificate of %q, not this run's sandbox certificate", runcert.ErrUntrustedServer, "db"))
 	running := readyPod("127.0.3.4")
 	running.Conditions = nil // the readiness probe has not run yet
 	tests := []struct {
@@ -102,6 +106,7 @@ func TestDrillerdSeesTheDatabaseReadyItself(t *testing.T) {
 		{"still starting up: tries again shortly", repeat(startingUp, 30), drillsv1.PhaseStartingDatabase, readinessBackoff, 0},
 		{"not listening yet: tries again shortly", repeat(refused, 30), drillsv1.PhaseStartingDatabase, readinessBackoff, 0},
 		{"refuses the credentials: it answered; Validating says why", []error{wrongPassword}, drillsv1.PhaseValidating, 0, 0},
+		{"not the run's server: it answered; Validating says why", []error{untrusted}, drillsv1.PhaseValidating, 0, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,6 +22,13 @@
 // Interrupted). Status is written after each step that changed it.
 // Deadlines derive from times in status, so they survive restarts.
 //
+// One thing a run holds outside its status: its Access (access.go), the
+// certificates Provisioning makes for it, whose client key is the only way
+// into its sandbox's database over the network. It lives in this
+// process's memory from Provisioning to the verdict and is never written
+// anywhere; a step that needs it and finds it gone (the process that made
+// it has stopped) ends the run Interrupted.
+//
 // The RTO clock starts when Provisioning starts and stops when the last
 // check has answered. A verdict is reached at the latest in Validating and
 // recorded before teardown; teardown removes the sandbox (or keeps a failed
@@ -30,6 +37,6 @@
 //
 // Files follow the pipeline: admission.go, select.go, provision.go,
 // restore.go, database.go, validating.go, teardown.go and record.go hold the
-// steps; recovery.go and sweep.go what the leader does at start and
-// periodically.
+// steps; access.go the runs' Access; recovery.go and sweep.go what the
+// leader does at start and periodically.
 package drill

@@ -22,6 +22,7 @@ import (
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/builder"
 	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/runcert"
 )
 
 var t0 = time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
@@ -96,7 +97,25 @@ func newEngine(t *testing.T, funcs interceptor.Funcs, objs ...client.Object) *en
 	rec := events.NewFakeRecorder(100)
 	r := &Reconciler{Client: wc, APIReader: wc, Clock: clock, Recorder: rec,
 		DrillerdNamespace: "drillerd-system", DrillerdLabels: map[string]string{"app": "drillerd"}}
+	// A run given past Provisioning was provisioned by this process,
+	// which therefore holds its Access.
+	for _, o := range objs {
+		if run, ok := o.(*drillsv1.DrillRun); ok && run.Status.SandboxNamespace != "" && run.Status.Result == "" {
+			r.access.put(run, testAccess(t, run))
+		}
+	}
 	return &engine{t: t, c: wc, r: r, clock: clock, events: rec}
+}
+
+// testAccess is an Access for run, as provisioning makes it.
+func testAccess(t *testing.T, run *drillsv1.DrillRun) restore.Access {
+	t.Helper()
+	sb := restore.Sandbox{Run: run, Drill: ordersDrill().Obj()}
+	certs, err := runcert.Issue(sb.CertificateRequest(t0, t0.Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return restore.Access{Certificates: certs, CheckRole: "drillerd_checks_0001"}
 }
 
 func (e *engine) reconcile(name string) (ctrl.Result, error) {

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
@@ -78,6 +79,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
 	}
 	w, err := r.load(ctx, req)
+	if w == nil && err == nil {
+		r.access.forget(req.NamespacedName) // the run is gone
+	}
 	if w == nil || err != nil {
 		return ctrl.Result{}, err
 	}
@@ -167,8 +171,11 @@ func endRun(s *drillsv1.DrillRunStatus, v verdict.Verdict, now time.Time) bool {
 	return true
 }
 
-// end is endRun for the run being reconciled.
+// end is endRun for the run being reconciled. The run's Access is dropped:
+// nothing connects to its database any more, and a sandbox kept for
+// keepOnFailure is open to nobody over the network.
 func (r *Reconciler) end(w *work, v verdict.Verdict) {
+	r.access.forget(types.NamespacedName{Namespace: w.run.Namespace, Name: w.run.Name})
 	w.now = r.Clock.Now()
 	if endRun(&w.run.Status, v, w.now) {
 		// The message may quote values from the restored data: it goes to

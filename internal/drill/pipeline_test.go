@@ -2,6 +2,7 @@ package drill
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"strings"
 	"testing"
@@ -60,6 +61,21 @@ func TestADrillFromStartToFinish(t *testing.T) {
 	copyOf := &snapshotv1.VolumeSnapshot{}
 	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: restore.SourceSnapshotName}, copyOf); err != nil {
 		t.Fatalf("the sandbox snapshot was not created: %v", err)
+	}
+	// The run's credentials: the database's half in the sandbox, the
+	// client's key nowhere but in the reconciler.
+	tlsSecret := &corev1.Secret{}
+	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: restore.TLSSecretName}, tlsSecret); err != nil {
+		t.Fatalf("the sandbox's TLS Secret was not created: %v", err)
+	}
+	hba := &corev1.ConfigMap{}
+	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: restore.HBAConfigMapName}, hba); err != nil {
+		t.Fatal(err)
+	}
+	access, ok := e.r.access.get(run)
+	if !ok || !strings.Contains(hba.Data["pg_ident.conf"], `"`+access.CheckRole+`"`) ||
+		!strings.Contains(hba.Data["pg_ident.conf"], `"`+access.Certificates.ClientName+`"`) {
+		t.Fatalf("access %+v held %v; pg_ident.conf %q must map its client certificate to its check role", access, ok, hba.Data["pg_ident.conf"])
 	}
 
 	e.clock.Step(20 * time.Second) // the restore takes 20s
@@ -123,9 +139,31 @@ func TestADrillFromStartToFinish(t *testing.T) {
 	if !db.closed || len(db.ran) != 1 || db.ran[0].Builtin != string(drillsv1.BuiltinTablesReadable) {
 		t.Errorf("checker ran %+v, closed %v: want the drill's one check on a closed connection", db.ran, db.closed)
 	}
+	if db.restricted != access.CheckRole {
+		t.Errorf("the drill's SQL ran as %q, want the check role %q pg_ident.conf admits", db.restricted, access.CheckRole)
+	}
+	if db.cfg.TLSConfig == nil || len(db.cfg.TLSConfig.Certificates) != 1 || len(db.cfg.Fallbacks) != 0 {
+		t.Errorf("drillerd connected without the run's client certificate, or with a fallback: %+v", db.cfg)
+	} else if err := verifiesAgainst(db.cfg.TLSConfig.Certificates[0].Leaf, tlsSecret.Data[restore.TLSCAKey]); err != nil {
+		t.Errorf("the client certificate does not verify against the authority in the sandbox's Secret: %v", err)
+	}
+	if _, held := e.r.access.get(run); held {
+		t.Error("the run's access is still held after its verdict")
+	}
 	if ev := drainEvents(e); !strings.Contains(ev, "Started") || !strings.Contains(ev, "RestoringVolume done") || !strings.Contains(ev, "Succeeded") {
 		t.Errorf("events %q, want Started, progress and the verdict", ev)
 	}
+}
+
+// verifiesAgainst verifies a client certificate against the authority in
+// caPEM.
+func verifiesAgainst(cert *x509.Certificate, caPEM []byte) error {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return errors.New("no certificate in the authority's PEM")
+	}
+	_, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: t0, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err
 }
 
 func TestPermanentErrorEndsTheRunAtOnce(t *testing.T) {

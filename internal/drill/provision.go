@@ -14,11 +14,23 @@ import (
 	"github.com/drillerd/drillerd/internal/verdict"
 )
 
-// provision is the Provisioning step: it creates the sandbox (namespace,
-// NetworkPolicy, content copy, snapshot, claim, database pod). Its start is
-// the start of the RTO.
+// provision is the Provisioning step: it makes the run's Access and
+// creates the sandbox (namespace, NetworkPolicy, pg_hba ConfigMap, TLS
+// Secret, content copy, snapshot, claim, database pod). Its start is the
+// start of the RTO.
 func (r *Reconciler) provision(ctx context.Context, w *work) (outcome, error) {
 	sb := w.sandbox
+	access, ok := r.access.get(w.run)
+	if !ok {
+		if w.run.Status.SandboxNamespace != "" {
+			return conclude(accessLost(w.run.Status.Phase)), nil
+		}
+		var err error
+		if access, err = r.issueAccess(w); err != nil {
+			return outcome{}, err
+		}
+		r.access.put(w.run, access)
+	}
 	if w.run.Status.SandboxNamespace == "" {
 		// Recorded before anything is created, so that teardown and the
 		// sweep find the sandbox whatever happens next.
@@ -42,7 +54,7 @@ func (r *Reconciler) provision(ctx context.Context, w *work) (outcome, error) {
 		return outcome{}, fmt.Errorf("while reading the source claim: %w", err)
 	}
 
-	objects := []client.Object{sb.Namespace(), sb.NetworkPolicy(), sb.HBAConfigMap()}
+	objects := []client.Object{sb.Namespace(), sb.NetworkPolicy(), sb.HBAConfigMap(access), sb.TLSSecret(access)}
 	objects = append(objects,
 		sb.ContentCopy(source, snap.SnapshotHandle),
 		sb.SnapshotCopy(),
@@ -67,6 +79,13 @@ func (r *Reconciler) create(ctx context.Context, w *work, obj client.Object) err
 	}
 	if !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("while creating sandbox %T %s: %w", obj, obj.GetName(), err)
+	}
+	if _, ok := obj.(*corev1.Secret); ok {
+		// drillerd may not read Secrets. This one is in the run's own
+		// namespace (adopted only with the run's labels), so an earlier
+		// attempt of this run made it; were it anybody else's, the
+		// database would serve a certificate drillerd does not accept.
+		return nil
 	}
 	existing := obj.DeepCopyObject().(client.Object)
 	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(obj), existing); err != nil {

@@ -41,7 +41,8 @@ type Reconciler struct {
 	// MaxInFlight bounds how many runs are past Pending at once; 0 = no bound.
 	MaxInFlight int
 
-	slots admission
+	slots  admission
+	access accessStore
 }
 
 // maxMessageBytes bounds messages and event notes (events.k8s.io allows

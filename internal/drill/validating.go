@@ -24,7 +24,7 @@ import (
 // Checker runs a drill's checks on one connection to a restored database.
 // *validate.Session is the real one.
 type Checker interface {
-	Restrict(ctx context.Context) (string, error)
+	Restrict(ctx context.Context, role string) (string, error)
 	Run(ctx context.Context, checks []validate.Check) []validate.Result
 	WriteProbe(ctx context.Context, timeout time.Duration) error
 	Identity(ctx context.Context) (validate.Identity, error)
@@ -62,7 +62,11 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DatabasePodName}, pod); err != nil {
 		return outcome{}, fmt.Errorf("while reading the database pod: %w", err)
 	}
-	cfg, err := r.connConfig(ctx, w, pod)
+	access, ok := r.access.get(w.run)
+	if !ok {
+		return conclude(accessLost(w.run.Status.Phase)), nil
+	}
+	cfg, err := r.connConfig(ctx, w, pod, access)
 	if err != nil {
 		return conclude(verdict.Errored(verdict.ReasonInvalidSpec, "%v", err)), nil
 	}
@@ -82,7 +86,7 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 	defer db.Close(context.WithoutCancel(ctx))
 	// The drill's own SQL runs as a read-only role made for this run; only
 	// drillerd's built-ins keep the drill's role.
-	if _, err := db.Restrict(checksCtx); err != nil {
+	if _, err := db.Restrict(checksCtx, access.CheckRole); err != nil {
 		return conclude(verdict.Errored(verdict.ReasonCheckRefused, "%v", err)), nil
 	}
 

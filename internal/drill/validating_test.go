@@ -37,7 +37,7 @@ type fakeChecker struct {
 	identity    validate.Identity
 	refusing    string // the name of a check the copy refuses a privilege
 	restrictErr error
-	restricted  bool
+	restricted  string // the role Restrict made
 
 	startup  []error // what the first connections get, in order (nil: connected)
 	attempts int
@@ -83,12 +83,12 @@ func (f *fakeChecker) Run(_ context.Context, checks []validate.Check) []validate
 	return out
 }
 
-func (f *fakeChecker) Restrict(context.Context) (string, error) {
+func (f *fakeChecker) Restrict(_ context.Context, role string) (string, error) {
 	if f.restrictErr != nil {
 		return "", f.restrictErr
 	}
-	f.restricted = true
-	return "drillerd_checks_0001", nil
+	f.restricted = role
+	return role, nil
 }
 
 func (f *fakeChecker) WriteProbe(context.Context, time.Duration) error {
@@ -376,7 +376,7 @@ func TestChecksReachTheDatabaseAsWritten(t *testing.T) {
 	}
 }
 
-func TestConnConfigReachesThePodWithAndWithoutTLS(t *testing.T) {
+func TestConnConfigReachesThePodOverTLSOnly(t *testing.T) {
 	secret := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "prod", Name: "creds"},
 		Data:       map[string][]byte{"user": []byte("app"), "pass": []byte(`p'w\d`)},
@@ -398,9 +398,11 @@ func TestConnConfigReachesThePodWithAndWithoutTLS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEngine(t, interceptor.Funcs{}, secret)
-			w := &work{run: newRun("r").Obj(), drill: tt.drill}
+			run := newRun("r").Obj()
+			w := &work{run: run, drill: tt.drill}
 			pod := &corev1.Pod{Status: corev1.PodStatus{PodIP: "127.0.4.7"}}
-			cfg, err := e.r.connConfig(context.Background(), w, pod)
+			access := testAccess(t, run)
+			cfg, err := e.r.connConfig(context.Background(), w, pod, access)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -413,8 +415,13 @@ func TestConnConfigReachesThePodWithAndWithoutTLS(t *testing.T) {
 			if cfg.Host != "127.0.4.7" || cfg.Port != tt.wantPort || cfg.Database != tt.wantDB || cfg.User != tt.wantUser || cfg.Password != tt.wantPass {
 				t.Errorf("config %s:%d db %q user %q pass %q", cfg.Host, cfg.Port, cfg.Database, cfg.User, cfg.Password)
 			}
-			if cfg.TLSConfig == nil || len(cfg.Fallbacks) != 1 || cfg.Fallbacks[0].Host != "127.0.4.7" || cfg.Fallbacks[0].TLSConfig != nil {
-				t.Errorf("want TLS first, then plain text to the same host; fallbacks %+v", cfg.Fallbacks)
+			if len(cfg.Fallbacks) != 0 {
+				t.Errorf("fallbacks %+v: a connection without the run's TLS must never be tried", cfg.Fallbacks)
+			}
+			tc := cfg.TLSConfig
+			if tc == nil || len(tc.Certificates) != 1 || tc.Certificates[0].Leaf == nil ||
+				tc.Certificates[0].Leaf.Subject.CommonName != restore.ClientName(string(run.UID)) || tc.VerifyConnection == nil {
+				t.Errorf("TLS config %+v: want the run's client certificate and its check of the server", tc)
 			}
 		})
 	}

@@ -11,7 +11,10 @@
 //	                                         deletionPolicy Retain, bound to the VolumeSnapshot "source"
 //	VolumeSnapshot source                    in the sandbox namespace
 //	PersistentVolumeClaim data               restored from "source"
-//	ConfigMap pg-hba                         Trust mode only: pg_hba.conf admitting drillerd without a password
+//	ConfigMap pg-hba                         pg_hba.conf and pg_ident.conf: the network only over TLS, with the
+//	                                         run's client certificate (mode Trust) or a password (mode Secret)
+//	Secret sandbox-tls                       the database's TLS key and certificate and the run's authority
+//	                                         (access.go; drillerd's client key is in its memory only)
 //	Pod db                                   the database on "data"
 //
 // Source objects (the production VolumeSnapshot, its content and claim) are

@@ -26,7 +26,6 @@ const (
 	HBAConfigMapName      = "pg-hba"
 	DatabaseContainerName = "database"
 	dataMountPath         = "/var/lib/postgresql/data"
-	hbaMountPath          = "/etc/drillerd"
 )
 
 // Sandbox describes the sandbox of one run.
@@ -154,24 +153,6 @@ func (s Sandbox) Claim(source *corev1.PersistentVolumeClaim, restoreSize *resour
 	}
 }
 
-// HBAConfigMap admits connections without a password (mode Trust): the
-// NetworkPolicy admits only drillerd, and no production password is needed.
-func (s Sandbox) HBAConfigMap() *corev1.ConfigMap {
-	// Inside the pod, the local socket is trusted. Over the network, in
-	// mode Trust anyone the NetworkPolicy lets through; in mode Secret only
-	// a role with its password (md5 also accepts SCRAM-hashed passwords): the
-	// drill's credentials, and the read-only role drillerd creates in the
-	// copy for the drill's own SQL, whatever production's pg_hba.conf admits.
-	network := "host all all all trust"
-	if s.Drill.Spec.Database.Auth.Mode == drillsv1.AuthSecret {
-		network = "host all all all md5"
-	}
-	return &corev1.ConfigMap{
-		ObjectMeta: s.meta(HBAConfigMapName),
-		Data:       map[string]string{"pg_hba.conf": "# drillerd sandbox\nlocal all all trust\n" + network + "\n"},
-	}
-}
-
 // DatabasePod runs the database on the restored claim.
 func (s Sandbox) DatabasePod() *corev1.Pod {
 	db := s.Drill.Spec.Database
@@ -204,14 +185,33 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 		"-c", "zero_damaged_pages=off",
 		"-c", "ignore_checksum_failure=off",
 	)
-	args = append(args, "-c", "hba_file="+hbaMountPath+"/pg_hba.conf")
-	mounts := []corev1.VolumeMount{{Name: "data", MountPath: dataMountPath}, {Name: "hba", MountPath: hbaMountPath, ReadOnly: true}}
+	args = append(args,
+		// Who may connect: drillerd's files, not the restored ones.
+		"-c", "hba_file="+configMountPath+"/pg_hba.conf",
+		"-c", "ident_file="+configMountPath+"/pg_ident.conf",
+		// TLS with the run's certificates, whatever production's
+		// configuration names (its files are not in the sandbox).
+		"-c", "ssl=on",
+		"-c", "ssl_cert_file="+tlsMountPath+"/"+TLSCertKey,
+		"-c", "ssl_key_file="+tlsMountPath+"/"+TLSKeyKey,
+		"-c", "ssl_ca_file="+tlsMountPath+"/"+TLSCAKey,
+		"-c", "ssl_crl_file=",
+		"-c", "ssl_dh_params_file=",
+	)
+	mounts := []corev1.VolumeMount{
+		{Name: "data", MountPath: dataMountPath},
+		{Name: "hba", MountPath: configMountPath, ReadOnly: true},
+		{Name: "tls", MountPath: tlsMountPath, ReadOnly: true},
+	}
 	volumes := []corev1.Volume{
 		{Name: "data", VolumeSource: corev1.VolumeSource{
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: DataClaimName},
 		}},
 		{Name: "hba", VolumeSource: corev1.VolumeSource{
 			ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: HBAConfigMapName}},
+		}},
+		{Name: "tls", VolumeSource: corev1.VolumeSource{
+			Secret: &corev1.SecretVolumeSource{SecretName: TLSSecretName, DefaultMode: ptr.To(tlsFileMode)},
 		}},
 	}
 	pgdata := dataMountPath
@@ -227,6 +227,14 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 			// namespace controller waits out the grace period.
 			TerminationGracePeriodSeconds: ptr.To(int64(2)),
 			EnableServiceLinks:            ptr.To(false),
+			// The TLS key is readable through this group (access.go). The
+			// kubelet gives it to the restored volume's files too where its
+			// CSI driver supports fsGroup; OnRootMismatch spares a volume
+			// whose root already has it the walk through every file.
+			SecurityContext: &corev1.PodSecurityContext{
+				FSGroup:             ptr.To(DatabaseGroup),
+				FSGroupChangePolicy: ptr.To(corev1.FSGroupChangeOnRootMismatch),
+			},
 			Containers: []corev1.Container{{
 				Name:         DatabaseContainerName,
 				Image:        db.Image,

@@ -1,10 +1,15 @@
 package restore
 
 import (
+	"bytes"
+	"crypto/tls"
+	"encoding/pem"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +19,7 @@ import (
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/builder"
+	"github.com/drillerd/drillerd/internal/runcert"
 )
 
 // orders starts the drill of the shop's orders database.
@@ -102,7 +108,7 @@ func TestDatabasePod(t *testing.T) {
 	sb := sandboxFor(orders().AuthUser("postgres").
 		Args("-c", "archive_mode=on", "-c", "hba_file=/tmp/other", "-c", "max_logical_replication_workers=4",
 			"-c", "restore_command=cp /archive/%f %p", "-c", "zero_damaged_pages=on", "-c", "ignore_checksum_failure=on",
-			"-c", "cron.launch_active_jobs=on").Obj())
+			"-c", "cron.launch_active_jobs=on", "-c", "ssl=off", "-c", "ssl_key_file=/tmp/key", "-c", "ident_file=/tmp/ident").Obj())
 	trust := sb.DatabasePod()
 	c := trust.Spec.Containers[0]
 	args := strings.Join(c.Args, " ")
@@ -113,7 +119,10 @@ func TestDatabasePod(t *testing.T) {
 	}
 	// PostgreSQL takes a setting's last value.
 	for setting, want := range map[string]string{
-		"archive_mode": "off", "hba_file": "/etc/drillerd/pg_hba.conf", "max_logical_replication_workers": "0",
+		"archive_mode": "off", "hba_file": "/etc/drillerd/hba/pg_hba.conf", "ident_file": "/etc/drillerd/hba/pg_ident.conf",
+		"max_logical_replication_workers": "0",
+		"ssl":                             "on", "ssl_cert_file": "/etc/drillerd/tls/tls.crt", "ssl_key_file": "/etc/drillerd/tls/tls.key", "ssl_ca_file": "/etc/drillerd/tls/ca.crt",
+		"ssl_crl_file": "", "ssl_dh_params_file": "",
 		"primary_conninfo": "", "primary_slot_name": "",
 		"restore_command": "", "archive_cleanup_command": "", "recovery_end_command": "", "cron.launch_active_jobs": "off",
 		"zero_damaged_pages": "off", "ignore_checksum_failure": "off",
@@ -135,33 +144,148 @@ func TestDatabasePod(t *testing.T) {
 		t.Error("the sandbox pod must not get an API token and must not hide crashes behind restarts")
 	}
 	secretMode := sandboxFor(orders().AuthSecret("orders-db-creds", "username", "password").Obj())
-	if got, _ := lastSetting(secretMode.DatabasePod().Spec.Containers[0].Args, "hba_file"); got != "/etc/drillerd/pg_hba.conf" {
-		t.Errorf("mode Secret: hba_file %q, want drillerd's", got)
+	for setting, want := range map[string]string{"hba_file": "/etc/drillerd/hba/pg_hba.conf", "ssl": "on"} {
+		if got, _ := lastSetting(secretMode.DatabasePod().Spec.Containers[0].Args, setting); got != want {
+			t.Errorf("mode Secret: %s %q, want %q", setting, got, want)
+		}
+	}
+
+	// The run's TLS files: the Secret's, mode 0640, readable through the
+	// pod's fsGroup, next to the ConfigMap's files rather than inside
+	// their (read-only) mount.
+	mounts := map[string]corev1.VolumeMount{}
+	for _, m := range c.VolumeMounts {
+		mounts[m.Name] = m
+	}
+	if m := mounts["tls"]; m.MountPath != "/etc/drillerd/tls" || !m.ReadOnly {
+		t.Errorf("tls mount %+v, want /etc/drillerd/tls read-only", m)
+	}
+	if m := mounts["hba"]; m.MountPath != "/etc/drillerd/hba" || !m.ReadOnly {
+		t.Errorf("hba mount %+v, want /etc/drillerd/hba read-only", m)
+	}
+	var tlsVolume *corev1.SecretVolumeSource
+	for _, v := range trust.Spec.Volumes {
+		if v.Name == "tls" {
+			tlsVolume = v.Secret
+		}
+	}
+	if tlsVolume == nil || tlsVolume.SecretName != TLSSecretName || ptr.Deref(tlsVolume.DefaultMode, 0o644) != 0o640 || len(tlsVolume.Items) != 0 {
+		t.Errorf("tls volume %+v, want Secret %s with defaultMode 0640", tlsVolume, TLSSecretName)
+	}
+	if sc := trust.Spec.SecurityContext; sc == nil || ptr.Deref(sc.FSGroup, 0) != DatabaseGroup ||
+		ptr.Deref(sc.FSGroupChangePolicy, "") != corev1.FSGroupChangeOnRootMismatch {
+		t.Errorf("pod security context %+v, want fsGroup %d with OnRootMismatch", sc, DatabaseGroup)
 	}
 }
 
-func TestPgHbaAdmitsOnlyWhatTheModeAllows(t *testing.T) {
+// testAccess is an Access of the run of sandboxFor.
+func testAccess(t *testing.T, sb Sandbox) Access {
+	t.Helper()
+	now := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+	certs, err := runcert.Issue(sb.CertificateRequest(now, now.Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Access{Certificates: certs, CheckRole: "drillerd_checks_5e1f0a2b"}
+}
+
+func TestPgHbaAndIdentAdmitOnlyWhatTheModeAllows(t *testing.T) {
 	tests := []struct {
-		name    string
-		drill   *drillsv1.RestoreDrill
-		network string
+		name  string
+		drill *drillsv1.RestoreDrill
+		hba   []string
+		ident []string // the roles the client certificate may log in as
 	}{
-		{"Trust: no password over the network", orders().AuthUser("postgres").Obj(), "host all all all trust"},
-		{"Secret: a password for every role, the read-only check role included", orders().AuthSecret("creds", "username", "password").Obj(), "host all all all md5"},
+		{"Trust: the run's client certificate, as the drill's user or the check role",
+			orders().AuthUser(`shop "owner"`).Obj(),
+			[]string{"local all all trust", "hostssl all all all cert map=drillerd", "host all all all reject"},
+			[]string{`"shop ""owner"""`, `"drillerd_checks_5e1f0a2b"`}},
+		{"Trust without a user: postgres",
+			orders().Obj(),
+			[]string{"local all all trust", "hostssl all all all cert map=drillerd", "host all all all reject"},
+			[]string{`"postgres"`, `"drillerd_checks_5e1f0a2b"`}},
+		{"Secret: a password for every role over TLS, the read-only check role included",
+			orders().AuthSecret("creds", "username", "password").Obj(),
+			[]string{"local all all trust", "hostssl all all all md5", "host all all all reject"},
+			nil},
+	}
+	rulesOf := func(file string) []string {
+		var rules []string
+		for _, l := range strings.Split(file, "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				rules = append(rules, l)
+			}
+		}
+		return rules
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			hba := sandboxFor(tt.drill).HBAConfigMap().Data["pg_hba.conf"]
-			var rules []string
-			for _, l := range strings.Split(hba, "\n") {
-				if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
-					rules = append(rules, l)
-				}
+			sb := sandboxFor(tt.drill)
+			cm := sb.HBAConfigMap(testAccess(t, sb))
+			if got := rulesOf(cm.Data["pg_hba.conf"]); !slices.Equal(got, tt.hba) {
+				t.Errorf("pg_hba.conf rules %q, want %q", got, tt.hba)
 			}
-			if strings.Join(rules, "; ") != "local all all trust; "+tt.network {
-				t.Errorf("pg_hba.conf rules %q, want the local socket and %q", rules, tt.network)
+			var want []string
+			for _, role := range tt.ident {
+				want = append(want, `drillerd "drillerd-run-`+string(sb.Run.UID)+`" `+role)
+			}
+			if got := rulesOf(cm.Data["pg_ident.conf"]); !slices.Equal(got, want) {
+				t.Errorf("pg_ident.conf %q, want %q", got, want)
 			}
 		})
+	}
+}
+
+func TestTLSSecretHoldsTheServersHalfOnly(t *testing.T) {
+	sb := sandboxFor(orders().Obj())
+	a := testAccess(t, sb)
+	s := sb.TLSSecret(a)
+	if s.Namespace != sb.NamespaceName() || s.Name != TLSSecretName || s.Type != corev1.SecretTypeTLS || !ptr.Deref(s.Immutable, false) {
+		t.Errorf("Secret %s/%s type %s immutable %v, want an immutable %s in the sandbox", s.Namespace, s.Name, s.Type, s.Immutable, corev1.SecretTypeTLS)
+	}
+	if s.Labels[LabelRun] != string(sb.Run.UID) || s.Labels[LabelManagedBy] != ManagedByValue {
+		t.Errorf("labels %v, want the run's ownership labels", s.Labels)
+	}
+	want := map[string][]byte{"tls.crt": a.Certificates.ServerCert, "tls.key": a.Certificates.ServerKey, "ca.crt": a.Certificates.CACert}
+	if len(s.Data) != len(want) {
+		t.Errorf("keys %v, want exactly tls.crt, tls.key and ca.crt", slices.Collect(maps.Keys(s.Data)))
+	}
+	for k, v := range want {
+		if !bytes.Equal(s.Data[k], v) {
+			t.Errorf("%s is not the run's", k)
+		}
+	}
+	// The client's key is not among them: the only private key there is
+	// the server certificate's.
+	for k, v := range s.Data {
+		for rest := v; ; {
+			var block *pem.Block
+			if block, rest = pem.Decode(rest); block == nil {
+				break
+			}
+			if strings.Contains(block.Type, "PRIVATE KEY") && k != "tls.key" {
+				t.Errorf("%s holds a private key", k)
+			}
+		}
+	}
+	key, err := tls.X509KeyPair(s.Data["tls.crt"], s.Data["tls.key"])
+	if err != nil {
+		t.Fatalf("tls.key is not tls.crt's key: %v", err)
+	}
+	if key.Leaf.Subject.CommonName != "db."+sb.NamespaceName() {
+		t.Errorf("server certificate for %q, want db.%s", key.Leaf.Subject.CommonName, sb.NamespaceName())
+	}
+}
+
+func TestCertificatesOutliveTheRunBriefly(t *testing.T) {
+	sb := sandboxFor(orders().Obj())
+	now := time.Date(2026, 11, 22, 3, 0, 0, 0, time.UTC)
+	req := sb.CertificateRequest(now, now.Add(time.Hour))
+	if !req.NotBefore.Equal(now.Add(-5*time.Minute)) || !req.NotAfter.Equal(now.Add(65*time.Minute)) {
+		t.Errorf("valid %s to %s, want from 5 minutes before now to 5 minutes after the deadline", req.NotBefore, req.NotAfter)
+	}
+	if req.Client != "drillerd-run-"+string(sb.Run.UID) || req.Server != "db."+sb.NamespaceName() {
+		t.Errorf("names %+v", req)
 	}
 }
 

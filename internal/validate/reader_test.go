@@ -1,6 +1,7 @@
 package validate
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -11,12 +12,19 @@ import (
 // with FindingRefused, while the built-ins keep the session's role.
 func TestRestrictedChecksCannotEscape(t *testing.T) {
 	sess := openSession(t, "postgres", "drill")
-	role, err := sess.Restrict(t.Context())
+	name := NewReaderRole()
+	role, err := sess.Restrict(t.Context(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(role, readerPrefix) {
-		t.Fatalf("role %q, want one named %s…", role, readerPrefix)
+	if role != name || !regexp.MustCompile(`^drillerd_checks_[0-9a-f]{8}$`).MatchString(role) {
+		t.Fatalf("role %q, want %q, named drillerd_checks_ and 8 hexadecimal digits", role, name)
+	}
+	// The session logged in without a password, so the role has none:
+	// it logs in as the session did.
+	var hasPassword bool
+	if err := sess.conn.QueryRow(t.Context(), "SELECT rolpassword IS NOT NULL FROM pg_authid WHERE rolname = $1", role).Scan(&hasPassword); err != nil || hasPassword {
+		t.Errorf("role %s has a password (%v, %v); the session had none", role, hasPassword, err)
 	}
 	rows := "1000"
 	tests := []struct {
@@ -58,9 +66,16 @@ func TestRestrictedChecksCannotEscape(t *testing.T) {
 	}
 }
 
+func TestRestrictWantsADrillerdRoleName(t *testing.T) {
+	sess := openSession(t, "postgres", "drill")
+	if role, err := sess.Restrict(t.Context(), "postgres"); err == nil || role != "" || !strings.Contains(err.Error(), "drillerd_checks_") {
+		t.Errorf("Restrict(postgres) = %q, %v; want a refusal naming the prefix", role, err)
+	}
+}
+
 func TestRestrictLeavesAnUnprivilegedSessionAlone(t *testing.T) {
 	sess := openSession(t, "nopriv", "drill")
-	role, err := sess.Restrict(t.Context())
+	role, err := sess.Restrict(t.Context(), NewReaderRole())
 	if err != nil || role != "" {
 		t.Fatalf("Restrict = %q, %v; want the session left as it is", role, err)
 	}
@@ -73,7 +88,7 @@ func ptrString(s string) *string { return &s }
 // all rather than as the superuser.
 func TestAStandbyRunsNoUserSQLAsTheSuperuser(t *testing.T) {
 	sess := connect(t, replica.server(t, setupReplica), "postgres", "postgres", nil)
-	role, err := sess.Restrict(t.Context())
+	role, err := sess.Restrict(t.Context(), NewReaderRole())
 	if err != nil || role != "" {
 		t.Fatalf("Restrict = %q, %v; want no role and no error", role, err)
 	}

@@ -15,7 +15,7 @@ import (
 
 // The drill engine puts a Session behind an interface of this shape.
 var _ interface {
-	Restrict(context.Context) (string, error)
+	Restrict(context.Context, string) (string, error)
 	Run(context.Context, []Check) []Result
 	Freshness(context.Context, string, *time.Location, time.Duration) (time.Time, error)
 	Identity(context.Context) (Identity, error)

@@ -49,6 +49,10 @@ func (pw *podWorker) mountVolumes() error {
 
 func (pw *podWorker) tryMountVolumes() error {
 	ctx := pw.ctx
+	var fsGroup *int64
+	if sc := pw.pod.Spec.SecurityContext; sc != nil {
+		fsGroup = sc.FSGroup
+	}
 	paths := map[string]string{}
 	var volumeIDs []string
 	for _, v := range pw.pod.Spec.Volumes {
@@ -89,7 +93,7 @@ func (pw *podWorker) tryMountVolumes() error {
 				}
 				cm = &corev1.ConfigMap{}
 			}
-			if err := writeFiles(own, stringMapBytes(cm.Data), v.ConfigMap.Items, pw.e.uid, pw.e.gid); err != nil {
+			if err := (fileVolume{v.ConfigMap.DefaultMode, fsGroup}).writeFiles(own, stringMapBytes(cm.Data), v.ConfigMap.Items); err != nil {
 				return err
 			}
 			paths[v.Name] = own
@@ -101,25 +105,26 @@ func (pw *podWorker) tryMountVolumes() error {
 				}
 				s = &corev1.Secret{}
 			}
-			if err := writeFiles(own, s.Data, v.Secret.Items, pw.e.uid, pw.e.gid); err != nil {
+			if err := (fileVolume{v.Secret.DefaultMode, fsGroup}).writeFiles(own, s.Data, v.Secret.Items); err != nil {
 				return err
 			}
 			paths[v.Name] = own
 		case v.Projected != nil:
-			if err := pw.ensureDir(own); err != nil {
+			files := fileVolume{v.Projected.DefaultMode, fsGroup}
+			if err := files.ensureDir(own); err != nil {
 				return err
 			}
 			for _, src := range v.Projected.Sources {
 				if src.ConfigMap != nil {
 					if cm, err := pw.e.client.CoreV1().ConfigMaps(pw.pod.Namespace).Get(ctx, src.ConfigMap.Name, metav1.GetOptions{}); err == nil {
-						if err := writeFiles(own, stringMapBytes(cm.Data), src.ConfigMap.Items, pw.e.uid, pw.e.gid); err != nil {
+						if err := files.writeFiles(own, stringMapBytes(cm.Data), src.ConfigMap.Items); err != nil {
 							return err
 						}
 					}
 				}
 				if src.Secret != nil {
 					if s, err := pw.e.client.CoreV1().Secrets(pw.pod.Namespace).Get(ctx, src.Secret.Name, metav1.GetOptions{}); err == nil {
-						if err := writeFiles(own, s.Data, src.Secret.Items, pw.e.uid, pw.e.gid); err != nil {
+						if err := files.writeFiles(own, s.Data, src.Secret.Items); err != nil {
 							return err
 						}
 					}
@@ -350,9 +355,10 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 	// The image's server keeps its socket in /var/run/postgresql; here
 	// that is the container's runtime directory.
 	table = table.with(socketDir, runtimeDir).with(terminationPath, terminationLog)
+	groups := podGroups(pw.pod)
 	view := execView{
 		containerID: containerID, env: imageEnv(major, binDir, env), table: table,
-		workDir: c.WorkingDir, uid: pw.e.uid, gid: pw.e.gid,
+		workDir: c.WorkingDir, uid: pw.e.uid, gid: pw.e.gid, groups: groups,
 	}
 	if view.workDir == "" {
 		view.workDir = "/"
@@ -406,6 +412,7 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 		Env:           env,
 		UID:           pw.e.uid,
 		GID:           pw.e.gid,
+		Groups:        groups,
 		RuntimeDir:    runtimeDir,
 		LogPath:       run.logPath,
 		BinDir:        binDir,
@@ -471,6 +478,23 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 	pw.mu.Unlock()
 	pw.finishRun(cs, run, code, started)
 	return code, killed
+}
+
+// podGroups are the supplementary groups the container runtime gives a
+// pod's processes: its fsGroup and supplementalGroups.
+func podGroups(pod *corev1.Pod) []uint32 {
+	sc := pod.Spec.SecurityContext
+	if sc == nil {
+		return nil
+	}
+	var groups []uint32
+	if sc.FSGroup != nil {
+		groups = append(groups, uint32(*sc.FSGroup))
+	}
+	for _, g := range sc.SupplementalGroups {
+		groups = append(groups, uint32(g))
+	}
+	return groups
 }
 
 // refuseDataDir plays a server that exits at once with the given output.

@@ -244,37 +244,95 @@ func serverPort(args []string, env map[string]string) int {
 	return port
 }
 
-// writeFiles materialises key→content as files in dir, honouring items.
-func writeFiles(dir string, data map[string][]byte, items []corev1.KeyToPath, uid, gid uint32) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// Modes and owners of the files of ConfigMap, Secret and projected
+// volumes, as the kubelet's volume plugins and its ownership change
+// (pkg/volume/volume_linux.go) leave them.
+const (
+	// defaultFileMode is every such volume's defaultMode when unset.
+	defaultFileMode = 0o644
+	// readOnlyGroupMask is what an fsGroup adds to the mode of a file of
+	// a read-only volume (the kubelet's roMask); directories also get
+	// execute for the group and setgid.
+	readOnlyGroupMask = 0o440
+)
+
+// fileVolume says how the kubelet writes a ConfigMap, Secret or projected
+// volume: each file's mode is its item's mode, else the volume's
+// defaultMode; the kubelet, running as root, owns every file and
+// directory, and with an fsGroup gives them that group and group read
+// (directories also group execute and setgid).
+type fileVolume struct {
+	defaultMode *int32
+	fsGroup     *int64
+}
+
+// writeFiles materialises key→content as files in dir, honouring items
+// (a key an item names that data lacks is skipped).
+func (v fileVolume) writeFiles(dir string, data map[string][]byte, items []corev1.KeyToPath) error {
+	if err := v.ensureDir(dir); err != nil {
 		return err
 	}
-	write := func(name string, content []byte) error {
+	mode := int32(defaultFileMode)
+	if v.defaultMode != nil {
+		mode = *v.defaultMode
+	}
+	write := func(name string, content []byte, itemMode *int32) error {
 		p := filepath.Join(dir, filepath.Clean("/"+name))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		for d := filepath.Dir(p); d != dir && strings.HasPrefix(d, dir); d = filepath.Dir(d) {
+			if err := v.ensureDir(d); err != nil {
+				return err
+			}
+		}
+		m := mode
+		if itemMode != nil {
+			m = *itemMode
+		}
+		if err := os.WriteFile(p, content, 0o600); err != nil {
 			return err
 		}
-		if err := os.WriteFile(p, content, 0o644); err != nil {
-			return err
-		}
-		return os.Chown(p, int(uid), int(gid))
+		return v.own(p, os.FileMode(m)&os.ModePerm)
 	}
 	if len(items) == 0 {
-		for k, v := range data {
-			if err := write(k, v); err != nil {
+		for k, content := range data {
+			if err := write(k, content, nil); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
 	for _, item := range items {
-		if v, ok := data[item.Key]; ok {
-			if err := write(item.Path, v); err != nil {
+		if content, ok := data[item.Key]; ok {
+			if err := write(item.Path, content, item.Mode); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// ensureDir makes a directory of the volume, mode 0755 and the kubelet's.
+func (v fileVolume) ensureDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return v.own(dir, os.ModeDir|0o755)
+}
+
+// own gives a file or directory of the volume the kubelet's owner (root),
+// its fsGroup if any, and mode with what the fsGroup adds.
+func (v fileVolume) own(p string, mode os.FileMode) error {
+	gid := 0
+	if v.fsGroup != nil {
+		gid = int(*v.fsGroup)
+		mode |= readOnlyGroupMask
+		if mode.IsDir() {
+			mode |= os.ModeSetgid | 0o110
+		}
+	}
+	if err := os.Lchown(p, 0, gid); err != nil {
+		return err
+	}
+	return os.Chmod(p, mode&(os.ModePerm|os.ModeSetgid))
 }
 
 func stringMapBytes(m map[string]string) map[string][]byte {

@@ -1,7 +1,11 @@
 package nodeemu
 
 import (
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
@@ -167,3 +171,86 @@ func (b *contentBuilder) Annotated(key string) *contentBuilder {
 	return b
 }
 func (b *contentBuilder) Result() *snapshotv1.VolumeSnapshotContent { return b.c }
+
+// TestFileVolumesAsTheKubeletWritesThem: modes from items and defaultMode,
+// files owned by root, and an fsGroup's group with group read added, so
+// that a server whose process has the fsGroup reads a root-owned key of
+// mode 0640, which PostgreSQL accepts.
+func TestFileVolumesAsTheKubeletWritesThem(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kubelet's owner is root: needs root to chown")
+	}
+	data := map[string][]byte{"tls.key": []byte("key"), "tls.crt": []byte("crt")}
+	tests := []struct {
+		name        string
+		volume      fileVolume
+		items       []corev1.KeyToPath
+		wantFiles   map[string]os.FileMode // path → mode
+		wantGroup   uint32
+		wantDirMode os.FileMode // of subdirectories
+	}{
+		{"no defaultMode, no fsGroup: 0644 root:root", fileVolume{}, nil,
+			map[string]os.FileMode{"tls.key": 0o644, "tls.crt": 0o644}, 0, 0},
+		{"defaultMode 0640 without fsGroup: root:root, unreadable to the server", fileVolume{defaultMode: ptr.To[int32](0o640)}, nil,
+			map[string]os.FileMode{"tls.key": 0o640, "tls.crt": 0o640}, 0, 0},
+		{"defaultMode 0640 with fsGroup: root:fsGroup 0640", fileVolume{defaultMode: ptr.To[int32](0o640), fsGroup: ptr.To[int64](999)}, nil,
+			map[string]os.FileMode{"tls.key": 0o640, "tls.crt": 0o640}, 999, 0},
+		{"defaultMode 0600 with fsGroup gains group read", fileVolume{defaultMode: ptr.To[int32](0o600), fsGroup: ptr.To[int64](999)}, nil,
+			map[string]os.FileMode{"tls.key": 0o640, "tls.crt": 0o640}, 999, 0},
+		{"the default 0644 with fsGroup stays world-readable", fileVolume{fsGroup: ptr.To[int64](999)}, nil,
+			map[string]os.FileMode{"tls.key": 0o644, "tls.crt": 0o644}, 999, 0},
+		{"items: their paths and modes, others left out", fileVolume{defaultMode: ptr.To[int32](0o644), fsGroup: ptr.To[int64](70)},
+			[]corev1.KeyToPath{{Key: "tls.key", Path: "private/server.key", Mode: ptr.To[int32](0o400)}, {Key: "missing", Path: "x"}},
+			map[string]os.FileMode{"private/server.key": 0o440}, 70, os.ModeDir | os.ModeSetgid | 0o755},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "volume")
+			if err := tt.volume.writeFiles(dir, data, tt.items); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || p == dir {
+					return err
+				}
+				rel, _ := filepath.Rel(dir, p)
+				info, err := os.Lstat(p)
+				if err != nil {
+					return err
+				}
+				st := info.Sys().(*syscall.Stat_t)
+				if st.Uid != 0 || st.Gid != tt.wantGroup {
+					t.Errorf("%s owned by %d:%d, want 0:%d", rel, st.Uid, st.Gid, tt.wantGroup)
+				}
+				if d.IsDir() {
+					if info.Mode() != tt.wantDirMode {
+						t.Errorf("directory %s has mode %v, want %v", rel, info.Mode(), tt.wantDirMode)
+					}
+					return nil
+				}
+				got = append(got, rel)
+				if want, ok := tt.wantFiles[rel]; !ok || info.Mode() != want {
+					t.Errorf("%s has mode %v, want %v (expected: %v)", rel, info.Mode(), want, ok)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.wantFiles) {
+				t.Errorf("files %v, want %v", got, tt.wantFiles)
+			}
+		})
+	}
+}
+
+func TestPodGroups(t *testing.T) {
+	pod := &corev1.Pod{Spec: corev1.PodSpec{SecurityContext: &corev1.PodSecurityContext{FSGroup: ptr.To[int64](999), SupplementalGroups: []int64{5, 6}}}}
+	if got := podGroups(pod); !slices.Equal(got, []uint32{999, 5, 6}) {
+		t.Errorf("podGroups = %v, want the fsGroup and the supplemental groups", got)
+	}
+	if got := podGroups(&corev1.Pod{}); len(got) != 0 {
+		t.Errorf("podGroups without a security context = %v", got)
+	}
+}

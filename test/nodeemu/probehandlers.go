@@ -151,6 +151,7 @@ type execView struct {
 	workDir string // container path
 	uid     uint32
 	gid     uint32
+	groups  []uint32 // supplementary: the pod's fsGroup and supplementalGroups
 }
 
 // socketDir is where the postgres image's server puts its unix socket and
@@ -231,8 +232,8 @@ func (v execView) execProbe(ctx context.Context, command []string, timeout time.
 	cmd.Env = v.environ()
 	cmd.Dir = v.table.hostPath(v.workDir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if int(v.uid) != os.Getuid() || int(v.gid) != os.Getgid() {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: v.uid, Gid: v.gid}
+	if int(v.uid) != os.Getuid() || int(v.gid) != os.Getgid() || len(v.groups) > 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: v.uid, Gid: v.gid, Groups: v.groups}
 	}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = time.Second

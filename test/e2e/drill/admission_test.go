@@ -25,6 +25,7 @@ import (
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/runcert"
 	"github.com/drillerd/drillerd/test/fixture"
 )
 
@@ -33,6 +34,7 @@ const (
 	policyNamespaces = "drillerd-sandbox-namespaces"
 	policyPods       = "drillerd-sandbox-pods"
 	policyObjects    = "drillerd-sandbox-objects"
+	policySecrets    = "drillerd-sandbox-secrets"
 	policyContents   = "drillerd-content-copies"
 	policyVolumes    = "drillerd-restored-volumes"
 )
@@ -109,6 +111,11 @@ func TestAdmissionPolicy(t *testing.T) {
 	}
 	sandboxNS := sandbox.NamespaceName()
 	t.Cleanup(func() { env.DeleteNamespace(context.Background(), sandboxNS) })
+	certs, err := runcert.Issue(sandbox.CertificateRequest(time.Now(), time.Now().Add(time.Hour)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := restore.Access{Certificates: certs, CheckRole: "drillerd_checks_0a0b0c0d"}
 	nightly, err := env.Snapshots.SnapshotV1().VolumeSnapshots(p.ns).Get(env.Ctx, "nightly", metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -154,6 +161,17 @@ func TestAdmissionPolicy(t *testing.T) {
 				change(pod)
 			}
 			_, err := sa.core.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: dryRun})
+			return err
+		}
+	}
+	secretIn := func(ns string, change func(*corev1.Secret)) func(context.Context, []string) error {
+		return func(ctx context.Context, dryRun []string) error {
+			secret := sandbox.TLSSecret(access)
+			secret.Namespace = ns
+			if change != nil {
+				change(secret)
+			}
+			_, err := sa.core.CoreV1().Secrets(ns).Create(ctx, secret, metav1.CreateOptions{DryRun: dryRun})
 			return err
 		}
 	}
@@ -277,11 +295,22 @@ func TestAdmissionPolicy(t *testing.T) {
 			return err
 		}},
 		{"a ConfigMap in the production namespace", policyObjects, "sandbox-object-namespace", func(ctx context.Context, dryRun []string) error {
-			cm := sandbox.HBAConfigMap()
+			cm := sandbox.HBAConfigMap(access)
 			cm.Namespace = p.ns
 			_, err := sa.core.CoreV1().ConfigMaps(p.ns).Create(ctx, cm, metav1.CreateOptions{DryRun: dryRun})
 			return err
 		}},
+
+		{"the TLS Secret in the production namespace", policySecrets, "secret-namespace", secretIn(p.ns, nil)},
+		{"the TLS Secret in a drill- namespace without drillerd's labels", policySecrets, "secret-namespace", secretIn(unlabelledNS, nil)},
+		{"a ServiceAccount token Secret in a sandbox", policySecrets, "secret-shape", secretIn(privilegedNS, func(s *corev1.Secret) {
+			s.Name, s.Type, s.Data = "drillerd-token", corev1.SecretTypeServiceAccountToken, nil
+			s.Annotations = map[string]string{corev1.ServiceAccountNameKey: "default"}
+		})},
+		{"a TLS Secret of another name", policySecrets, "secret-shape", secretIn(privilegedNS, func(s *corev1.Secret) { s.Name = "db-credentials" })},
+		{"a TLS Secret with another key", policySecrets, "secret-shape", secretIn(privilegedNS, func(s *corev1.Secret) { s.Data["password"] = []byte("x") })},
+		{"a TLS Secret that can be changed", policySecrets, "secret-shape", secretIn(privilegedNS, func(s *corev1.Secret) { s.Immutable = nil })},
+		{"a TLS Secret without drillerd's labels", policySecrets, "secret-ownership", secretIn(privilegedNS, func(s *corev1.Secret) { s.Labels = nil })},
 
 		{"a content copy with deletionPolicy Delete", policyContents, "content-retain", contentCopy(func(c *snapshotv1.VolumeSnapshotContent) {
 			c.Spec.DeletionPolicy = snapshotv1.VolumeSnapshotContentDelete
@@ -328,8 +357,11 @@ func TestAdmissionPolicy(t *testing.T) {
 	if _, err := sa.core.NetworkingV1().NetworkPolicies(sandboxNS).Create(env.Ctx, sandbox.NetworkPolicy(), metav1.CreateOptions{}); err != nil {
 		t.Errorf("creating the sandbox's NetworkPolicy as drillerd: %v", err)
 	}
-	if _, err := sa.core.CoreV1().ConfigMaps(sandboxNS).Create(env.Ctx, sandbox.HBAConfigMap(), metav1.CreateOptions{}); err != nil {
+	if _, err := sa.core.CoreV1().ConfigMaps(sandboxNS).Create(env.Ctx, sandbox.HBAConfigMap(access), metav1.CreateOptions{}); err != nil {
 		t.Errorf("creating the sandbox's ConfigMap as drillerd: %v", err)
+	}
+	if _, err := sa.core.CoreV1().Secrets(sandboxNS).Create(env.Ctx, sandbox.TLSSecret(access), metav1.CreateOptions{}); err != nil {
+		t.Errorf("creating the sandbox's TLS Secret as drillerd: %v", err)
 	}
 	if _, err := sa.core.CoreV1().Pods(sandboxNS).Create(env.Ctx, sandbox.DatabasePod(), metav1.CreateOptions{}); err != nil {
 		t.Errorf("creating the sandbox's database pod as drillerd: %v", err)

@@ -70,7 +70,8 @@ func TestDrills(t *testing.T) {
 	t.Run("freshness beyond the RPO target fails on RPO", p.freshnessBeyondRPO)
 	t.Run("image that cannot start fails within the database timeout", p.imageCannotStart)
 	t.Run("a sandbox the API server refuses ends APIError at once and is torn down", p.sandboxRefused)
-	t.Run("a failed sandbox is kept for keepOnFailure, then removed", p.keepOnFailure)
+	t.Run("a failed sandbox is kept for keepOnFailure, admits nobody without the run's key, then is removed", p.keepOnFailure)
+	t.Run("checks that reach past reading end CheckRefused naming each", p.checksThatReachPastReading)
 	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
 	t.Run("metrics after a passed and a failed drill, and after a restart", p.metricsSurviveRestart)
 	t.Run("HTTP API with ServiceAccount tokens and RBAC: 401, 403, 201, 409, 404", p.httpAPI)
@@ -106,6 +107,7 @@ func setUpProduction(t *testing.T, env *fixture.Env) *production {
 	env.Exec(db, `CREATE INDEX orders_created_at ON orders (created_at)`)
 	env.Exec(db, `INSERT INTO orders (customer, note) SELECT g % 50 + 1, repeat('x', 3000) FROM generate_series(1, 1200) g`)
 	env.Exec(db, `CREATE TABLE audit_log (id serial PRIMARY KEY, created_at timestamptz NOT NULL)`)
+	env.Exec(db, `CREATE EXTENSION dblink`) // what a check could reach other servers with
 	env.Exec(db, `INSERT INTO audit_log (created_at) SELECT now() - interval '30 hours' FROM generate_series(1, 10)`)
 	time.Sleep(1100 * time.Millisecond) // the nightly snapshot must be the newest by creation time
 	env.CreateSnapshot(ns, "nightly", pg.ClaimName(), nil)
@@ -511,7 +513,7 @@ func restoredPV(t *testing.T, env *fixture.Env, run *drillsv1.DrillRun) string {
 }
 
 func (p *production) keepOnFailure(t *testing.T) {
-	d := p.newDrill("kept").keepOnFailure(10*time.Second).check("orders-exact", "SELECT count(*) FROM orders", drillsv1.Expectation{Equals: ptr.To("1")})
+	d := p.newDrill("kept").keepOnFailure(fixture.Scaled(15*time.Second)).check("orders-exact", "SELECT count(*) FROM orders", drillsv1.Expectation{Equals: ptr.To("1")})
 	run, code := p.run(t, d)
 	if code != 1 || run.Status.Reason != "CheckFailed" || run.Status.SandboxExpiry == nil || run.Status.SandboxRemoved {
 		t.Fatalf("exit %d, reason %s, expiry %v, removed %v: want a failed run with a kept sandbox", code, run.Status.Reason, run.Status.SandboxExpiry, run.Status.SandboxRemoved)
@@ -524,6 +526,7 @@ func (p *production) keepOnFailure(t *testing.T) {
 	if err != nil || pod.Status.PodIP == "" {
 		t.Fatalf("the kept sandbox's database is not running: %v", err)
 	}
+	t.Run("nobody gets in", func(t *testing.T) { p.keptSandboxAdmitsNobody(t, run) })
 	current := &drillsv1.DrillRun{}
 	p.env.WaitFor(fixture.Scaled(60*time.Second), "the kept sandbox to be removed after keepOnFailure", func(ctx context.Context) (bool, error) {
 		if err := p.c.Get(ctx, client.ObjectKeyFromObject(run), current); err != nil {

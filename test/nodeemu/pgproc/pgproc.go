@@ -47,6 +47,7 @@ type Spec struct {
 	Args          []string          // extra server arguments, e.g. ["-c", "max_connections=20"]; they come last and win
 	Env           map[string]string // container environment (POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, POSTGRES_HOST_AUTH_METHOD, POSTGRES_INITDB_ARGS, ...)
 	UID, GID      uint32            // unprivileged identity to run as (postgres refuses to run as root)
+	Groups        []uint32          // supplementary groups, as a pod's fsGroup and supplementalGroups give them
 	RuntimeDir    string            // unix socket and scratch files; created if missing; keep it short (socket paths < 100 bytes)
 	LogPath       string            // initdb and server output is appended here (the container log); "" discards it
 	BinDir        string            // PostgreSQL binaries; "" means BinDir()
@@ -180,7 +181,7 @@ func (s Spec) command(ctx context.Context, name string, args ...string) (*exec.C
 		// the forking OS thread exits, which Go threads only do when a
 		// goroutine exits locked to it.)
 		Pdeathsig:  syscall.SIGKILL,
-		Credential: &syscall.Credential{Uid: s.UID, Gid: s.GID},
+		Credential: &syscall.Credential{Uid: s.UID, Gid: s.GID, Groups: s.Groups},
 	}
 	return cmd, nil
 }
@@ -218,8 +219,8 @@ func (s Spec) ensureRuntimeDir() error {
 }
 
 // reachable checks that the database user may traverse every directory
-// above dir (it has no supplementary groups), which a temporary directory
-// of mode 0700 above a volume silently breaks.
+// above dir, which a temporary directory of mode 0700 above a volume
+// silently breaks.
 func (s Spec) reachable(dir string) error {
 	for d := filepath.Dir(filepath.Clean(dir)); ; d = filepath.Dir(d) {
 		info, err := os.Stat(d)
@@ -232,7 +233,7 @@ func (s Spec) reachable(dir string) error {
 		switch {
 		case st.Uid == s.UID:
 			ok = perm&0o100 != 0
-		case st.Gid == s.GID:
+		case st.Gid == s.GID || slices.Contains(s.Groups, st.Gid):
 			ok = perm&0o010 != 0
 		default:
 			ok = perm&0o001 != 0

@@ -2,10 +2,17 @@ package pgproc
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -619,4 +626,102 @@ func TestShellFields(t *testing.T) {
 	if _, err := shellFields(`--x='open`); err == nil {
 		t.Error("unterminated quote accepted")
 	}
+}
+
+// TestKeyFileReadThroughASupplementaryGroup: as with a Secret volume and a
+// pod's fsGroup, the server reads a TLS key owned by root through a
+// supplementary group; PostgreSQL accepts such a key only with mode 0640 or
+// stricter, and a server without the group cannot read it.
+func TestKeyFileReadThroughASupplementaryGroup(t *testing.T) {
+	s := newSpec(t, "127.233.7.1", map[string]string{"POSTGRES_HOST_AUTH_METHOD": "trust"})
+	initialize(t, s)
+	const group = 999
+	certPEM, keyPEM := selfSigned(t)
+	tests := []struct {
+		name    string
+		mode    os.FileMode
+		groups  []uint32
+		wantLog string // "" = the server starts and serves TLS
+	}{
+		{"0640 with the group", 0o640, []uint32{group}, ""},
+		{"0640 without the group", 0o640, nil, "Permission denied"},
+		{"0644: readable by anyone", 0o644, []uint32{group}, "has group or world access"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, d := range []string{filepath.Dir(dir), dir} { // private (0700) otherwise
+				if err := os.Chmod(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+			for _, f := range []struct {
+				path string
+				data []byte
+				mode os.FileMode
+			}{{certFile, certPEM, 0o644}, {keyFile, keyPEM, tt.mode}} {
+				if err := os.WriteFile(f.path, f.data, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chown(f.path, 0, group); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(f.path, f.mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			spec := s
+			spec.Groups = tt.groups
+			spec.Port = freePort(t, s.ListenAddress)
+			spec.Args = append(slices.Clone(fastArgs), "-c", "ssl=on", "-c", "ssl_cert_file="+certFile, "-c", "ssl_key_file="+keyFile)
+			if tt.wantLog == "" {
+				start(t, spec)
+				cfg, err := pgx.ParseConfig(fmt.Sprintf("host=%s port=%d sslmode=require connect_timeout=5 user=postgres dbname=postgres", spec.ListenAddress, spec.Port))
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn, err := pgx.ConnectConfig(t.Context(), cfg)
+				if err != nil {
+					t.Fatalf("a TLS connection: %v", err)
+				}
+				defer conn.Close(context.Background())
+				if queryInt(t, conn, "SELECT count(*) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl") != 1 {
+					t.Error("the server does not see a TLS connection")
+				}
+				return
+			}
+			before, _ := os.ReadFile(spec.LogPath)
+			p, err := Start(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitDone(t, p)
+			after, _ := os.ReadFile(spec.LogPath)
+			output := string(after[len(before):])
+			if p.ExitCode() == 0 || !strings.Contains(output, keyFile) || !strings.Contains(output, tt.wantLog) {
+				t.Errorf("exit code %d, output %q: want the server to refuse the key with %q", p.ExitCode(), output, tt.wantLog)
+			}
+		})
+	}
+}
+
+// selfSigned makes a certificate and its key, PEM-encoded.
+func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "db"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, template, template, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 }
