@@ -148,10 +148,14 @@ func (l *containerLog) close() error {
 type logStream struct {
 	log  *containerLog
 	name string
-	buf  []byte
+
+	mu  sync.Mutex
+	buf []byte
 }
 
 func (s *logStream) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.buf = append(s.buf, p...)
 	for {
 		i := bytes.IndexByte(s.buf, '\n')
@@ -176,6 +180,8 @@ func (s *logStream) Write(p []byte) (int, error) {
 // flush writes what is left of a stream that ended without a newline, as
 // a partial line.
 func (s *logStream) flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if len(s.buf) == 0 {
 		return nil
 	}
