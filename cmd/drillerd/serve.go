@@ -19,6 +19,7 @@ import (
 
 	"github.com/drillerd/drillerd/internal/drill"
 	"github.com/drillerd/drillerd/internal/metrics"
+	"github.com/drillerd/drillerd/internal/restore"
 	"github.com/drillerd/drillerd/internal/scheduler"
 	"github.com/drillerd/drillerd/internal/server"
 )
@@ -56,6 +57,10 @@ func serve(cfg ServeConfig) error {
 		return err
 	}
 	gate := drill.NewGate()
+	clientset, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
 	reconciler := &drill.Reconciler{
 		Gate:              gate,
 		Client:            mgr.GetClient(),
@@ -63,6 +68,7 @@ func serve(cfg ServeConfig) error {
 		Clock:             clock.RealClock{},
 		Recorder:          mgr.GetEventRecorder("drillerd"),
 		Database:          drill.ConnectPostgres,
+		Logs:              restore.PodLogs{Client: clientset},
 		DrillerdNamespace: cfg.Namespace,
 		DrillerdLabels:    podLabels,
 		MaxInFlight:       cfg.MaxConcurrentDrills,
@@ -110,9 +116,7 @@ func serve(cfg ServeConfig) error {
 			Log: log.WithName("api"), DrillNameField: scheduler.DrillNameField, Audiences: audiences,
 		}
 		if cfg.Auth == "kubernetes" {
-			if api.Auth, err = kubernetes.NewForConfig(restCfg); err != nil {
-				return err
-			}
+			api.Auth = clientset
 		} else {
 			log.Info("WARNING: --auth=none: anybody who can reach the API can start drills and read runs")
 		}

@@ -60,15 +60,48 @@ func (r *Reconciler) startDatabase(ctx context.Context, w *work) (outcome, error
 	case p.Ready && !p.Running:
 		return nextPhase(), nil
 	case p.Terminated:
-		return conclude(verdict.Failed(verdict.ReasonDatabaseFailed, "database pod %s/%s: %s", ns, restore.DatabasePodName, p.Failure)), nil
+		why := p.WhyNotStarted(r.databaseLog(ctx, w, p))
+		return conclude(verdict.Failed(verdict.ReasonDatabaseFailed, "database pod %s/%s: %s", ns, restore.DatabasePodName, why)), nil
 	case w.now.Before(deadline):
 		return waitFor(wakeAt(w, deadline).Sub(w.now)), nil
 	}
-	why := p.Failure
+	why := p.WhyNotStarted(r.databaseLog(ctx, w, p))
 	if why == "" {
 		why = r.lastEvent(ctx, pod, "Pod")
 	}
 	return conclude(verdict.Failed(verdict.ReasonDatabaseFailed, "%s", withEvent(fmt.Sprintf("database pod %s/%s not ready after %s", ns, restore.DatabasePodName, timeout), why))), nil
+}
+
+// logReadTimeout bounds reading the database's log.
+const logReadTimeout = 10 * time.Second
+
+// databaseLog reads the end of the database container's log (and, when it
+// has restarted and its current run says nothing of PostgreSQL's own, of
+// its previous run first), so that a database that did not start is
+// reported in its own words even where its status has none: it still
+// runs, its termination message was cut, it was restarted. A log that
+// cannot be read (RBAC, an unreachable kubelet) changes no verdict:
+// drillerd logs why and judges on the pod's status.
+func (r *Reconciler) databaseLog(ctx context.Context, w *work, p restore.PodProgress) string {
+	if r.Logs == nil || !p.HasLog {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, logReadTimeout)
+	defer cancel()
+	ns := w.sandbox.NamespaceName()
+	current, err := r.Logs.DatabaseLog(ctx, ns, false)
+	if err != nil {
+		w.log.Info("cannot read the database's log; the verdict rests on the pod's status", "sandbox", ns, "error", err.Error())
+	}
+	if !p.Restarted || restore.DatabaseSaid(current) != "" {
+		return current
+	}
+	previous, err := r.Logs.DatabaseLog(ctx, ns, true)
+	if err != nil {
+		w.log.Info("cannot read the log of the database's previous run", "sandbox", ns, "error", err.Error())
+		return current
+	}
+	return previous + "\n" + current
 }
 
 // cannotConnectNow is PostgreSQL's "the database system is starting up".

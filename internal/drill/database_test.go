@@ -1,14 +1,20 @@
 package drill
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/jackc/pgx/v5/pgconn"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -140,4 +146,132 @@ func repeat(err error, n int) []error {
 		out[i] = err
 	}
 	return out
+}
+
+// fakeLogs is the database container's log as pods/log returns it.
+type fakeLogs struct {
+	current, previous string
+	err               error  // every read fails with it
+	asked             []bool // previous, per read
+}
+
+func (f *fakeLogs) DatabaseLog(_ context.Context, _ string, previous bool) (string, error) {
+	f.asked = append(f.asked, previous)
+	if f.err != nil {
+		return "", f.err
+	}
+	if previous {
+		return f.previous, nil
+	}
+	return f.current, nil
+}
+
+// A database that does not start is Failed in PostgreSQL's own words,
+// read from the end of its log where its status has none; a log that
+// cannot be read changes no verdict.
+func TestStartingDatabaseReadsWhyFromTheLog(t *testing.T) {
+	const (
+		dbTimeout = 5 * time.Minute
+		standby   = "2026-11-22 03:04:59.120 UTC [812] FATAL:  the database system is not accepting connections"
+		hotOff    = "2026-11-22 03:04:59.120 UTC [812] DETAIL:  Hot standby mode is disabled."
+		knock     = "2026-11-22 03:00:02.001 UTC [17] FATAL:  the database system is starting up"
+		xact      = "2026-11-22 03:00:03.500 UTC [9] FATAL:  could not access status of transaction 818"
+		xactWhy   = `2026-11-22 03:00:03.500 UTC [9] DETAIL:  Could not open file "pg_xact/0000": No such file or directory.`
+	)
+	lines := func(l ...string) string { return strings.Join(l, "\n") + "\n" }
+	// noise: the server's last 80 lines, all after its FATAL, as a
+	// termination message keeps them.
+	noise := strings.Repeat("2026-11-22 03:00:03.600 UTC [1] DEBUG:  proc_exit(1): 2 callbacks to make\n", 80)
+	forbidden := apierrors.NewForbidden(schema.GroupResource{Resource: "pods/log"}, restore.DatabasePodName, errors.New("RBAC: not allowed"))
+
+	run := newRun("r1").In(drillsv1.PhaseStartingDatabase).StartedAt(t0).Deadline(t0.Add(time.Hour)).
+		PhaseTiming(drillsv1.PhaseStartingDatabase, t0, time.Time{}).Obj()
+	run.Status.SandboxNamespace = sandboxOf(run)
+	status := func(cs corev1.ContainerStatus, phase corev1.PodPhase) corev1.PodStatus {
+		cs.Name = restore.DatabaseContainerName
+		return corev1.PodStatus{Phase: phase, PodIP: "127.0.3.4", ContainerStatuses: []corev1.ContainerStatus{cs}}
+	}
+	running := status(corev1.ContainerStatus{ContainerID: "containerd://0", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}, corev1.PodRunning)
+	cut := status(corev1.ContainerStatus{ContainerID: "containerd://0", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+		Reason: "Error", ExitCode: 1, Message: noise, ContainerID: "containerd://0"}}}, corev1.PodFailed)
+	crashLooping := status(corev1.ContainerStatus{ContainerID: "containerd://1", RestartCount: 1,
+		State:                corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff", Message: "back-off 20s restarting failed container"}},
+		LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, ContainerID: "containerd://1"}}}, corev1.PodRunning)
+	pulling := status(corev1.ContainerStatus{State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image"}}}, corev1.PodPending)
+
+	tests := []struct {
+		name      string
+		at        time.Duration
+		pod       corev1.PodStatus
+		logs      *fakeLogs
+		wantMsg   string
+		wantAsked []bool
+		wantLog   string // what drillerd's own log says
+	}{
+		{
+			name: "runs but never answers: not ready, with the FATAL it says to every connection",
+			at:   dbTimeout, pod: running, logs: &fakeLogs{current: lines("LOG:  entering standby mode", knock, standby, hotOff, standby, hotOff)},
+			wantMsg:   "database pod " + run.Status.SandboxNamespace + "/db not ready after 5m0s: " + standby + " " + hotOff,
+			wantAsked: []bool{false},
+		},
+		{
+			name: "exited, its termination message cut after the FATAL: the log's FATAL",
+			at:   time.Minute, pod: cut, logs: &fakeLogs{current: lines(xact, xactWhy) + noise},
+			wantMsg:   "database pod " + run.Status.SandboxNamespace + "/db: container database terminated: Error (exit code 1): " + xact + " " + xactWhy,
+			wantAsked: []bool{false},
+		},
+		{
+			name: "restarted, waiting to run again, its current log silent: the previous run's FATAL",
+			at:   dbTimeout, pod: crashLooping, logs: &fakeLogs{current: "LOG:  starting PostgreSQL 16.4\n", previous: lines(xact, xactWhy)},
+			wantMsg:   "not ready after 5m0s: container database is waiting: CrashLoopBackOff: " + xact + " " + xactWhy,
+			wantAsked: []bool{false, true},
+		},
+		{
+			name: "the log cannot be read: still Failed, on the pod's status, and drillerd logs why",
+			at:   dbTimeout, pod: running, logs: &fakeLogs{err: forbidden},
+			wantMsg:   "not ready after 5m0s: Unhealthy: Readiness probe failed",
+			wantAsked: []bool{false},
+			wantLog:   `"sandbox"="` + run.Status.SandboxNamespace + `" "error"="pods/log \"db\" is forbidden: RBAC: not allowed"`,
+		},
+		{
+			name: "exited, the log unreadable: the termination message's words",
+			at:   time.Minute, pod: status(corev1.ContainerStatus{ContainerID: "containerd://0", State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
+				Reason: "Error", ExitCode: 1, Message: lines(xact, xactWhy), ContainerID: "containerd://0"}}}, corev1.PodFailed),
+			logs:      &fakeLogs{err: forbidden},
+			wantMsg:   "container database terminated: Error (exit code 1): " + xact + " " + xactWhy,
+			wantAsked: []bool{false},
+		},
+		{
+			name: "never ran (image not pulled): no log to read",
+			at:   dbTimeout, pod: pulling, logs: &fakeLogs{current: "must not be read"},
+			wantMsg: "not ready after 5m0s: container database is waiting: ImagePullBackOff: Back-off pulling image",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pod := databasePod(run)
+			pod.Status = tt.pod
+			probe := warning(sandboxOf(run), "Pod", restore.DatabasePodName, "Unhealthy", "Readiness probe failed: /var/run/postgresql:5432 - rejecting connections", t0)
+			e := newEngine(t, interceptor.Funcs{}, ordersDrill().DatabaseTimeout(dbTimeout).Obj(), run.DeepCopy(), pod, probe)
+			e.r.Database = (&fakeChecker{clock: e.clock, tables: ordersTable, startup: repeat(&pgconn.PgError{Severity: "FATAL", Code: "57P03", Message: "the database system is not accepting connections"}, 100)}).connect
+			e.r.Logs = tt.logs
+			e.clock.SetTime(t0.Add(tt.at))
+			var logged strings.Builder
+			logger := funcr.New(func(prefix, args string) { logged.WriteString(args + "\n") }, funcr.Options{})
+			ctx := ctrl.LoggerInto(context.Background(), logger)
+			if _, err := e.r.Reconcile(ctx, ctrl.Request{NamespacedName: types.NamespacedName{Namespace: "prod", Name: "r1"}}); err != nil {
+				t.Fatal(err)
+			}
+			got := e.run("r1").Status
+			if got.Phase != drillsv1.PhaseDone || got.Result != drillsv1.ResultFailed || got.Reason != verdict.ReasonDatabaseFailed || !strings.Contains(got.Message, tt.wantMsg) {
+				t.Errorf("%s %s/%s: %q\nwant Done Failed/DatabaseFailed with %q", got.Phase, got.Result, got.Reason, got.Message, tt.wantMsg)
+			}
+			if fmt.Sprint(tt.logs.asked) != fmt.Sprint(tt.wantAsked) {
+				t.Errorf("read logs (previous?) %v, want %v", tt.logs.asked, tt.wantAsked)
+			}
+			if tt.wantLog != "" && (!strings.Contains(logged.String(), `"msg"="cannot read the database's log; the verdict rests on the pod's status"`) || !strings.Contains(logged.String(), tt.wantLog)) {
+				t.Errorf("drillerd's log lacks %s:\n%s", tt.wantLog, logged.String())
+			}
+		})
+	}
 }

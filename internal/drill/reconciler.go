@@ -33,6 +33,9 @@ type Reconciler struct {
 	Recorder  events.EventRecorder
 	// Database connects to a restored database to run its checks.
 	Database Connector
+	// Logs reads the end of a database's log when it does not start; nil
+	// reads none (the verdict then says what the pod's status says).
+	Logs restore.LogReader
 	// DrillerdNamespace and DrillerdLabels are what sandbox NetworkPolicies admit.
 	DrillerdNamespace string
 	DrillerdLabels    map[string]string

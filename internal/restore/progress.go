@@ -43,6 +43,17 @@ type PodProgress struct {
 	// Failure describes a terminated container, or a container stuck
 	// waiting for a reason that needs a person (ErrImagePull, ...).
 	Failure string
+	// State is Failure without what the container's status says about it
+	// (its termination message, its waiting message).
+	State string
+	// TerminationMessage is the terminated container's termination
+	// message: with FallbackToLogsOnError, the end of its log.
+	TerminationMessage string
+	// HasLog: the database container has run, so it has a log to read.
+	HasLog bool
+	// Restarted: the database container has run more than once; its
+	// previous run's log may say why the current one does not start.
+	Restarted bool
 }
 
 // stuckReasons are waiting reasons that do not go away by waiting.
@@ -58,18 +69,22 @@ func DatabasePodProgress(pod *corev1.Pod) PodProgress {
 		if cs.Name != DatabaseContainerName {
 			continue
 		}
+		p.HasLog = cs.ContainerID != "" || cs.LastTerminationState.Terminated != nil && cs.LastTerminationState.Terminated.ContainerID != ""
+		p.Restarted = cs.RestartCount > 0
 		if cs.State.Running != nil && pod.Status.PodIP != "" {
 			p.Running = true
 		}
 		if t := cs.State.Terminated; t != nil {
 			p.Terminated = true
-			p.Failure = fmt.Sprintf("container %s terminated: %s (exit code %d)", cs.Name, t.Reason, t.ExitCode)
+			p.State = fmt.Sprintf("container %s terminated: %s (exit code %d)", cs.Name, t.Reason, t.ExitCode)
+			p.Failure, p.TerminationMessage = p.State, t.Message
 			if t.Message != "" {
 				p.Failure += ": " + whyItStopped(t.Message)
 			}
 		}
 		if w := cs.State.Waiting; w != nil && stuckReasons[w.Reason] {
-			p.Failure = fmt.Sprintf("container %s is waiting: %s", cs.Name, w.Reason)
+			p.State = fmt.Sprintf("container %s is waiting: %s", cs.Name, w.Reason)
+			p.Failure = p.State
 			if w.Message != "" {
 				p.Failure += ": " + firstLine(w.Message)
 			}
@@ -79,6 +94,7 @@ func DatabasePodProgress(pod *corev1.Pod) PodProgress {
 		p.Terminated = true
 		if p.Failure == "" {
 			p.Failure = fmt.Sprintf("pod %s: %s %s", pod.Status.Phase, pod.Status.Reason, pod.Status.Message)
+			p.State = p.Failure
 		}
 	}
 	for _, c := range pod.Status.Conditions {
@@ -87,6 +103,21 @@ func DatabasePodProgress(pod *corev1.Pod) PodProgress {
 		}
 	}
 	return p
+}
+
+// WhyNotStarted says why the database did not start, from its pod's status
+// and the end of its log (empty when it could not be read): where the
+// termination message or the log holds PostgreSQL's own words (DatabaseSaid),
+// the container's state with those words; else what the status says.
+func (p PodProgress) WhyNotStarted(log string) string {
+	said := DatabaseSaid(p.TerminationMessage, log)
+	switch {
+	case said == "":
+		return p.Failure
+	case p.State == "":
+		return said
+	}
+	return p.State + ": " + said
 }
 
 // LastEvent is "Reason: message" of the newest warning in events, else of
@@ -119,38 +150,62 @@ func eventTime(e corev1.Event) time.Time {
 
 // whyItStopped picks from a terminated container's message (with
 // FallbackToLogsOnError, the tail of its log) what says why: PostgreSQL's
-// PANIC line, else its first FATAL line that is not a connection turned
-// away (a probe or client knocking while the server starts or stops), each
-// with the DETAIL and HINT lines after it; else the first line saying
-// "Error:" (an entrypoint's refusal); else the last line.
+// own words (DatabaseSaid); else the first line saying "Error:" (an
+// entrypoint's refusal); else the last line.
 func whyItStopped(msg string) string {
+	if said := DatabaseSaid(msg); said != "" {
+		return said
+	}
 	lines := strings.Split(strings.TrimSpace(msg), "\n")
-	withDetail := func(i int) string {
-		why := []string{strings.TrimSpace(lines[i])}
-		for _, next := range lines[i+1:] {
-			if !strings.Contains(next, "DETAIL:") && !strings.Contains(next, "HINT:") {
-				break
-			}
-			why = append(why, strings.TrimSpace(next))
-		}
-		return strings.Join(why, " ")
-	}
-	for i, l := range lines {
-		if strings.Contains(l, "PANIC:") {
-			return withDetail(i)
-		}
-	}
-	for i, l := range lines {
-		if strings.Contains(l, "FATAL:") && !turnedAway(l) {
-			return withDetail(i)
-		}
-	}
 	for _, l := range lines {
 		if strings.Contains(l, "Error:") || strings.Contains(l, "error:") {
 			return strings.TrimSpace(l)
 		}
 	}
 	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// DatabaseSaid picks PostgreSQL's own words for why a database stopped or
+// does not start from the ends of its log (a termination message, a log
+// tail), each with the DETAIL and HINT lines after it: the first PANIC line
+// in any of them; else the first FATAL line about the server, in the first
+// text that has one; else the first refusal of every connection (a standby
+// that does not serve reads); "" when there is none. Connections turned
+// away while the server starts or stops (a probe, drillerd itself
+// knocking) are not why.
+func DatabaseSaid(texts ...string) string {
+	var all [][]string
+	for _, t := range texts {
+		if t = strings.TrimSpace(t); t != "" {
+			all = append(all, strings.Split(t, "\n"))
+		}
+	}
+	for _, pick := range []func(string) bool{
+		func(l string) bool { return strings.Contains(l, "PANIC:") },
+		func(l string) bool { return strings.Contains(l, "FATAL:") && !turnedAway(l) && !refusesAll(l) },
+		func(l string) bool { return strings.Contains(l, "FATAL:") && refusesAll(l) },
+	} {
+		for _, lines := range all {
+			for i, l := range lines {
+				if pick(l) {
+					return withDetail(lines, i)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// withDetail is line i with the DETAIL and HINT lines that follow it.
+func withDetail(lines []string, i int) string {
+	why := []string{strings.TrimSpace(lines[i])}
+	for _, next := range lines[i+1:] {
+		if !strings.Contains(next, "DETAIL:") && !strings.Contains(next, "HINT:") {
+			break
+		}
+		why = append(why, strings.TrimSpace(next))
+	}
+	return strings.Join(why, " ")
 }
 
 // turnedAwayFatals are FATAL messages about one connection, not the server.
@@ -167,6 +222,14 @@ func turnedAway(line string) bool {
 		}
 	}
 	return false
+}
+
+// refusesAll is the FATAL of a server that refuses every connection until
+// someone changes it: a standby with hot_standby off ("Hot standby mode is
+// disabled."). It is said to each connection, but it is why the database
+// never answers.
+func refusesAll(line string) bool {
+	return strings.Contains(line, "the database system is not accepting connections")
 }
 
 func firstLine(s string) string {

@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -206,8 +207,118 @@ func TestDatabasePodProgress(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := DatabasePodProgress(tt.given); got != tt.want {
+			p := DatabasePodProgress(tt.given)
+			got := PodProgress{Ready: p.Ready, Running: p.Running, Terminated: p.Terminated, Failure: p.Failure}
+			if got != tt.want {
 				t.Errorf("DatabasePodProgress = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// WhyNotStarted puts PostgreSQL's own words, from the termination message
+// or from the end of the log drillerd read, after the container's state;
+// without them, it says what the status says.
+func TestWhyNotStarted(t *testing.T) {
+	db := DatabaseContainerName
+	const (
+		panicLine  = "2026-11-30 03:00:01 UTC [7] PANIC:  could not locate a valid checkpoint record"
+		fatalLine  = "2026-11-30 03:00:01 UTC [7] FATAL:  could not access status of transaction 818"
+		detail     = `2026-11-30 03:00:01 UTC [7] DETAIL:  Could not open file "pg_xact/0000": No such file or directory.`
+		standby    = "2026-11-30 03:00:09 UTC [41] FATAL:  the database system is not accepting connections"
+		hotOff     = "2026-11-30 03:00:09 UTC [41] DETAIL:  Hot standby mode is disabled."
+		startingUp = "2026-11-30 03:00:02 UTC [12] FATAL:  the database system is starting up"
+	)
+	lines := func(l ...string) string { return strings.Join(l, "\n") + "\n" }
+	// noise is 80 lines of a server shutting down, enough to push what
+	// came before out of a termination message.
+	noise := strings.Repeat("2026-11-30 03:00:01 UTC [1] DEBUG:  shmem_exit(1): 1 before_shmem_exit callbacks to make\n", 80)
+	tests := []struct {
+		name string
+		pod  *corev1.Pod
+		log  string
+		want string
+	}{
+		{
+			"terminated, no log read: the termination message's words",
+			newPod().Terminated(db, "Error", 1, lines(fatalLine, detail)).Obj(), "",
+			"container database terminated: Error (exit code 1): " + fatalLine + " " + detail,
+		},
+		{
+			"terminated, the termination message cut before the FATAL: the log's",
+			newPod().Terminated(db, "Error", 1, noise).Obj(), lines(fatalLine, detail) + noise,
+			"container database terminated: Error (exit code 1): " + fatalLine + " " + detail,
+		},
+		{
+			"terminated, a PANIC in the log wins over a FATAL in the message",
+			newPod().Terminated(db, "Error", 1, lines(fatalLine)).Obj(), lines(panicLine, fatalLine),
+			"container database terminated: Error (exit code 1): " + panicLine,
+		},
+		{
+			"terminated without a message, nothing in the log either: the state",
+			newPod().Terminated(db, "OOMKilled", 137, "").Obj(), "LOG:  checkpoint starting: time\n",
+			"container database terminated: OOMKilled (exit code 137)",
+		},
+		{
+			"running, never ready: the log's refusal, not the starting-up knocks",
+			newPod().Obj(), lines("LOG:  entering standby mode", startingUp, standby, hotOff, standby, hotOff),
+			standby + " " + hotOff,
+		},
+		{
+			"running, never ready, only knocks in the log: nothing to say",
+			newPod().Obj(), lines(startingUp, startingUp), "",
+		},
+		{
+			"restarted and waiting: the state with the log's FATAL",
+			newPod().Waiting(db, "CrashLoopBackOff", "back-off 40s restarting failed container").Obj(), lines(fatalLine, detail),
+			"container database is waiting: CrashLoopBackOff: " + fatalLine + " " + detail,
+		},
+		{
+			"waiting for an image: what the status says",
+			newPod().Waiting(db, "ImagePullBackOff", "Back-off pulling image").Obj(), "",
+			"container database is waiting: ImagePullBackOff: Back-off pulling image",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := DatabasePodProgress(tt.pod).WhyNotStarted(tt.log); got != tt.want {
+				t.Errorf("WhyNotStarted =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
+	}
+}
+
+// Which log of the database container drillerd can read.
+func TestDatabasePodProgressLog(t *testing.T) {
+	db := DatabaseContainerName
+	withStatus := func(cs corev1.ContainerStatus) *corev1.Pod {
+		cs.Name = db
+		p := newPod().Obj()
+		p.Status.ContainerStatuses = []corev1.ContainerStatus{cs}
+		return p
+	}
+	terminated := &corev1.ContainerStateTerminated{ExitCode: 1, ContainerID: "containerd://1"}
+	tests := []struct {
+		name              string
+		pod               *corev1.Pod
+		hasLog, restarted bool
+	}{
+		{"creating: no log yet", newPod().Waiting(db, "ContainerCreating", "").Obj(), false, false},
+		{"image not pulled: never ran", newPod().Waiting(db, "ImagePullBackOff", "").Obj(), false, false},
+		{"running", withStatus(corev1.ContainerStatus{ContainerID: "containerd://0", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}), true, false},
+		{"terminated", withStatus(corev1.ContainerStatus{ContainerID: "containerd://0", State: corev1.ContainerState{Terminated: terminated}}), true, false},
+		{
+			"restarted, waiting to run again",
+			withStatus(corev1.ContainerStatus{RestartCount: 1, State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "CrashLoopBackOff"}},
+				LastTerminationState: corev1.ContainerState{Terminated: terminated}}),
+			true, true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := DatabasePodProgress(tt.pod)
+			if p.HasLog != tt.hasLog || p.Restarted != tt.restarted {
+				t.Errorf("HasLog %v, Restarted %v; want %v, %v", p.HasLog, p.Restarted, tt.hasLog, tt.restarted)
 			}
 		})
 	}

@@ -130,7 +130,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 			return nil, err
 		}
 	}
-	p, err := newPKI(filepath.Join(state, "pki"), adminIdentity, controllerIdentity, schedulerIdentity)
+	p, err := newPKI(filepath.Join(state, "pki"), opts.NodeName, adminIdentity, controllerIdentity, schedulerIdentity, kubeletClientIdentity)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +198,13 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		"--tls-cert-file="+p.path("apiserver.crt"),
 		"--tls-private-key-file="+p.path("apiserver.key"),
 		"--client-ca-file="+p.path("ca.crt"),
+		// Kubelets (pods/log, exec): reached at their InternalIP, their
+		// serving certificate verified against the cluster CA, the API
+		// server authenticated by its own client certificate.
+		"--kubelet-client-certificate="+p.path(kubeletClientIdentity.file+".crt"),
+		"--kubelet-client-key="+p.path(kubeletClientIdentity.file+".key"),
+		"--kubelet-certificate-authority="+p.path("ca.crt"),
+		"--kubelet-preferred-address-types=InternalIP",
 		"--service-account-issuer="+ServiceAccountIssuer,
 		"--service-account-key-file="+p.path("sa.pub"),
 		"--service-account-signing-key-file="+p.path("sa.key"),
@@ -277,6 +284,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := installStorage(ctx, admin); err != nil {
 		return c, err
 	}
+	if err := allowKubeletAPI(ctx, client, kubeletClientIdentity.cn); err != nil {
+		return c, err
+	}
 
 	step("starting the node emulator (%s)", opts.NodeName)
 	emu, err := nodeemu.New(nodeemu.Config{
@@ -285,6 +295,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		StateDir:   filepath.Join(state, "node"),
 		LogPath:    filepath.Join(logs, "nodeemu.log"),
 		Defaults:   opts.Node,
+		Serving: nodeemu.KubeletServing{
+			CertFile: p.path("kubelet.crt"), KeyFile: p.path("kubelet.key"), ClientCAFile: p.path("ca.crt"),
+		},
 	})
 	if err != nil {
 		return c, err

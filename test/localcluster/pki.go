@@ -36,13 +36,18 @@ var (
 	adminIdentity      = identity{file: "admin", cn: "localcluster-admin", groups: []string{"system:masters"}}
 	controllerIdentity = identity{file: "kube-controller-manager", cn: "system:kube-controller-manager"}
 	schedulerIdentity  = identity{file: "kube-scheduler", cn: "system:kube-scheduler"}
+	// kubeletClientIdentity is the API server's identity towards kubelets
+	// (--kubelet-client-certificate); a ClusterRoleBinding to
+	// system:kubelet-api-admin lets it use their API.
+	kubeletClientIdentity = identity{file: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client"}
 )
 
 func (p *pki) path(name string) string { return filepath.Join(p.dir, name) }
 
 // newPKI creates a fresh CA, the API server's serving certificate, the
-// service-account signing key and client certificates for ids.
-func newPKI(dir string, ids ...identity) (*pki, error) {
+// kubelet serving certificate of node nodeName, the service-account
+// signing key and client certificates for ids.
+func newPKI(dir, nodeName string, ids ...identity) (*pki, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("while creating the certificate directory: %w", err)
 	}
@@ -85,31 +90,58 @@ func newPKI(dir string, ids ...identity) (*pki, error) {
 	if err := p.issue("apiserver", serving); err != nil {
 		return nil, err
 	}
+	if err := p.issueKubeletServing(nodeName); err != nil {
+		return nil, err
+	}
+	if err := p.issueClients(ids...); err != nil {
+		return nil, err
+	}
+	if err := p.issueServiceAccountKey(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// issueKubeletServing issues the node's kubelet serving certificate
+// (kubelet.crt, kubelet.key) for its InternalIP and name, as a kubelet with
+// serverTLSBootstrap gets one signed by the cluster CA.
+func (p *pki) issueKubeletServing(nodeName string) error {
+	return p.issue("kubelet", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "system:node:" + nodeName, Organization: []string{"system:nodes"}},
+		DNSNames:    []string{nodeName},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	})
+}
+
+// issueClients issues a client certificate for each identity.
+func (p *pki) issueClients(ids ...identity) error {
 	for _, id := range ids {
 		client := &x509.Certificate{
 			Subject:     pkix.Name{CommonName: id.cn, Organization: id.groups},
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		}
 		if err := p.issue(id.file, client); err != nil {
-			return nil, err
+			return err
 		}
 	}
+	return nil
+}
 
+// issueServiceAccountKey writes the service-account signing key pair.
+func (p *pki) issueServiceAccountKey() error {
 	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := writeKey(p.path("sa.key"), saKey); err != nil {
-		return nil, err
+		return err
 	}
 	pub, err := x509.MarshalPKIXPublicKey(saKey.Public())
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := os.WriteFile(p.path("sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600); err != nil {
-		return nil, err
-	}
-	return p, nil
+	return os.WriteFile(p.path("sa.pub"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}), 0o600)
 }
 
 var serial = big.NewInt(time.Now().UnixNano())

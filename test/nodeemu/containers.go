@@ -15,6 +15,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/drillerd/drillerd/test/nodeemu/pgproc"
 )
@@ -303,10 +304,71 @@ func (pw *podWorker) setTerminatedIfWaiting(cs *containerState) {
 type containerRun struct {
 	proc           *pgproc.Process
 	view           execView
-	logPath        string
-	logOffset      int64  // where this run's output starts in logPath
+	logPath        string        // the run's log file (CRI format)
+	log            *containerLog // nil once the run has ended
+	stdout, stderr *logStream
 	terminationLog string // host file behind terminationMessagePath
 	killedByProbe  bool
+}
+
+// openLog starts the run's log, as the runtime does when it creates the
+// container.
+func (run *containerRun) openLog(now func() time.Time) error {
+	log, err := createContainerLog(run.logPath, now)
+	if err != nil {
+		return err
+	}
+	run.log, run.stdout, run.stderr = log, log.stream(streamStdout), log.stream(streamStderr)
+	return nil
+}
+
+// closeLog ends the run's log once its processes are gone.
+func (run *containerRun) closeLog() {
+	if run.log == nil {
+		return
+	}
+	_ = run.stdout.flush()
+	_ = run.stderr.flush()
+	_ = run.log.close()
+	run.log = nil
+}
+
+// emulatedContainerID names one run of a container; the kubelet reports it
+// as the container status's containerID.
+func emulatedContainerID(uid types.UID, container string, restarts int32) string {
+	return fmt.Sprintf("emulator://%s-%s-%d", uid, container, restarts)
+}
+
+// containerLogPath is where the log of the run that containerID names
+// lives: pods/<uid>/logs/<container>/<restarts>.log, as the kubelet's
+// /var/log/pods/<namespace>_<pod>_<uid>/<container>/<restarts>.log.
+func (e *Emulator) containerLogPath(uid types.UID, container, containerID string) (string, bool) {
+	n, ok := strings.CutPrefix(containerID, fmt.Sprintf("emulator://%s-%s-", uid, container))
+	if !ok {
+		return "", false
+	}
+	restarts, err := strconv.ParseInt(n, 10, 32)
+	if err != nil || restarts < 0 {
+		return "", false
+	}
+	return runLogPath(e.podDir(uid), container, int32(restarts)), true
+}
+
+func runLogPath(podDir, container string, restarts int32) string {
+	return filepath.Join(podDir, "logs", container, fmt.Sprintf("%d.log", restarts))
+}
+
+// removeOldLogs removes the logs of a container's runs before the previous
+// one, as the kubelet's garbage collection removes dead containers with
+// their logs (it keeps one per container for --previous).
+func removeOldLogs(podDir, container string, restarts int32) {
+	for n := restarts - 2; n >= 0; n-- {
+		path := runLogPath(podDir, container, n)
+		rotated, _ := filepath.Glob(path + ".*")
+		for _, p := range append(rotated, path) {
+			_ = os.Remove(p)
+		}
+	}
 }
 
 // startAndWait starts the container's server once and waits for it to
@@ -343,7 +405,7 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 		return pw.containerFailed(cs, 128, "StartError", err), false
 	}
 	defer os.RemoveAll(runtimeDir)
-	containerID := fmt.Sprintf("emulator://%s-%s-%d", pw.pod.UID, c.Name, cs.restarts)
+	containerID := emulatedContainerID(pw.pod.UID, c.Name, cs.restarts)
 	terminationLog, err := pw.terminationLogFile(c.Name, cs.restarts)
 	if err != nil {
 		return pw.containerFailed(cs, 128, "StartError", err), false
@@ -379,12 +441,12 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 		pgdata = defaultPGDATA
 	}
 	env["PGDATA"] = table.hostPath(pgdata)
-	logDir := filepath.Join(pw.dir, "logs")
-	_ = os.MkdirAll(logDir, 0o755)
-	run := &containerRun{view: view, logPath: filepath.Join(logDir, c.Name+".log"), terminationLog: terminationLog}
-	if info, err := os.Stat(run.logPath); err == nil {
-		run.logOffset = info.Size()
+	removeOldLogs(pw.dir, c.Name, cs.restarts)
+	run := &containerRun{view: view, logPath: runLogPath(pw.dir, c.Name, cs.restarts), terminationLog: terminationLog}
+	if err := run.openLog(pw.e.clock.Now); err != nil {
+		return pw.containerFailed(cs, 128, "StartError", err), false
 	}
+	defer run.closeLog()
 
 	if !haveServer {
 		fileMajor := dataDirMajor(env["PGDATA"])
@@ -414,7 +476,8 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 		GID:           pw.e.gid,
 		Groups:        groups,
 		RuntimeDir:    runtimeDir,
-		LogPath:       run.logPath,
+		Stdout:        run.stdout,
+		Stderr:        run.stderr,
 		BinDir:        binDir,
 	}
 	if _, err := pgproc.Initialize(pw.ctx, spec); err != nil {
@@ -424,7 +487,8 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 		}
 		// The entrypoint ran, said why on its output and exited 1: the
 		// kubelet reports what the termination message policy gives.
-		return pw.containerExited(cs, 1, "Error", terminationMessage(c, run, 1)), false
+		run.closeLog()
+		return pw.containerExited(cs, containerID, 1, "Error", terminationMessage(c, run, 1)), false
 	}
 	proc, err := pgproc.Start(spec)
 	if err != nil {
@@ -499,10 +563,7 @@ func podGroups(pod *corev1.Pod) []uint32 {
 
 // refuseDataDir plays a server that exits at once with the given output.
 func (pw *podWorker) refuseDataDir(cs *containerState, run *containerRun, containerID, output string) int32 {
-	if f, err := os.OpenFile(run.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
-		_, _ = f.WriteString(output)
-		f.Close()
-	}
+	_, _ = io.WriteString(run.stderr, output)
 	now := time.Now()
 	started := metav1.NewTime(now)
 	pw.mu.Lock()
@@ -524,6 +585,7 @@ func (pw *podWorker) finishRun(cs *containerState, run *containerRun, code int32
 	if code != 0 {
 		reason = "Error"
 	}
+	run.closeLog()
 	message := terminationMessage(&cs.spec, run, code)
 	pw.mu.Lock()
 	cs.run = nil
@@ -550,12 +612,13 @@ func (pw *podWorker) containerFailed(cs *containerState, code int32, reason stri
 
 // containerExited records a container whose process ran and exited with
 // code before it served, with the termination message the kubelet reports.
-func (pw *podWorker) containerExited(cs *containerState, code int32, reason, message string) int32 {
+func (pw *podWorker) containerExited(cs *containerState, containerID string, code int32, reason, message string) int32 {
 	now := metav1.Now()
 	pw.mu.Lock()
 	cs.run = nil
+	cs.containerID = containerID
 	cs.state = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{
-		ExitCode: code, Reason: reason, Message: message, StartedAt: now, FinishedAt: now,
+		ExitCode: code, Reason: reason, Message: message, StartedAt: now, FinishedAt: now, ContainerID: containerID,
 	}}
 	pw.mu.Unlock()
 	pw.markDirty()
@@ -588,30 +651,17 @@ const (
 // FallbackToLogsOnError and a non-zero exit code, the end of the run's log;
 // else nothing.
 func terminationMessage(c *corev1.Container, run *containerRun, code int32) string {
-	if data := readTail(run.terminationLog, 0, maxTerminationMessage); len(data) > 0 {
+	if data := readTail(run.terminationLog, maxTerminationMessage); len(data) > 0 {
 		return string(data)
 	}
 	if c.TerminationMessagePolicy != corev1.TerminationMessageFallbackToLogsOnError || code == 0 {
 		return ""
 	}
-	data := readTail(run.logPath, run.logOffset, -1)
-	lines := strings.SplitAfter(string(data), "\n")
-	if lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
-	}
-	if len(lines) > maxTerminationMessageLogLines {
-		lines = lines[len(lines)-maxTerminationMessageLogLines:]
-	}
-	out := strings.Join(lines, "")
-	if len(out) > maxTerminationMessageLogBytes {
-		out = out[len(out)-maxTerminationMessageLogBytes:]
-	}
-	return out
+	return lastLogLines(run.logPath, maxTerminationMessageLogLines, maxTerminationMessageLogBytes)
 }
 
-// readTail reads a file from offset on, at most its last max bytes (max
-// < 0: all of it).
-func readTail(path string, offset int64, max int64) []byte {
+// readTail reads at most the last limit bytes of a file.
+func readTail(path string, limit int64) []byte {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil
@@ -621,13 +671,7 @@ func readTail(path string, offset int64, max int64) []byte {
 	if err != nil {
 		return nil
 	}
-	start := offset
-	if max >= 0 && info.Size()-start > max {
-		start = info.Size() - max
-	}
-	if start > info.Size() {
-		return nil
-	}
+	start := max(0, info.Size()-limit)
 	data, _ := io.ReadAll(io.NewSectionReader(f, start, info.Size()-start))
 	return data
 }

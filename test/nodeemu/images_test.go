@@ -130,6 +130,25 @@ func TestTerminationMessage(t *testing.T) {
 		}
 		return p
 	}
+	// containerOutput is a run's log with output written to stderr.
+	containerOutput := func(name, output string) string {
+		t.Helper()
+		log, err := createContainerLog(filepath.Join(dir, name), time.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stderr := log.stream(streamStderr)
+		if _, err := stderr.Write([]byte(output)); err != nil {
+			t.Fatal(err)
+		}
+		if err := stderr.flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := log.close(); err != nil {
+			t.Fatal(err)
+		}
+		return log.path
+	}
 	logLines := func(n, width int) string {
 		var b strings.Builder
 		for i := range n {
@@ -137,15 +156,14 @@ func TestTerminationMessage(t *testing.T) {
 		}
 		return b.String()
 	}
-	earlier := "output of an earlier run\n"
 	refusal := "FATAL:  database files are incompatible with server\n"
-	logPath := file("postgres.log", earlier+refusal)
+	logPath := containerOutput("1.log", refusal)
 	shortLines := logLines(100, 10) // 80 lines are 800 bytes: the line limit cuts
 	longLines := logLines(100, 100) // 80 lines are 8000 bytes: the byte limit cuts
 	empty := file("termination-log", "")
 	written := file("termination-log-written", "the application's own words")
 	fallback := corev1.TerminationMessageFallbackToLogsOnError
-	thisRun := containerRun{terminationLog: empty, logPath: logPath, logOffset: int64(len(earlier))}
+	thisRun := containerRun{terminationLog: empty, logPath: logPath}
 	tests := []struct {
 		name   string
 		policy corev1.TerminationMessagePolicy
@@ -157,8 +175,8 @@ func TestTerminationMessage(t *testing.T) {
 		{"fallback to this run's log on error", fallback, thisRun, 1, refusal},
 		{"no fallback on success", fallback, thisRun, 0, ""},
 		{"the termination log wins", fallback, containerRun{terminationLog: written, logPath: logPath}, 1, "the application's own words"},
-		{"the last 80 lines", fallback, containerRun{terminationLog: empty, logPath: file("short.log", shortLines)}, 1, shortLines[20*10:]},
-		{"the last 2048 bytes", fallback, containerRun{terminationLog: empty, logPath: file("long.log", longLines)}, 1, longLines[len(longLines)-2048:]},
+		{"the last 80 lines", fallback, containerRun{terminationLog: empty, logPath: containerOutput("short.log", shortLines)}, 1, shortLines[20*10:]},
+		{"the last 2048 bytes", fallback, containerRun{terminationLog: empty, logPath: containerOutput("long.log", longLines)}, 1, longLines[len(longLines)-2048:]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

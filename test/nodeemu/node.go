@@ -76,6 +76,7 @@ func (e *Emulator) updateNodeStatus(ctx context.Context) error {
 			{Type: corev1.NodeInternalIP, Address: hostIP},
 			{Type: corev1.NodeHostName, Address: e.cfg.NodeName},
 		}
+		node.Status.DaemonEndpoints.KubeletEndpoint.Port = e.kubeletPort
 		node.Status.NodeInfo = corev1.NodeSystemInfo{
 			KubeletVersion:          kubeletVersion,
 			OperatingSystem:         "linux",

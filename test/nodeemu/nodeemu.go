@@ -3,7 +3,7 @@
 //
 // # Design
 //
-// The emulator plays four roles that a real cluster runs as separate
+// The emulator plays five roles that a real cluster runs as separate
 // processes, and nothing else; everything around it (scheduler, PV
 // controller, snapshot-controller, namespace controller) is the real thing:
 //
@@ -26,6 +26,15 @@
 //     content gets its status from the physical copy its handle names.
 //     Deleting a content with policy Delete removes the physical copy, even
 //     when other contents share the handle; Retain keeps it.
+//   - kubelet API: an HTTPS server for what the API server asks a kubelet
+//     for pods/log (kubeletserver.go), on the port the Node advertises in
+//     status.daemonEndpoints, with a serving certificate of the cluster CA;
+//     it authenticates client certificates of that CA and authorizes each
+//     request with a SubjectAccessReview (nodes/proxy), as a kubelet with
+//     webhook authorization does, and answers nobody else. Container output
+//     is kept as a container runtime keeps it (crilog.go): a file per run in
+//     the CRI log format, timestamped per line and per stream, rotated at
+//     10 MiB, the current and the previous run's kept.
 //   - ground truth: for each volume and pod it records, as JSON under
 //     GroundTruthDir, when the volume became usable, when each database
 //     process started, when it first accepted connections (the emulator's
@@ -96,6 +105,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -180,6 +190,8 @@ type Config struct {
 	// RunAs is the unprivileged user database processes run as; default nobody.
 	RunAs    string
 	Defaults Defaults
+	// Serving configures the kubelet API (container logs).
+	Serving KubeletServing
 }
 
 // Emulator is a running node emulator.
@@ -200,6 +212,8 @@ type Emulator struct {
 
 	kubeletMu sync.Mutex
 	kubelet   *kubelet
+	// kubeletPort is the kubelet API's port, as the Node advertises it.
+	kubeletPort int32
 
 	lazy lazyVolumes
 }
@@ -208,6 +222,9 @@ type Emulator struct {
 func New(cfg Config) (*Emulator, error) {
 	if cfg.RestConfig == nil || cfg.NodeName == "" || cfg.StateDir == "" {
 		return nil, errors.New("nodeemu: RestConfig, NodeName and StateDir are required")
+	}
+	if err := cfg.Serving.validate(); err != nil {
+		return nil, err
 	}
 	if cfg.RunAs == "" {
 		cfg.RunAs = "nobody"
@@ -295,10 +312,16 @@ func (e *Emulator) Run(ctx context.Context) error {
 			e.logFile.Close()
 		}
 	}()
-	if err := e.registerNode(ctx); err != nil {
+	api, err := e.listenKubelet()
+	if err != nil {
 		return err
 	}
-	e.log.Printf("node %s registered", e.cfg.NodeName)
+	e.kubeletPort = int32(api.Addr().(*net.TCPAddr).Port)
+	if err := e.registerNode(ctx); err != nil {
+		api.Close()
+		return err
+	}
+	e.log.Printf("node %s registered, kubelet API on %s", e.cfg.NodeName, api.Addr())
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 5)
@@ -313,6 +336,7 @@ func (e *Emulator) Run(ctx context.Context) error {
 	}
 	run("node heartbeat", e.heartbeat)
 	run("kubelet", e.runKubelet)
+	run("kubelet API", func(ctx context.Context) error { return e.serveKubelet(ctx, api) })
 	run("provisioner", e.runProvisioner)
 	run("snapshotter", e.runSnapshotter)
 	run("hydration ground truth", e.recordHydration)

@@ -4,12 +4,19 @@
 package cluster_test
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -278,6 +285,136 @@ func TestCrashedDatabaseIsRestarted(t *testing.T) {
 	if !env.HasEvent(ns, "Pod", pg.PodName(), "BackOff", "Back-off restarting failed container postgres") {
 		t.Errorf("no BackOff event; events: %v", env.Events(ns, "Pod", pg.PodName()))
 	}
+	// The killed run's log is still there for kubectl logs --previous.
+	previous, err := kubectl("logs", "-n", ns, pg.PodName(), "--previous")
+	if err != nil || !strings.Contains(previous, "LOG:  starting PostgreSQL") {
+		t.Errorf("kubectl logs --previous = %q (%v), want the killed server's log", previous, err)
+	}
+}
+
+// kubectl runs kubectl as the cluster's admin and returns its output.
+func kubectl(args ...string) (string, error) {
+	out, err := exec.Command(cluster.KubectlBinary, append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// TestKubectlLogs: pods/log goes through the real API server to the
+// node's kubelet API, which the API server reaches at the node's
+// InternalIP and advertised port, trusting its certificate by the cluster
+// CA, with its own client certificate; the kubelet API answers nobody
+// else.
+func TestKubectlLogs(t *testing.T) {
+	env := newEnv(t)
+	ns := env.Namespace("logs")
+	pod, err := env.Client.CoreV1().Pods(ns).Create(env.Ctx, newDatabasePod(ns, "db").Result(), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.WaitPodReady(ns, pod.Name)
+	const ready = "LOG:  database system is ready to accept connections"
+	env.WaitFor(fixture.ShortTimeout, "the server to log that it is ready", func(ctx context.Context) (bool, error) {
+		out, err := kubectl("logs", "-n", ns, "db")
+		return strings.Contains(out, ready), err
+	})
+
+	// The entrypoint's initdb output on stdout, the server's log on stderr.
+	all, err := kubectl("logs", "-n", ns, "db")
+	if err != nil || !strings.Contains(all, "PostgreSQL init process complete; ready for start up.") || !strings.Contains(all, "LOG:  starting PostgreSQL") {
+		t.Errorf("kubectl logs = %q (%v), want the entrypoint's and the server's output", all, err)
+	}
+	lines := strings.SplitAfter(all, "\n")
+	last, err := kubectl("logs", "-n", ns, "db", "--tail=1")
+	if err != nil || last != lines[len(lines)-2] {
+		t.Errorf("kubectl logs --tail=1 = %q (%v), want the last line %q", last, err, lines[len(lines)-2])
+	}
+	first, err := kubectl("logs", "-n", ns, "db", "--limit-bytes=10")
+	if err != nil || first != all[:10] {
+		t.Errorf("kubectl logs --limit-bytes=10 = %q (%v), want %q", first, err, all[:10])
+	}
+	stamped, err := kubectl("logs", "-n", ns, "db", "--tail=1", "--timestamps")
+	if stamp, line, _ := strings.Cut(stamped, " "); err != nil || line != last {
+		t.Errorf("kubectl logs --timestamps = %q (%v), want a time before %q", stamped, err, last)
+	} else if _, err := time.Parse(time.RFC3339Nano, stamp); err != nil {
+		t.Errorf("kubectl logs --timestamps: %q is not a time: %v", stamp, err)
+	}
+	if out, err := kubectl("logs", "-n", ns, "db", "--previous"); err == nil || !strings.Contains(out, `previous terminated container "postgres" in pod "db" not found`) {
+		t.Errorf("kubectl logs --previous of a container that never restarted = %q (%v), want the kubelet's refusal", out, err)
+	}
+
+	// Following the log ends when the container stops, with its last words.
+	follow := exec.Command(cluster.KubectlBinary, "--kubeconfig", cluster.Kubeconfig, "logs", "-n", ns, "db", "--follow", "--tail=1")
+	stdout, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lineRead, followed := make(chan string, 1), make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(stdout)
+		line, _ := r.ReadString('\n') // the stream is open
+		lineRead <- line
+		rest, _ := io.ReadAll(r)
+		_ = follow.Wait()
+		followed <- line + string(rest)
+	}()
+	select {
+	case line := <-lineRead:
+		if line != last {
+			t.Errorf("kubectl logs --follow --tail=1 began with %q, want %q", line, last)
+		}
+	case <-time.After(fixture.ShortTimeout):
+		_ = follow.Process.Kill()
+		t.Fatal("kubectl logs --follow printed nothing")
+	}
+	if err := env.Client.CoreV1().Pods(ns).Delete(env.Ctx, "db", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case out := <-followed:
+		if !strings.Contains(out, "LOG:  database system is shut down") || follow.ProcessState.ExitCode() != 0 {
+			t.Errorf("kubectl logs --follow printed %q and exited %d, want the server's shutdown and 0", out, follow.ProcessState.ExitCode())
+		}
+	case <-time.After(fixture.ShortTimeout):
+		_ = follow.Process.Kill()
+		t.Error("kubectl logs --follow did not end with the container")
+	}
+
+	// The kubelet API itself refuses a client without a certificate.
+	node, err := env.Client.CoreV1().Nodes().Get(env.Ctx, cluster.NodeName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(filepath.Join(cluster.StateDir, "pki", "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	anonymous := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	url := fmt.Sprintf("https://%s/containerLogs/%s/db/postgres", net.JoinHostPort(nodeAddress(node), strconv.Itoa(int(node.Status.DaemonEndpoints.KubeletEndpoint.Port))), ns)
+	resp, err := anonymous.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET %s without a client certificate: %s, want 401 Unauthorized", url, resp.Status)
+	}
+}
+
+// nodeAddress is the node's InternalIP.
+func nodeAddress(node *corev1.Node) string {
+	for _, a := range node.Status.Addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address
+		}
+	}
+	return ""
 }
 
 func restoreClaim(namespace, name, snapshot, size string) *corev1.PersistentVolumeClaim {
@@ -465,9 +602,9 @@ func TestAnImageOfAnotherMajorVersionRefusesTheDataDirectory(t *testing.T) {
 	if m := messages["file"]; m != "" {
 		t.Errorf("termination message of file (policy File, nothing written to /dev/termination-log) = %q, want empty", m)
 	}
-	log, err := os.ReadFile(filepath.Join(cluster.StateDir, "node", "pods", string(created.UID), "logs", "file.log"))
-	if err != nil || !strings.Contains(string(log), fatal) || !strings.Contains(string(log), detail) {
-		t.Errorf("log of container file = %q (%v), want the server's FATAL and DETAIL lines", log, err)
+	log, err := kubectl("logs", "-n", ns, created.Name, "-c", "file")
+	if err != nil || !strings.Contains(log, fatal) || !strings.Contains(log, detail) {
+		t.Errorf("kubectl logs of container file = %q (%v), want the server's FATAL and DETAIL lines", log, err)
 	}
 }
 

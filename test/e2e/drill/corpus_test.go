@@ -22,6 +22,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/report"
+	"github.com/drillerd/drillerd/internal/restore"
 	"github.com/drillerd/drillerd/test/fixture"
 	"github.com/drillerd/drillerd/test/nodeemu/pgproc"
 )
@@ -59,6 +61,11 @@ const (
 	// futureRPOTarget is an RPO target a snapshot misses as soon as it is
 	// this old.
 	futureRPOTarget = time.Second
+	// standbyDatabaseTimeout is timeouts.database of the drills of the
+	// standby that never answers, and standbyKeepOnFailure how long their
+	// sandboxes are kept.
+	standbyDatabaseTimeout = 30 * time.Second
+	standbyKeepOnFailure   = time.Minute
 )
 
 // Named timeouts of the corpus.
@@ -565,6 +572,49 @@ func (c *corpus) kinds() []damageKind {
 			result: drillsv1.ResultFailed, reason: "NotWritable",
 			names:  []string{"does not accept writes", "read-only transaction", "25006"},
 			checks: []checkWant{{name: "TablesReadable", database: "app", passed: true}, {name: "TablesReadable", database: "inventory", passed: true}},
+		},
+	}, {
+		// A snapshot of a replica that serves no reads (hot_standby off,
+		// by ALTER SYSTEM): the copy starts as a standby, waits for WAL
+		// that never comes and refuses every connection. It never exits,
+		// so no termination message says why; its log does, to every
+		// connection. The sandbox is kept, so its log can be read with
+		// kubectl too.
+		name:     "standby that serves no reads",
+		short:    "standby-no-reads",
+		snapshot: "standby-no-reads",
+		damage: func(t *testing.T, c *corpus, pgdata string) {
+			must(t, "adding standby.signal", fixture.AddStandbySignal(pgdata))
+			must(t, "turning hot_standby off", fixture.SetAutoConf(pgdata, "hot_standby", "off"))
+		},
+		spec: func(b *drill) {
+			b.databaseTimeout(standbyDatabaseTimeout).keepOnFailure(standbyKeepOnFailure)
+		},
+		want: verdictWant{
+			result: drillsv1.ResultFailed, reason: "DatabaseFailed",
+			names: []string{"not ready after " + standbyDatabaseTimeout.String(),
+				"FATAL:  the database system is not accepting connections", "DETAIL:  Hot standby mode is disabled."},
+			extra: func(t *testing.T, c *corpus, run *drillsv1.DrillRun) {
+				var text strings.Builder
+				report.Text(&text, nil, run)
+				if want := "Verdict   Failed (DatabaseFailed): database pod " + run.Status.SandboxNamespace + "/db not ready after"; !strings.Contains(text.String(), want) ||
+					!strings.Contains(text.String(), "DETAIL:  Hot standby mode is disabled.") {
+					t.Errorf("the report does not give PostgreSQL's words as the verdict:\n%s", text.String())
+				}
+				if run.Status.SandboxExpiry == nil || run.Status.SandboxRemoved {
+					t.Fatalf("sandbox %s is not kept: %+v", run.Status.SandboxNamespace, run.Status)
+				}
+				log := kubectl(t, "logs", "-n", run.Status.SandboxNamespace, restore.DatabasePodName, "-c", restore.DatabaseContainerName)
+				if !strings.Contains(log, "LOG:  entering standby mode") || !strings.Contains(log, "DETAIL:  Hot standby mode is disabled.") {
+					t.Errorf("kubectl logs of the kept sandbox's database:\n%.3000s\nwant the standby refusing connections", log)
+				}
+				current := &drillsv1.DrillRun{}
+				c.env.WaitFor(fixture.Scaled(standbyKeepOnFailure+time.Minute), "the kept sandbox to be removed", func(ctx context.Context) (bool, error) {
+					err := c.c.Get(ctx, client.ObjectKeyFromObject(run), current)
+					return err == nil && current.Status.SandboxRemoved, err
+				})
+				c.assertNoSandboxLeft(t, current)
+			},
 		},
 	}, {
 		// Database inventory is in pg_database, its directory is gone.

@@ -174,6 +174,10 @@ func (b *drill) source(claim string) *drill {
 	return b
 }
 func (b *drill) image(image string) *drill { b.d.Spec.Database.Image = image; return b }
+func (b *drill) args(args ...string) *drill {
+	b.d.Spec.Database.Args = args
+	return b
+}
 func (b *drill) storageClass(name string) *drill {
 	b.d.Spec.Sandbox.StorageClassName = &name
 	return b

@@ -82,7 +82,8 @@ func (p *production) deployDryRun(t *testing.T) {
 
 // serviceAccountDrill installs deploy/ and runs drillerd, `drillerd serve`
 // and `drillerd run` alike, with the ServiceAccount's own token: a passing
-// drill proves the ClusterRole suffices, the audit log that the API server
+// drill, and one whose database will not start (drillerd reads its log),
+// prove the ClusterRole suffices, the audit log that the API server
 // refused drillerd nothing, and access reviews that it may not touch what
 // it must not.
 func (p *production) serviceAccountDrill(t *testing.T) {
@@ -130,6 +131,26 @@ func (p *production) serviceAccountDrill(t *testing.T) {
 		last := stored.Status.LastRun
 		return last != nil && last.Name == run.Name && stored.Status.RunCounts[drillsv1.ResultSucceeded] == 1, nil
 	})
+
+	// A database that refuses its settings: drillerd reads why from its
+	// log, which the ServiceAccount may do.
+	bad := p.newDrill("least-privilege-bad-setting").args("-c", "shared_buffers=lots").
+		check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1000")})
+	failed, code := p.runAs(t, kubeconfig, bad)
+	const refusal = `FATAL:  invalid value for parameter "shared_buffers": "lots"`
+	if code != 1 || failed.Status.Reason != "DatabaseFailed" || !strings.Contains(failed.Status.Message, refusal) {
+		t.Errorf("exit %d, %s/%s (%s): want Failed/DatabaseFailed naming %q", code, failed.Status.Result, failed.Status.Reason, failed.Status.Message, refusal)
+	}
+	logReads := 0
+	auditedRequests(t, serviceAccount, started, func(ev auditEvent) {
+		if ev.Verb == "get" && ev.ObjectRef != nil && ev.ObjectRef.Resource == "pods" && ev.ObjectRef.Subresource == "log" &&
+			ev.ObjectRef.Namespace == failed.Status.SandboxNamespace && ev.ResponseStatus != nil && ev.ResponseStatus.Code == 200 {
+			logReads++
+		}
+	})
+	if logReads == 0 {
+		t.Errorf("the audit log shows no pods/log read of sandbox %s by %s", failed.Status.SandboxNamespace, serviceAccount)
+	}
 
 	requests, refused := auditOf(t, serviceAccount, started)
 	if requests < 20 {
@@ -188,9 +209,27 @@ func writeTokenKubeconfig(t *testing.T, path, token string) {
 	}
 }
 
-// auditOf counts user's requests in the audit log since since and lists
-// those the API server refused with 401 or 403.
-func auditOf(t *testing.T, user string, since time.Time) (requests int, refused []string) {
+// auditEvent is what the tests read of an audit log entry.
+type auditEvent struct {
+	Stage string `json:"stage"`
+	Verb  string `json:"verb"`
+	User  struct {
+		Username string `json:"username"`
+	} `json:"user"`
+	ObjectRef *struct {
+		Resource, Subresource, Namespace, Name, APIGroup string
+	} `json:"objectRef"`
+	RequestURI     string `json:"requestURI"`
+	ResponseStatus *struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	} `json:"responseStatus"`
+	StageTimestamp metav1.MicroTime `json:"stageTimestamp"`
+}
+
+// auditedRequests calls visit for each of user's requests in the audit log
+// since since, once each (the stage that completed it).
+func auditedRequests(t *testing.T, user string, since time.Time, visit func(auditEvent)) {
 	t.Helper()
 	f, err := os.Open(cluster.AuditLog)
 	if err != nil {
@@ -200,36 +239,30 @@ func auditOf(t *testing.T, user string, since time.Time) (requests int, refused 
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
-		var ev struct {
-			Stage string `json:"stage"`
-			Verb  string `json:"verb"`
-			User  struct {
-				Username string `json:"username"`
-			} `json:"user"`
-			ObjectRef *struct {
-				Resource, Subresource, Namespace, Name, APIGroup string
-			} `json:"objectRef"`
-			RequestURI     string `json:"requestURI"`
-			ResponseStatus *struct {
-				Code    int    `json:"code"`
-				Message string `json:"message"`
-			} `json:"responseStatus"`
-			StageTimestamp metav1.MicroTime `json:"stageTimestamp"`
-		}
+		var ev auditEvent
 		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.User.Username != user || ev.StageTimestamp.Before(&metav1.MicroTime{Time: since}) {
 			continue
 		}
 		if ev.Stage != "ResponseComplete" && ev.Stage != "ResponseStarted" {
 			continue
 		}
-		requests++
-		if ev.ResponseStatus != nil && (ev.ResponseStatus.Code == 401 || ev.ResponseStatus.Code == 403) {
-			refused = append(refused, fmt.Sprintf("%s %s: %d %s", ev.Verb, ev.RequestURI, ev.ResponseStatus.Code, ev.ResponseStatus.Message))
-		}
+		visit(ev)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// auditOf counts user's requests in the audit log since since and lists
+// those the API server refused with 401 or 403.
+func auditOf(t *testing.T, user string, since time.Time) (requests int, refused []string) {
+	t.Helper()
+	auditedRequests(t, user, since, func(ev auditEvent) {
+		requests++
+		if ev.ResponseStatus != nil && (ev.ResponseStatus.Code == 401 || ev.ResponseStatus.Code == 403) {
+			refused = append(refused, fmt.Sprintf("%s %s: %d %s", ev.Verb, ev.RequestURI, ev.ResponseStatus.Code, ev.ResponseStatus.Message))
+		}
+	})
 	return requests, refused
 }
 

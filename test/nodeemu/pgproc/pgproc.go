@@ -49,8 +49,12 @@ type Spec struct {
 	UID, GID      uint32            // unprivileged identity to run as (postgres refuses to run as root)
 	Groups        []uint32          // supplementary groups, as a pod's fsGroup and supplementalGroups give them
 	RuntimeDir    string            // unix socket and scratch files; created if missing; keep it short (socket paths < 100 bytes)
-	LogPath       string            // initdb and server output is appended here (the container log); "" discards it
-	BinDir        string            // PostgreSQL binaries; "" means BinDir()
+	// Stdout and Stderr receive the container's output streams: the
+	// entrypoint's messages, initdb's and the server's output, each on the
+	// stream the image writes it to (the server logs to stderr); nil
+	// discards it.
+	Stdout, Stderr io.Writer
+	BinDir         string // PostgreSQL binaries; "" means BinDir()
 }
 
 // DefaultHostAuthMethod is the image's pg_hba.conf method for remote hosts
@@ -186,26 +190,20 @@ func (s Spec) command(ctx context.Context, name string, args ...string) (*exec.C
 	return cmd, nil
 }
 
-func (s Spec) openLog() (io.WriteCloser, error) {
-	if s.LogPath == "" {
-		return nopWriteCloser{io.Discard}, nil
+// stdout and stderr are the container's output streams.
+func (s Spec) stdout() io.Writer { return writerOr(s.Stdout) }
+func (s Spec) stderr() io.Writer { return writerOr(s.Stderr) }
+
+func writerOr(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
 	}
-	if err := os.MkdirAll(filepath.Dir(s.LogPath), 0o755); err != nil {
-		return nil, err
-	}
-	return os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	return w
 }
 
-type nopWriteCloser struct{ io.Writer }
-
-func (nopWriteCloser) Close() error { return nil }
-
-// logf appends a line of the entrypoint's own output to the container log.
-func (s Spec) logf(format string, args ...any) {
-	if w, err := s.openLog(); err == nil {
-		fmt.Fprintf(w, format+"\n", args...)
-		w.Close()
-	}
+// say writes a line of the entrypoint's own output to w.
+func say(w io.Writer, format string, args ...any) {
+	fmt.Fprintf(w, format+"\n", args...)
 }
 
 func (s Spec) ensureRuntimeDir() error {
@@ -297,7 +295,7 @@ func Initialize(ctx context.Context, s Spec) (initialized bool, err error) {
 	password := s.Env["POSTGRES_PASSWORD"]
 	method := s.envOr("POSTGRES_HOST_AUTH_METHOD", DefaultHostAuthMethod)
 	if password == "" && method != "trust" {
-		s.logf("Error: %v", ErrNoPassword)
+		say(s.stderr(), "Error: %v", ErrNoPassword)
 		return false, ErrNoPassword
 	}
 	initdbArgs, err := shellFields(s.Env["POSTGRES_INITDB_ARGS"])
@@ -333,7 +331,7 @@ func Initialize(ctx context.Context, s Spec) (initialized bool, err error) {
 		args = append(args, "--pwfile="+pwfile)
 	}
 	if method == "trust" {
-		s.logf("%s", trustWarning)
+		say(s.stderr(), "%s", trustWarning)
 	}
 	args = append(args, initdbArgs...) // last, so that they win (e.g. --auth-host)
 	if err := s.run(ctx, nil, "initdb", args...); err != nil {
@@ -370,7 +368,7 @@ func Initialize(ctx context.Context, s Spec) (initialized bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("pgproc: pg_hba.conf: %w", err)
 	}
-	s.logf("\nPostgreSQL init process complete; ready for start up.\n")
+	say(s.stdout(), "\nPostgreSQL init process complete; ready for start up.\n")
 	return true, nil
 }
 
@@ -380,22 +378,17 @@ WARNING: POSTGRES_HOST_AUTH_METHOD has been set to "trust". This will allow
          a password, even if POSTGRES_PASSWORD is set.
 ********************************************************************************`
 
-// run runs a command to completion with its output appended to the log;
-// the end of that output is part of the error when it fails.
+// run runs a command to completion with its output on the container's
+// streams; the end of that output is part of the error when it fails.
 func (s Spec) run(ctx context.Context, stdin io.Reader, name string, args ...string) error {
 	cmd, err := s.command(ctx, name, args...)
 	if err != nil {
 		return err
 	}
-	log, err := s.openLog()
-	if err != nil {
-		return err
-	}
-	defer log.Close()
 	var tail tailBuffer
 	cmd.Stdin = stdin
-	cmd.Stdout = io.MultiWriter(log, &tail)
-	cmd.Stderr = cmd.Stdout
+	cmd.Stdout = io.MultiWriter(s.stdout(), &tail)
+	cmd.Stderr = io.MultiWriter(s.stderr(), &tail)
 	if name == "postgres" {
 		cmd.Stdout = io.Discard // the single-user backend's banner and prompts
 	}
@@ -529,7 +522,7 @@ type Process struct {
 
 // Start starts `postgres -D DataDir -c listen_addresses=ListenAddress
 // -c port=Port -c unix_socket_directories=RuntimeDir Args...` as UID:GID in
-// a process group of its own, output appended to LogPath. Like the image's
+// a process group of its own, its output on Stdout and Stderr. Like the image's
 // entrypoint running as root, it first gives the database user everything
 // in PGDATA and makes PGDATA's mode acceptable. A postmaster.pid left in
 // PGDATA is removed, unless its process is alive and serving this very
@@ -564,20 +557,28 @@ func Start(s Spec) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
-	log, err := s.openLog()
+	stdout, err := newOutputPipe(s.Stdout)
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		log.Close()
+	stderr, err := newOutputPipe(s.Stderr)
+	if err != nil {
+		stdout.abandon()
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = stdout.child, stderr.child
+	err = cmd.Start()
+	stdout.started()
+	stderr.started()
+	if err != nil {
+		stdout.abandon()
+		stderr.abandon()
 		return nil, fmt.Errorf("pgproc: starting postgres: %w", err)
 	}
 	p := &Process{cmd: cmd, pgid: cmd.Process.Pid, started: time.Now(), done: make(chan struct{})}
 	p.dataDir, _ = os.Stat(s.DataDir)
 	go func() {
 		_ = cmd.Wait()
-		log.Close()
 		st := cmd.ProcessState
 		code, sig := st.ExitCode(), ""
 		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
@@ -587,10 +588,74 @@ func Start(s Spec) (*Process, error) {
 		// in it. Wait (a little) until the backends have really died.
 		p.signalFamily(syscall.SIGKILL)
 		p.waitFamilyGone(10 * time.Second)
+		// Every writer is gone: what they wrote reaches the streams.
+		stdout.drain(outputDrainTimeout)
+		stderr.drain(outputDrainTimeout)
 		p.exitCode, p.signal = code, sig
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// outputDrainTimeout bounds how long a stopped server's output may take to
+// reach its streams once its processes are gone (a process that left the
+// server's family, e.g. a daemonised archive_command, may keep the pipe
+// open).
+const outputDrainTimeout = 2 * time.Second
+
+// outputPipe carries one output stream of the server to its writer, as a
+// container runtime's shim does: every server process writes to the pipe,
+// which ends when the last of them exits.
+type outputPipe struct {
+	child  *os.File // the server's end; nil when the stream is discarded
+	parent *os.File
+	done   chan struct{}
+}
+
+func newOutputPipe(w io.Writer) (*outputPipe, error) {
+	if w == nil {
+		return &outputPipe{}, nil
+	}
+	r, wr, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("pgproc: output pipe: %w", err)
+	}
+	o := &outputPipe{child: wr, parent: r, done: make(chan struct{})}
+	go func() {
+		defer close(o.done)
+		_, _ = io.Copy(w, r)
+	}()
+	return o, nil
+}
+
+// started closes this process's copy of the server's end, so that the
+// pipe ends with the server's processes.
+func (o *outputPipe) started() {
+	if o.child != nil {
+		o.child.Close()
+	}
+}
+
+// abandon ends the pipe of a server that did not start.
+func (o *outputPipe) abandon() {
+	if o.parent == nil {
+		return
+	}
+	o.child.Close()
+	<-o.done
+	o.parent.Close()
+}
+
+// drain waits until everything written has been copied, for at most timeout.
+func (o *outputPipe) drain(timeout time.Duration) {
+	if o.parent == nil {
+		return
+	}
+	select {
+	case <-o.done:
+	case <-time.After(timeout):
+	}
+	o.parent.Close()
 }
 
 // removeStalePidFile removes PGDATA/postmaster.pid unless the process it
@@ -885,8 +950,14 @@ func Probe(ctx context.Context, addr string) (ready bool, detail string) {
 			return false, "no response: " + err.Error()
 		}
 		switch header[0] {
-		case 'R': // authentication request (or AuthenticationOk under trust)
-			_, _ = conn.Write([]byte{'X', 0, 0, 0, 4})
+		case 'R':
+			// AuthenticationOk (trust): end the session cleanly. An
+			// authentication request: hang up, as pg_isready does without a
+			// password; the server takes the end of the connection silently
+			// (a Terminate there would be logged as a FATAL protocol error).
+			if length >= 4 && binary.BigEndian.Uint32(payload) == 0 {
+				_, _ = conn.Write([]byte{'X', 0, 0, 0, 4})
+			}
 			return true, "accepting connections"
 		case 'E':
 			code, message := errorFields(payload)

@@ -72,6 +72,14 @@ func newSpec(t *testing.T, ip string, env map[string]string) Spec {
 	if _, ok := env["POSTGRES_INITDB_ARGS"]; !ok {
 		env["POSTGRES_INITDB_ARGS"] = "--no-sync"
 	}
+	if err := os.MkdirAll(filepath.Join(base, "logs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	log, err := os.OpenFile(filepath.Join(base, "logs", "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
 	return Spec{
 		DataDir:       filepath.Join(base, "volume", "pgdata"),
 		ListenAddress: ip,
@@ -81,7 +89,8 @@ func newSpec(t *testing.T, ip string, env map[string]string) Spec {
 		UID:           nobody,
 		GID:           nobody,
 		RuntimeDir:    run,
-		LogPath:       filepath.Join(base, "logs", "postgres.log"),
+		Stdout:        log,
+		Stderr:        log,
 	}
 }
 
@@ -97,12 +106,15 @@ func freePort(t *testing.T, ip string) int {
 
 func addr(s Spec) string { return net.JoinHostPort(s.ListenAddress, strconv.Itoa(s.Port)) }
 
+// logPath is the file newSpec sends the container's output to.
+func logPath(s Spec) string { return s.Stdout.(*os.File).Name() }
+
 // dumpLog shows the container log when a test fails.
 func dumpLog(t *testing.T, s Spec) {
 	t.Cleanup(func() {
 		if t.Failed() {
-			data, _ := os.ReadFile(s.LogPath)
-			t.Logf("container log %s:\n%s", s.LogPath, data)
+			data, _ := os.ReadFile(logPath(s))
+			t.Logf("container log %s:\n%s", logPath(s), data)
 		}
 	})
 }
@@ -335,7 +347,7 @@ func TestInitializeRefusesWithoutPassword(t *testing.T) {
 			if !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("error %q does not start with the image's %q", err, want)
 			}
-			if log, _ := os.ReadFile(s.LogPath); !strings.Contains(string(log), "Error: "+want) {
+			if log, _ := os.ReadFile(logPath(s)); !strings.Contains(string(log), "Error: "+want) {
 				t.Errorf("container log lacks the message: %q", log)
 			}
 			if _, err := os.Stat(s.DataDir); !errors.Is(err, os.ErrNotExist) {
@@ -430,7 +442,7 @@ func TestStartOnCopyOfRunningServer(t *testing.T) {
 	if n := queryInt(t, conn, "SELECT count(*) FROM items"); n != 1500 {
 		t.Errorf("original has %d rows; want 1500", n)
 	}
-	if log, _ := os.ReadFile(b.LogPath); !strings.Contains(string(log), "automatic recovery in progress") {
+	if log, _ := os.ReadFile(logPath(b)); !strings.Contains(string(log), "automatic recovery in progress") {
 		t.Errorf("the copy's log does not show crash recovery:\n%s", log)
 	}
 }
