@@ -75,6 +75,7 @@ func TestDrills(t *testing.T) {
 	t.Run("HTTP API with ServiceAccount tokens and RBAC: 401, 403, 201, 409, 404", p.httpAPI)
 	t.Run("readyz says ready only when the API and metrics listeners answer", p.readiness)
 	t.Run("a sandbox held Terminating: the run ends with its verdict, the leak is named and the queue goes on", p.leakedSandbox)
+	t.Run("objects that only look like drillerd's survive drills and the start-up sweep", p.guards)
 	t.Run("status page in headless Chromium", p.statusPage)
 	t.Run("a schedule every minute yields one run per tick with two replicas", p.scheduleWithTwoReplicas)
 	t.Run("a storage class that retains volumes leaves no restored volume behind", p.retainedVolumeIsRemoved)
