@@ -76,6 +76,7 @@ func TestDrills(t *testing.T) {
 	t.Run("readyz says ready only when the API and metrics listeners answer", p.readiness)
 	t.Run("a sandbox held Terminating: the run ends with its verdict, the leak is named and the queue goes on", p.leakedSandbox)
 	t.Run("objects that only look like drillerd's survive drills and the start-up sweep", p.guards)
+	t.Run("the API server accepts IANA zones and refuses unknown ones naming the field", p.specValidation)
 	t.Run("status page in headless Chromium", p.statusPage)
 	t.Run("a schedule every minute yields one run per tick with two replicas", p.scheduleWithTwoReplicas)
 	t.Run("a storage class that retains volumes leaves no restored volume behind", p.retainedVolumeIsRemoved)

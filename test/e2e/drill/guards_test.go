@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/restore"
@@ -171,4 +173,46 @@ func (p *production) guards(t *testing.T) {
 		return true, nil
 	})
 	watched.AssertUntouched(drillerdUsers...)
+}
+
+// specValidation: the API server itself accepts every IANA zone, single
+// words too, and refuses an unknown zone, Local, and a teardown timeout
+// that is not positive, naming the field.
+func (p *production) specValidation(t *testing.T) {
+	tests := []struct {
+		name    string
+		set     func(*drillsv1.RestoreDrillSpec)
+		refusal string // "" = accepted; else in the API server's message
+	}{
+		{"Europe/Berlin", func(s *drillsv1.RestoreDrillSpec) { s.Schedule, s.TimeZone = "0 3 * * *", ptr.To("Europe/Berlin") }, ""},
+		{"a single-word zone: Japan", func(s *drillsv1.RestoreDrillSpec) { s.Schedule, s.TimeZone = "0 3 * * *", ptr.To("Japan") }, ""},
+		{"UTC", func(s *drillsv1.RestoreDrillSpec) { s.Schedule, s.TimeZone = "0 3 * * *", ptr.To("UTC") }, ""},
+		{"three levels: America/Argentina/Buenos_Aires", func(s *drillsv1.RestoreDrillSpec) {
+			s.Schedule, s.TimeZone = "0 3 * * *", ptr.To("America/Argentina/Buenos_Aires")
+		}, ""},
+		{"an unknown zone", func(s *drillsv1.RestoreDrillSpec) { s.Schedule, s.TimeZone = "0 3 * * *", ptr.To("Mars/Olympus") },
+			"spec.timeZone: Invalid value: \"string\": unknown time zone Mars/Olympus evaluating rule: timeZone must be an IANA time zone name such as Europe/Berlin, Japan or UTC"},
+		{"an unknown single word", func(s *drillsv1.RestoreDrillSpec) { s.Schedule, s.TimeZone = "0 3 * * *", ptr.To("Atlantis") },
+			"spec.timeZone: Invalid value: \"string\": unknown time zone Atlantis"},
+		{"the machine's zone", func(s *drillsv1.RestoreDrillSpec) { s.Schedule, s.TimeZone = "0 3 * * *", ptr.To("Local") },
+			"spec.timeZone: Invalid value: \"Local\": timeZone must be an IANA time zone name"},
+		{"an unknown freshness zone", func(s *drillsv1.RestoreDrillSpec) {
+			s.Freshness = &drillsv1.FreshnessSpec{SQL: "SELECT max(created_at) FROM orders", TimeZone: "Europe/Atlantis"}
+		}, "spec.freshness.timeZone: Invalid value: \"string\": unknown time zone Europe/Atlantis"},
+		{"a teardown timeout of zero", func(s *drillsv1.RestoreDrillSpec) { s.Timeouts.Teardown = &metav1.Duration{} },
+			"spec.timeouts.teardown: Invalid value: \"0s\": timeouts.teardown must be a positive duration"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := p.newDrill("validated")
+			tt.set(&d.d.Spec)
+			err := p.c.Create(p.env.Ctx, d.d, client.DryRunAll)
+			switch {
+			case tt.refusal == "" && err != nil:
+				t.Errorf("refused: %v", err)
+			case tt.refusal != "" && (!apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tt.refusal)):
+				t.Errorf("error %v, want Invalid saying %q", err, tt.refusal)
+			}
+		})
+	}
 }
