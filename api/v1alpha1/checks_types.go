@@ -82,6 +82,8 @@ type FreshnessSpec struct {
 	// was written. Without it such an answer is refused: drillerd cannot tell
 	// when it was. timestamptz and date answers need none.
 	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$') && self != 'Local' && timestamp('2000-01-01T00:00:00Z').getFullYear(self) > 0",message="freshness.timeZone must be an IANA time zone name such as Europe/Berlin, Japan or UTC"
 	TimeZone string `json:"timeZone,omitempty"`
 	// ClockSkew is how much later than the snapshot's cut the newest data may
 	// be (clocks of writers and storage disagree); data newer than the cut

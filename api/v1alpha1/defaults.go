@@ -1,6 +1,10 @@
 package v1alpha1
 
-import "time"
+import (
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
 
 // Defaults of spec.timeouts.
 const (
@@ -8,12 +12,43 @@ const (
 	DefaultVolumeTimeout   = 20 * time.Minute
 	DefaultDatabaseTimeout = 10 * time.Minute
 	DefaultChecksTimeout   = 10 * time.Minute
+	DefaultTeardownTimeout = 10 * time.Minute
 )
 
 // TotalTimeout is spec.timeouts.total, or its default.
 func (s RestoreDrillSpec) TotalTimeout() time.Duration {
-	if s.Timeouts.Total != nil && s.Timeouts.Total.Duration > 0 {
-		return s.Timeouts.Total.Duration
+	return positiveOr(s.Timeouts.Total, DefaultTotalTimeout)
+}
+
+// TeardownTimeout is spec.timeouts.teardown, or its default.
+func (s RestoreDrillSpec) TeardownTimeout() time.Duration {
+	return positiveOr(s.Timeouts.Teardown, DefaultTeardownTimeout)
+}
+
+func positiveOr(d *metav1.Duration, def time.Duration) time.Duration {
+	if d != nil && d.Duration > 0 {
+		return d.Duration
 	}
-	return DefaultTotalTimeout
+	return def
+}
+
+// Conditions of a DrillRun.
+const (
+	// ConditionSandboxLeaked is True while what teardown could not remove
+	// within timeouts.teardown remains, and False once it is gone.
+	ConditionSandboxLeaked = "SandboxLeaked"
+)
+
+// Concluded reports whether the run has its verdict: it is tearing down or
+// Done. A concluded run holds no drill slot and does not keep another run of
+// its drill from starting.
+func (s DrillRunStatus) Concluded() bool {
+	return s.Result != "" || s.Phase == PhaseDone
+}
+
+// InFlight reports whether the run holds a drill slot
+// (--max-concurrent-drills): it has started (is past Pending) and has no
+// verdict yet.
+func (s DrillRunStatus) InFlight() bool {
+	return s.Phase != "" && s.Phase != PhasePending && !s.Concluded()
 }

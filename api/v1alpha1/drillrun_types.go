@@ -135,7 +135,10 @@ type DrillRunStatus struct {
 	// +listType=atomic
 	SkippedSnapshots []SkippedSnapshot `json:"skippedSnapshots,omitempty"`
 	// Conditions qualify the verdict: RPODataTrusted is False when the
-	// freshness query's answer was not used (newer than the snapshot's cut).
+	// freshness query's answer was not used (newer than the snapshot's cut);
+	// SandboxLeaked is True when teardown did not remove the sandbox within
+	// timeouts.teardown (its message names what remains) and False once the
+	// rest is gone.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -18,11 +18,12 @@ type RestoreDrillSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('@') || (size(self.split(' ')) == 5 && self.split(' ')[0].matches('^(?i)([*]|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]+)?(,([*]|[0-5]?[0-9](-[0-5]?[0-9])?)(/[0-9]+)?)*$') && self.split(' ')[1].matches('^(?i)([*]|(1?[0-9]|2[0-3])(-(1?[0-9]|2[0-3]))?)(/[0-9]+)?(,([*]|(1?[0-9]|2[0-3])(-(1?[0-9]|2[0-3]))?)(/[0-9]+)?)*$') && self.split(' ')[2].matches('^(?i)([?]|([*]|([1-9]|[12][0-9]|3[01])(-([1-9]|[12][0-9]|3[01]))?)(/[0-9]+)?)(,([?]|([*]|([1-9]|[12][0-9]|3[01])(-([1-9]|[12][0-9]|3[01]))?)(/[0-9]+)?))*$') && self.split(' ')[3].matches('^(?i)([*]|([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[0-9]+)?(,([*]|([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC)(-([1-9]|1[0-2]|JAN|FEB|MAR|APR|MAY|JUN|JUL|AUG|SEP|OCT|NOV|DEC))?)(/[0-9]+)?)*$') && self.split(' ')[4].matches('^(?i)([?]|([*]|([0-6]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-6]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[0-9]+)?)(,([?]|([*]|([0-6]|SUN|MON|TUE|WED|THU|FRI|SAT)(-([0-6]|SUN|MON|TUE|WED|THU|FRI|SAT))?)(/[0-9]+)?))*$'))",message="schedule has a field out of range: minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, day of week 0-6 or SUN-SAT"
 	Schedule string `json:"schedule,omitempty"`
 
-	// TimeZone is the IANA time zone of Schedule (e.g. Europe/Berlin);
-	// default UTC.
+	// TimeZone is the IANA time zone of Schedule (e.g. Europe/Berlin,
+	// Japan, UTC); default UTC. The API server refuses a name its time zone
+	// database does not know.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
-	// +kubebuilder:validation:Pattern=`^(UTC|[A-Za-z]+(/[A-Za-z0-9_+-]+){1,2})$`
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$') && self != 'Local' && timestamp('2000-01-01T00:00:00Z').getFullYear(self) > 0",message="timeZone must be an IANA time zone name such as Europe/Berlin, Japan or UTC"
 	TimeZone *string `json:"timeZone,omitempty"`
 
 	// Suspend stops scheduled runs; on-demand runs still work.
@@ -253,6 +254,13 @@ type Timeouts struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="timeouts.checks must be a positive duration"
 	Checks *metav1.Duration `json:"checks,omitempty"`
+	// Teardown bounds removing the sandbox once the run has its verdict
+	// (after keepOnFailure, for a kept one); default 10m. Past it the run is
+	// Done with its verdict, a SandboxLeaked condition and event name what
+	// remains, and the sweep goes on removing it. It is not part of Total.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="timeouts.teardown must be a positive duration"
+	Teardown *metav1.Duration `json:"teardown,omitempty"`
 }
 
 // RestoreDrillStatus is what drillerd observed of a drill.

@@ -92,6 +92,8 @@ func serve(cfg ServeConfig) error {
 	}
 	recovery := &drill.Recovery{
 		OrphanRemoved: func(kind string) { collector.OrphansRemoved.WithLabelValues(kind).Inc() },
+		SweepFailed:   func(kind string) { collector.SweepErrors.WithLabelValues(kind).Inc() },
+		Recorder:      mgr.GetEventRecorder("drillerd"),
 		Client:        mgr.GetClient(),
 		APIReader:     mgr.GetAPIReader(),
 		Clock:         clock.RealClock{},
@@ -123,12 +125,22 @@ func serve(cfg ServeConfig) error {
 		if err := mgr.Add(api); err != nil {
 			return err
 		}
+		if err := mgr.AddReadyzCheck("api", api.Serving); err != nil {
+			return err
+		}
+	}
+	if cfg.MetricsBindAddress != "0" {
+		if err := mgr.AddReadyzCheck("metrics", server.Accepting(cfg.MetricsBindAddress)); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	// Ready once the caches have synced: a replica that cannot read drills
-	// yet would answer the API and /metrics with nothing.
+	// Ready once every listener accepts connections (the health listener
+	// answers this very check) and the caches have synced: a Service must
+	// not send requests to a replica that refuses them, and a replica that
+	// cannot read drills yet would answer the API and /metrics with nothing.
 	if err := mgr.AddReadyzCheck("caches", func(req *http.Request) error {
 		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
 		defer cancel()

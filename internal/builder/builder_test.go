@@ -52,7 +52,7 @@ func TestDrillBuilder(t *testing.T) {
 				Check(drillsv1.Check{Name: "users", SQL: "SELECT 1", Expect: &drillsv1.Expectation{NotEmpty: true}}).
 				Freshness("SELECT max(created_at) FROM orders").
 				Targets(15*time.Minute, 26*time.Hour).SuccessWindow(49 * time.Hour).
-				TotalTimeout(time.Hour).VolumeTimeout(20 * time.Minute).DatabaseTimeout(10 * time.Minute).ChecksTimeout(5 * time.Minute).
+				TotalTimeout(time.Hour).VolumeTimeout(20 * time.Minute).DatabaseTimeout(10 * time.Minute).ChecksTimeout(5 * time.Minute).TeardownTimeout(2 * time.Minute).
 				Status(func(s *drillsv1.RestoreDrillStatus) { s.SkippedTicks = map[string]int64{"AlreadyRunning": 1} }).
 				Obj(),
 			want: &drillsv1.RestoreDrill{
@@ -77,7 +77,7 @@ func TestDrillBuilder(t *testing.T) {
 					},
 					Freshness: &drillsv1.FreshnessSpec{SQL: "SELECT max(created_at) FROM orders"},
 					Targets:   drillsv1.Targets{RTO: dur(15 * time.Minute), RPO: dur(26 * time.Hour), SuccessWindow: dur(49 * time.Hour)},
-					Timeouts:  drillsv1.Timeouts{Total: dur(time.Hour), Volume: dur(20 * time.Minute), Database: dur(10 * time.Minute), Checks: dur(5 * time.Minute)},
+					Timeouts:  drillsv1.Timeouts{Total: dur(time.Hour), Volume: dur(20 * time.Minute), Database: dur(10 * time.Minute), Checks: dur(5 * time.Minute), Teardown: dur(2 * time.Minute)},
 				},
 				Status: drillsv1.RestoreDrillStatus{SkippedTicks: map[string]int64{"AlreadyRunning": 1}},
 			},

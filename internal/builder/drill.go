@@ -196,6 +196,12 @@ func (b *DrillBuilder) DatabaseTimeout(d time.Duration) *DrillBuilder {
 	return b
 }
 
+// TeardownTimeout sets spec.timeouts.teardown.
+func (b *DrillBuilder) TeardownTimeout(d time.Duration) *DrillBuilder {
+	b.d.Spec.Timeouts.Teardown = duration(d)
+	return b
+}
+
 // ChecksTimeout sets spec.timeouts.checks.
 func (b *DrillBuilder) ChecksTimeout(d time.Duration) *DrillBuilder {
 	b.d.Spec.Timeouts.Checks = duration(d)

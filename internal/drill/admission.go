@@ -56,8 +56,10 @@ type admission struct {
 }
 
 // takeSlot reports whether run may leave Pending: fewer than MaxInFlight
-// other runs are past Pending and not Done. An admitted run holds its slot
-// from this moment until the cache shows it Done or gone.
+// other runs are in flight (started, without a verdict yet: a run tearing
+// down holds no slot, so a sandbox that will not go away cannot stall the
+// queue). An admitted run holds its slot from this moment until the cache
+// shows it with a verdict, or gone.
 func (r *Reconciler) takeSlot(ctx context.Context, run *drillsv1.DrillRun) (bool, error) {
 	if r.MaxInFlight <= 0 {
 		return true, nil
@@ -68,12 +70,11 @@ func (r *Reconciler) takeSlot(ctx context.Context, run *drillsv1.DrillRun) (bool
 	if err := r.Client.List(ctx, all); err != nil {
 		return false, fmt.Errorf("while counting runs in progress: %w", err)
 	}
-	phases := make(map[types.UID]drillsv1.Phase, len(all.Items))
+	statuses := make(map[types.UID]drillsv1.DrillRunStatus, len(all.Items))
 	inFlight := map[types.UID]bool{}
 	for _, other := range all.Items {
-		p := other.Status.Phase
-		phases[other.UID] = p
-		if p != "" && p != drillsv1.PhasePending && p != drillsv1.PhaseDone {
+		statuses[other.UID] = other.Status
+		if other.Status.InFlight() {
 			inFlight[other.UID] = true
 		}
 	}
@@ -81,7 +82,7 @@ func (r *Reconciler) takeSlot(ctx context.Context, run *drillsv1.DrillRun) (bool
 		r.slots.admitted = map[types.UID]bool{}
 	}
 	for uid := range r.slots.admitted {
-		if p, ok := phases[uid]; !ok || p == drillsv1.PhaseDone {
+		if s, ok := statuses[uid]; !ok || s.Concluded() {
 			delete(r.slots.admitted, uid)
 		} else {
 			inFlight[uid] = true

@@ -21,6 +21,8 @@ func TestExtraRunsWaitPendingForASlot(t *testing.T) {
 	}{
 		{"slots full", []client.Object{newRun("a").In(drillsv1.PhaseValidating).Obj(), newRun("b").In(drillsv1.PhaseRestoringVolume).Obj()}, 2, drillsv1.PhasePending},
 		{"finished and pending runs hold no slot", []client.Object{newRun("a").In(drillsv1.PhaseDone).Obj(), newRun("b").In(drillsv1.PhasePending).Obj(), newRun("c").In(drillsv1.PhaseValidating).Obj()}, 2, drillsv1.PhaseSelectingSnapshot},
+		{"runs tearing down with their verdict hold no slot", []client.Object{newRun("a").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultFailed).Obj(), newRun("b").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultSucceeded).Obj()}, 1, drillsv1.PhaseSelectingSnapshot},
+		{"a run tearing down without a verdict holds its slot", []client.Object{newRun("a").In(drillsv1.PhaseTearingDown).Obj(), newRun("b").In(drillsv1.PhaseTearingDown).Obj()}, 2, drillsv1.PhasePending},
 		{"no limit", []client.Object{newRun("a").In(drillsv1.PhaseValidating).Obj(), newRun("b").In(drillsv1.PhaseValidating).Obj()}, 0, drillsv1.PhaseSelectingSnapshot},
 	}
 	for _, tt := range tests {
@@ -56,6 +58,25 @@ func TestAPendingRunStartsWhenASlotFrees(t *testing.T) {
 	got := e.run("new")
 	if got.Status.StartTime == nil || strings.Contains(got.Status.Message, "waiting") || phases(got)[0] != drillsv1.PhasePending || phases(got)[1] != drillsv1.PhaseSelectingSnapshot {
 		t.Errorf("status %+v: want started after its Pending wait, the waiting message gone", got.Status)
+	}
+}
+
+func TestAnAdmittedRunFreesItsSlotWithItsVerdict(t *testing.T) {
+	// busy is admitted by this process and waits for its volume; then it
+	// has its verdict and its sandbox is stuck in teardown.
+	e := newEngine(t, interceptor.Funcs{}, append(source(), ordersDrill().Obj(), newRun("busy").Obj(), newRun("new").Obj())...)
+	e.r.MaxInFlight = 1
+	e.mustReconcile("busy")
+	e.mustReconcile("new")
+	if busy, got := e.run("busy"), e.run("new"); busy.Status.Phase != drillsv1.PhaseRestoringVolume || got.Status.StartTime != nil {
+		t.Fatalf("busy in %s, new started at %v: want busy restoring in the only slot, new waiting", busy.Status.Phase, got.Status.StartTime)
+	}
+	busy := e.run("busy")
+	busy.Status.Phase, busy.Status.Result = drillsv1.PhaseTearingDown, drillsv1.ResultFailed
+	e.updateStatus(busy)
+	e.mustReconcile("new")
+	if got := e.run("new"); got.Status.StartTime == nil {
+		t.Errorf("new still waits for the slot of a run that has its verdict: %+v", got.Status)
 	}
 }
 

@@ -64,17 +64,20 @@ func sandboxOf(run *drillsv1.DrillRun) string {
 	return restore.NamespaceName("orders-db", string(run.UID))
 }
 
+// sandboxName is the name of the sandbox namespace of newRun(run).
+func sandboxName(run string) string { return sandboxOf(newRun(run).Obj()) }
+
 // sandboxLabels are the ownership labels of run's sandbox objects.
 func sandboxLabels(run *drillsv1.DrillRun) map[string]string {
 	return map[string]string{
 		restore.LabelManagedBy: restore.ManagedByValue, restore.LabelRun: string(run.UID),
-		restore.LabelRunName: run.Name, restore.LabelRunNamespace: run.Namespace,
+		restore.LabelRunName: run.Name, restore.LabelRunNamespace: run.Namespace, restore.LabelDrill: "orders-db",
 	}
 }
 
-// sandboxNamespace is a namespace called name with run's labels.
-func sandboxNamespace(run *drillsv1.DrillRun, name string) *corev1.Namespace {
-	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: sandboxLabels(run)}}
+// sandboxNamespace is run's sandbox namespace, with its labels.
+func sandboxNamespace(run *drillsv1.DrillRun) *corev1.Namespace {
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: sandboxOf(run), Labels: sandboxLabels(run)}}
 }
 
 // engine is a Reconciler on a fake API server with a fake clock at t0.
@@ -170,4 +173,10 @@ func phases(run *drillsv1.DrillRun) []drillsv1.Phase {
 // newRecovery is a Recovery at t0 on c.
 func newRecovery(c client.Client) *Recovery {
 	return &Recovery{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate()}
+}
+
+// renamed is obj under another name.
+func renamed[T client.Object](obj T, name string) T {
+	obj.SetName(name)
+	return obj
 }

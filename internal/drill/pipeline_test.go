@@ -217,8 +217,8 @@ func TestTransientErrorIsRetriedAndRemembered(t *testing.T) {
 }
 
 func TestDrillDeletedDuringTheRun(t *testing.T) {
-	run := newRun("r1").In(drillsv1.PhaseRestoringVolume).StartedAt(t0).Sandbox("drill-orders-db-1234abcd").Obj()
-	ns := sandboxNamespace(run, "drill-orders-db-1234abcd")
+	run := newRun("r1").In(drillsv1.PhaseRestoringVolume).StartedAt(t0).Sandbox(sandboxName("r1")).Obj()
+	ns := sandboxNamespace(run)
 	e := newEngine(t, interceptor.Funcs{}, run, ns) // no RestoreDrill
 	for range 3 {
 		e.mustReconcile("r1")
@@ -259,8 +259,8 @@ func TestEndRunKeepsTheFirstVerdict(t *testing.T) {
 }
 
 func TestWaitingWritesNoUnchangedStatus(t *testing.T) {
-	run := newRun("r1").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultSucceeded).StartedAt(t0).Sandbox("drill-orders-db-1234abcd").Obj()
-	ns := sandboxNamespace(run, "drill-orders-db-1234abcd")
+	run := newRun("r1").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultSucceeded).StartedAt(t0).Sandbox(sandboxName("r1")).Obj()
+	ns := sandboxNamespace(run)
 	ns.Finalizers = []string{"test.drillerd.dev/hold"} // the namespace stays Terminating
 	writes := 0
 	funcs := interceptor.Funcs{SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {

@@ -14,7 +14,8 @@ import (
 )
 
 // afterDone is the Done step: the run is counted in its drill's status once,
-// and a kept sandbox is removed when keepOnFailure has passed.
+// a kept sandbox is removed when keepOnFailure has passed, and a leaked one
+// is watched until it is gone.
 func (r *Reconciler) afterDone(ctx context.Context, w *work) (outcome, error) {
 	if !w.run.Status.Recorded {
 		if err := r.record(ctx, w.run); err != nil {
@@ -22,7 +23,7 @@ func (r *Reconciler) afterDone(ctx context.Context, w *work) (outcome, error) {
 		}
 		w.run.Status.Recorded = true
 	}
-	return r.expireKeptSandbox(ctx, w)
+	return r.sandboxAfterDone(ctx, w)
 }
 
 // announce sends the verdict as events on the run and its drill.

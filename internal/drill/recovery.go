@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -48,8 +49,14 @@ type Recovery struct {
 	Log           logr.Logger
 	Gate          *Gate
 	SweepInterval time.Duration
+	// Recorder receives a SweepFailed event for every object the sweep
+	// could not remove; nil sends none.
+	Recorder events.EventRecorder
 	// OrphanRemoved is called for every orphaned sandbox object deleted.
 	OrphanRemoved func(kind string)
+	// SweepFailed is called for every error of a sweep, with the kind of
+	// sandbox object it was about.
+	SweepFailed func(kind string)
 }
 
 // NeedLeaderElection: only the leader recovers and sweeps.
@@ -76,7 +83,7 @@ func (r *Recovery) Start(ctx context.Context) error {
 	}
 	for {
 		if err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
-			r.Log.Error(err, "while sweeping orphaned sandboxes")
+			r.Log.Info("the sweep met errors (each logged above); the next sweep tries again", "next", interval.String())
 		}
 		select {
 		case <-ctx.Done():
@@ -87,24 +94,57 @@ func (r *Recovery) Start(ctx context.Context) error {
 }
 
 // MarkInterrupted ends every run that is past Pending but has no verdict.
+// A run whose status changed meanwhile (a conflict) is read again and
+// marked if it still needs it, until that is done or ctx ends: a run left
+// unmarked would resume with timings that include the outage.
 func (r *Recovery) MarkInterrupted(ctx context.Context) error {
 	runs := &drillsv1.DrillRunList{}
 	if err := r.APIReader.List(ctx, runs); err != nil {
 		return fmt.Errorf("while listing DrillRuns: %w", err)
 	}
-	now := r.Clock.Now()
 	for i := range runs.Items {
-		run := &runs.Items[i]
-		s := &run.Status
-		if s.Result != "" || s.Phase == "" || s.Phase == drillsv1.PhasePending || s.Phase == drillsv1.PhaseDone {
-			continue
+		if err := r.markInterrupted(ctx, &runs.Items[i]); err != nil {
+			return err
 		}
-		phase := s.Phase
-		endRun(s, verdict.Errored(verdict.ReasonInterrupted, "drillerd stopped while the run was in phase %s; its timings would include the outage, so it has no verdict", phase), now)
-		if err := r.Client.Status().Update(ctx, run); err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			return fmt.Errorf("while marking %s/%s interrupted: %w", run.Namespace, run.Name, err)
-		}
-		r.Log.Info("run interrupted", "run", run.Name, "namespace", run.Namespace, "phase", phase)
 	}
 	return nil
+}
+
+// markInterrupted ends run as Interrupted if it needs it, reading it again
+// after every conflict.
+func (r *Recovery) markInterrupted(ctx context.Context, run *drillsv1.DrillRun) error {
+	for {
+		if !interrupted(run.Status) {
+			return nil
+		}
+		phase := run.Status.Phase
+		endRun(&run.Status, verdict.Errored(verdict.ReasonInterrupted, "drillerd stopped while the run was in phase %s; its timings would include the outage, so it has no verdict", phase), r.Clock.Now())
+		err := r.Client.Status().Update(ctx, run)
+		switch {
+		case err == nil:
+			r.Log.Info("run interrupted", "run", run.Name, "namespace", run.Namespace, "phase", phase)
+			return nil
+		case apierrors.IsNotFound(err):
+			return nil
+		case !apierrors.IsConflict(err):
+			return fmt.Errorf("while marking %s/%s interrupted: %w", run.Namespace, run.Name, err)
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("while marking %s/%s interrupted: %w", run.Namespace, run.Name, ctx.Err())
+		}
+		fresh := &drillsv1.DrillRun{}
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(run), fresh); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("while reading %s/%s again after a conflict: %w", run.Namespace, run.Name, err)
+		}
+		*run = *fresh
+	}
+}
+
+// interrupted reports whether a run found at start-up was cut off by the
+// previous process: it started and has no verdict.
+func interrupted(s drillsv1.DrillRunStatus) bool {
+	return s.InFlight()
 }

@@ -2,6 +2,8 @@ package drill
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,8 +11,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/builder"
@@ -30,12 +34,12 @@ func TestSweep(t *testing.T) {
 		namespace *corev1.Namespace
 		wantSwept bool
 	}{
-		{"run deleted", nil, sandboxNamespace(gone, "drill-orders-db-aaaa"), true},
-		{"run done", []client.Object{done}, sandboxNamespace(done, "drill-orders-db-bbbb"), true},
-		{"run in progress", []client.Object{running}, sandboxNamespace(running, "drill-orders-db-cccc"), false},
-		{"kept for debugging", []client.Object{kept}, sandboxNamespace(kept, "drill-orders-db-dddd"), false},
-		{"keepOnFailure expired", []client.Object{expired}, sandboxNamespace(expired, "drill-orders-db-eeee"), true},
-		{"labelled but without the name prefix is never touched", nil, sandboxNamespace(gone, "payments"), false},
+		{"run deleted", nil, sandboxNamespace(gone), true},
+		{"run done", []client.Object{done}, sandboxNamespace(done), true},
+		{"run in progress", []client.Object{running}, sandboxNamespace(running), false},
+		{"kept for debugging", []client.Object{kept}, sandboxNamespace(kept), false},
+		{"keepOnFailure expired", []client.Object{expired}, sandboxNamespace(expired), true},
+		{"labelled but without the name prefix is never touched", nil, renamed(sandboxNamespace(gone), "payments"), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,12 +63,14 @@ func TestSweep(t *testing.T) {
 }
 
 func TestSweepDeletesOnlyRetainCopies(t *testing.T) {
-	gone := newRun("gone").Obj()
-	retain := builder.ForContent("drill-retain").Labels(sandboxLabels(gone)).Driver("d").DeletionPolicy(snapshotv1.VolumeSnapshotContentRetain).Obj()
-	retain.Spec.Source.SnapshotHandle = ptrTo("h")
-	deleting := retain.DeepCopy()
-	deleting.Name = "drill-delete-policy"
-	deleting.Spec.DeletionPolicy = snapshotv1.VolumeSnapshotContentDelete
+	gone, goneToo := newRun("gone").Obj(), newRun("gone-too").Obj()
+	copyOf := func(run *drillsv1.DrillRun, policy snapshotv1.DeletionPolicy) *snapshotv1.VolumeSnapshotContent {
+		c := builder.ForContent("drill-" + string(run.UID)).Labels(sandboxLabels(run)).Driver("d").DeletionPolicy(policy).Obj()
+		c.Spec.Source.SnapshotHandle = ptrTo("h")
+		return c
+	}
+	retain := copyOf(gone, snapshotv1.VolumeSnapshotContentRetain)
+	deleting := copyOf(goneToo, snapshotv1.VolumeSnapshotContentDelete)
 	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(retain, deleting).Build()
 	r := newRecovery(c)
 	if err := r.Sweep(context.Background()); err != nil {
@@ -94,10 +100,10 @@ func TestSweepReleasesOrphanedRetainedVolumes(t *testing.T) {
 		pv          *corev1.PersistentVolume
 		wantRelease bool
 	}{
-		{"run gone: released", volume("pv-1", "drill-orders-db-aaaa", labels(gone)), true},
-		{"run in progress: kept", volume("pv-2", "drill-orders-db-bbbb", labels(running)), false},
+		{"run gone: released", volume("pv-1", sandboxOf(gone), labels(gone)), true},
+		{"run in progress: kept", volume("pv-2", sandboxOf(running), labels(running)), false},
 		{"labelled, but bound to another namespace's claim", volume("pv-3", "prod", labels(gone)), false},
-		{"not labelled: never touched", volume("pv-4", "drill-orders-db-cccc", nil), false},
+		{"not labelled: never touched", volume("pv-4", sandboxOf(gone), nil), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -121,7 +127,7 @@ func TestSweepReleasesTheVolumeOfAnOrphanedSandboxBoundAfterItsRun(t *testing.T)
 	// The run is gone; its sandbox claim bound to a Retain volume that was
 	// never labelled (the run ended before it saw the claim bound).
 	gone := newRun("gone").Obj()
-	ns := sandboxNamespace(gone, "drill-orders-db-ffff")
+	ns := sandboxNamespace(gone)
 	claim := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: restore.DataClaimName},
 		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: "pv-late"},
@@ -145,3 +151,70 @@ func TestSweepReleasesTheVolumeOfAnOrphanedSandboxBoundAfterItsRun(t *testing.T)
 }
 
 // newRecovery is a Recovery at t0 on c.
+
+func TestTheSweepGoesOnPastAnErrorAndReportsEach(t *testing.T) {
+	refused, stuck, orphan := newRun("refused").Obj(), newRun("stuck").Obj(), newRun("orphan").Obj()
+	copyOf := func(run *drillsv1.DrillRun) *snapshotv1.VolumeSnapshotContent {
+		return builder.ForContent("drill-" + string(run.UID)).Labels(sandboxLabels(run)).Driver("d").DeletionPolicy(snapshotv1.VolumeSnapshotContentRetain).Obj()
+	}
+	// The API server refuses to delete one namespace and one content copy.
+	funcs := interceptor.Funcs{Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+		if obj.GetName() == sandboxOf(refused) || obj.GetName() == "drill-"+string(stuck.UID) {
+			return apierrors.NewForbidden(corev1.Resource("namespaces"), obj.GetName(), errors.New("a policy says no"))
+		}
+		return c.Delete(ctx, obj, opts...)
+	}}
+	objs := []client.Object{sandboxNamespace(refused), sandboxNamespace(orphan), copyOf(stuck), copyOf(orphan)}
+	c := interceptor.NewClient(fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(objs...).Build(), funcs)
+	rec := events.NewFakeRecorder(10)
+	failed := map[string]int{}
+	r := newRecovery(c)
+	r.Recorder = rec
+	r.SweepFailed = func(kind string) { failed[kind]++ }
+
+	err := r.Sweep(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "orphaned sandbox "+sandboxOf(refused)) || !strings.Contains(err.Error(), "orphaned content copy drill-"+string(stuck.UID)) {
+		t.Errorf("sweep error %v, want both refusals", err)
+	}
+	for _, gone := range []client.Object{sandboxNamespace(orphan), copyOf(orphan)} {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(gone), gone); !apierrors.IsNotFound(err) {
+			t.Errorf("%s %s was not swept after the errors before it: %v", gone.GetObjectKind().GroupVersionKind().Kind, gone.GetName(), err)
+		}
+	}
+	if failed["Namespace"] != 1 || failed["VolumeSnapshotContent"] != 1 {
+		t.Errorf("SweepFailed %v, want one Namespace and one VolumeSnapshotContent", failed)
+	}
+	var got []string
+	for len(rec.Events) > 0 {
+		got = append(got, <-rec.Events)
+	}
+	if len(got) != 2 || !strings.Contains(strings.Join(got, "\n"), "Warning SweepFailed the sweep could not remove orphaned Namespace "+sandboxOf(refused)) {
+		t.Errorf("events %q, want a SweepFailed warning for each", got)
+	}
+}
+
+func TestTheSweepLeavesDecoysAlone(t *testing.T) {
+	gone := newRun("gone").Obj()
+	made := func(name string, labels map[string]string) *corev1.Namespace {
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}
+	}
+	decoys := []client.Object{
+		made(sandboxOf(gone), nil),                            // the prefix and a sandbox's name, no labels
+		made("payments", sandboxLabels(gone)),                 // the labels, not the prefix
+		made("drill-orders-db-0a1b2c3d", sandboxLabels(gone)), // labels of a run it was not made for
+		builder.ForContent("drill-uid-gone").Labels(map[string]string{restore.LabelManagedBy: restore.ManagedByValue}).Driver("d").
+			DeletionPolicy(snapshotv1.VolumeSnapshotContentRetain).Obj(), // no run
+		builder.ForContent("snapcontent-prod").Labels(sandboxLabels(gone)).Driver("d").
+			DeletionPolicy(snapshotv1.VolumeSnapshotContentRetain).Obj(), // a production content labelled like a copy
+	}
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(decoys...).Build()
+	if err := newRecovery(c).Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range decoys {
+		fresh := d.DeepCopyObject().(client.Object)
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(d), fresh); err != nil || fresh.GetResourceVersion() != "999" {
+			t.Errorf("%s was touched by the sweep: %v, resourceVersion %s", d.GetName(), err, fresh.GetResourceVersion())
+		}
+	}
+}

@@ -1,7 +1,8 @@
 // Package metrics exposes drillerd's Prometheus metrics. Except for the
 // orphan counter they are computed at scrape time from RestoreDrill and
 // DrillRun objects (the manager's cache), so they are right after a restart
-// and the same on every replica.
+// and the same on every replica. The counters of the sweep count this
+// process's sweeps.
 //
 //	drillerd_drill_runs_total{namespace,drill,result}        runs finished, from status.runCounts
 //	drillerd_drill_last_run_timestamp_seconds{namespace,drill}    completion of the newest finished run
@@ -24,6 +25,9 @@
 //	                                                         restore now (read from the API server, at most
 //	                                                         once a minute)
 //	drillerd_sandbox_orphans_removed_total{kind}             orphaned sandbox objects the sweep deleted or released
+//	drillerd_sandbox_sweep_errors_total{kind}                errors of this process's sweeps, by the kind of object
+//	drillerd_sandboxes_leaked{namespace,drill}               runs whose sandbox outlived timeouts.teardown and is
+//	                                                         not gone yet (condition SandboxLeaked=True)
 //	drillerd_sandboxes{kind,state}                           labelled sandbox namespaces, restored volumes and
 //	                                                         content copies by state: active, kept
 //	                                                         (keepOnFailure) or orphaned
@@ -64,6 +68,7 @@ var (
 	phaseDuration = prometheus.NewDesc("drillerd_drill_phase_duration_seconds", "How long the phases of finished drill runs took, from entering the phase to entering the next.", []string{"phase"}, nil)
 	inProgress    = prometheus.NewDesc("drillerd_drills_in_progress", "Runs past Pending and not yet Done.", nil, nil)
 	skippedTotal  = prometheus.NewDesc("drillerd_drill_skipped_total", "Schedule ticks that started no run, by reason.", []string{"namespace", "drill", "reason"}, nil)
+	leakedRuns    = prometheus.NewDesc("drillerd_sandboxes_leaked", "Runs of the drill whose sandbox was not removed within timeouts.teardown and is not gone yet (condition SandboxLeaked=True).", []string{"namespace", "drill"}, nil)
 )
 
 // Collector computes the metrics from the cluster's drill objects.
@@ -73,6 +78,8 @@ type Collector struct {
 	Log    logr.Logger
 	// OrphansRemoved counts sandbox objects deleted by the sweep.
 	OrphansRemoved *prometheus.CounterVec
+	// SweepErrors counts the sweep's errors by the kind of object.
+	SweepErrors *prometheus.CounterVec
 	// Snapshots reads VolumeSnapshots from the API server (drillerd caches
 	// none); nil leaves out drillerd_drill_newest_snapshot_age_seconds.
 	Snapshots client.Reader
@@ -85,20 +92,25 @@ func NewCollector(r client.Reader, clk clock.PassiveClock, log logr.Logger) *Col
 	return &Collector{Reader: r, Clock: clk, Log: log, OrphansRemoved: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "drillerd_sandbox_orphans_removed_total",
 		Help: "Orphaned sandbox objects deleted by the sweep (namespaces, content copies) or released to be deleted (retained volumes), by kind.",
+	}, []string{"kind"}), SweepErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "drillerd_sandbox_sweep_errors_total",
+		Help: "Errors of the sweep of orphaned sandbox objects (each also logged and sent as a SweepFailed event), by the kind of object.",
 	}, []string{"kind"})}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{runsTotal, lastRun, lastSuccess, lastResult, lastRunInfo, created, successWindow, sandboxes, rtoSeconds, rpoSeconds, rtoTarget, rpoTarget, phaseDuration, inProgress, skippedTotal, snapshotsSkipped, newestSnapshotAge} {
+	for _, d := range []*prometheus.Desc{runsTotal, lastRun, lastSuccess, lastResult, lastRunInfo, created, successWindow, sandboxes, rtoSeconds, rpoSeconds, rtoTarget, rpoTarget, phaseDuration, inProgress, skippedTotal, snapshotsSkipped, newestSnapshotAge, leakedRuns} {
 		ch <- d
 	}
 	c.OrphansRemoved.Describe(ch)
+	c.SweepErrors.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.OrphansRemoved.Collect(ch)
+	c.SweepErrors.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	drills := &drillsv1.RestoreDrillList{}
@@ -125,7 +137,26 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(inProgress, prometheus.GaugeValue, float64(running))
+	collectLeaks(ch, drills.Items, runs.Items)
 	c.collectSandboxes(ctx, ch, runs.Items, now)
+}
+
+// collectLeaks counts, per drill, the runs whose sandbox leaked and is not
+// gone yet: 0 for every drill without one, so that SandboxLeaked resolves
+// when the sweep has removed the rest.
+func collectLeaks(ch chan<- prometheus.Metric, drills []drillsv1.RestoreDrill, runs []drillsv1.DrillRun) {
+	leaks := map[types.NamespacedName]int{}
+	for _, d := range drills {
+		leaks[client.ObjectKeyFromObject(&d)] = 0
+	}
+	for _, r := range runs {
+		if meta.IsStatusConditionTrue(r.Status.Conditions, drillsv1.ConditionSandboxLeaked) && !r.Status.SandboxRemoved {
+			leaks[types.NamespacedName{Namespace: r.Namespace, Name: r.Spec.DrillName}]++
+		}
+	}
+	for key, n := range leaks {
+		ch <- prometheus.MustNewConstMetric(leakedRuns, prometheus.GaugeValue, float64(n), key.Namespace, key.Name)
+	}
 }
 
 // collectPhases sums the drills' phase histograms by phase.

@@ -143,8 +143,9 @@ func TestSandboxesByState(t *testing.T) {
 		return builder.ForRun("shop", name).UID(types.UID(uid)).In(phase)
 	}
 	labels := func(runName, uid string) map[string]string {
-		return map[string]string{restore.LabelManagedBy: restore.ManagedByValue, restore.LabelRun: uid, restore.LabelRunName: runName, restore.LabelRunNamespace: "shop"}
+		return map[string]string{restore.LabelManagedBy: restore.ManagedByValue, restore.LabelRun: uid, restore.LabelRunName: runName, restore.LabelRunNamespace: "shop", restore.LabelDrill: "orders-db"}
 	}
+	sandbox := func(uid string) string { return restore.NamespaceName("orders-db", uid) }
 	namespace := func(name, runName, uid string) *corev1.Namespace {
 		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels(runName, uid)}}
 	}
@@ -162,17 +163,17 @@ func TestSandboxesByState(t *testing.T) {
 		run("kept", "u2", drillsv1.PhaseDone).KeptUntil(now.Add(time.Hour)).Obj(),
 		run("expired", "u3", drillsv1.PhaseDone).KeptUntil(now.Add(-time.Hour)).Obj(),
 		run("replaced", "u4-new", drillsv1.PhaseValidating).Obj(),
-		namespace("drill-a-1", "validating", "u1"),
-		namespace("drill-b-2", "kept", "u2"),
-		namespace("drill-c-3", "expired", "u3"),
-		namespace("drill-d-4", "gone", "u5"),
-		namespace("drill-e-5", "replaced", "u4-old"),
+		namespace(sandbox("u1"), "validating", "u1"),
+		namespace(sandbox("u2"), "kept", "u2"),
+		namespace(sandbox("u3"), "expired", "u3"),
+		namespace(sandbox("u5"), "gone", "u5"),
+		namespace(sandbox("u4-old"), "replaced", "u4-old"),
 		namespace("no-prefix", "gone", "u6"), // not a sandbox by the ownership rules
 		content("validating", "u1", snapshotv1.VolumeSnapshotContentRetain),
 		content("gone", "u5", snapshotv1.VolumeSnapshotContentRetain),
 		content("gone", "u7", snapshotv1.VolumeSnapshotContentDelete), // never drillerd's to remove
-		volume("pv-kept", "drill-b-2", "kept", "u2"),
-		volume("pv-gone", "drill-d-4", "gone", "u5"),
+		volume("pv-kept", sandbox("u2"), "kept", "u2"),
+		volume("pv-gone", sandbox("u5"), "gone", "u5"),
 	}
 	c := NewCollector(newClient(t, objects...), clocktesting.NewFakePassiveClock(now), logr.Discard())
 	want := `
@@ -189,6 +190,32 @@ drillerd_sandboxes{kind="VolumeSnapshotContent",state="kept"} 0
 drillerd_sandboxes{kind="VolumeSnapshotContent",state="orphaned"} 1
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "drillerd_sandboxes"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestLeakedSandboxesByDrill(t *testing.T) {
+	leak := func(status metav1.ConditionStatus) func(*drillsv1.DrillRunStatus) {
+		return func(s *drillsv1.DrillRunStatus) {
+			s.Conditions = []metav1.Condition{{Type: drillsv1.ConditionSandboxLeaked, Status: status, Reason: "TeardownTimeout"}}
+		}
+	}
+	objects := []client.Object{
+		builder.ForDrill("shop", "orders-db").Obj(),
+		builder.ForDrill("shop", "users-db").Obj(),
+		builder.ForRun("shop", "leaked-1").Of("orders-db").In(drillsv1.PhaseDone).Sandbox("drill-orders-db-1").Status(leak(metav1.ConditionTrue)).Obj(),
+		builder.ForRun("shop", "leaked-2").Of("orders-db").In(drillsv1.PhaseDone).Sandbox("drill-orders-db-2").Status(leak(metav1.ConditionTrue)).Obj(),
+		builder.ForRun("shop", "swept").Of("users-db").In(drillsv1.PhaseDone).Sandbox("drill-users-db-3").SandboxRemoved().Status(leak(metav1.ConditionFalse)).Obj(),
+		builder.ForRun("shop", "clean").Of("users-db").In(drillsv1.PhaseDone).SandboxRemoved().Obj(),
+	}
+	c := NewCollector(newClient(t, objects...), clocktesting.NewFakePassiveClock(time.Unix(1795312800, 0)), logr.Discard())
+	want := `
+# HELP drillerd_sandboxes_leaked Runs of the drill whose sandbox was not removed within timeouts.teardown and is not gone yet (condition SandboxLeaked=True).
+# TYPE drillerd_sandboxes_leaked gauge
+drillerd_sandboxes_leaked{drill="orders-db",namespace="shop"} 2
+drillerd_sandboxes_leaked{drill="users-db",namespace="shop"} 0
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "drillerd_sandboxes_leaked"); err != nil {
 		t.Error(err)
 	}
 }

@@ -14,11 +14,17 @@ package restore
 //   - content copies are Retain: IsOwnedContent refuses a content
 //     whose deletion would delete the physical snapshot, whatever its labels;
 //   - ownership labels: every gate but IsSandboxVolume asks for
-//     drillerd's labels (LabelManagedBy=ManagedByValue and a LabelRun), and
-//     IsOwnedSandbox also for the name prefix NamespacePrefix. drillerd labels
-//     the restored volume only once IsSandboxVolume has recognised it, and
-//     teardown may meet it unlabelled, so IsSandboxVolume asks what it is
-//     bound to instead: the data claim of a sandbox namespace.
+//     drillerd's labels (LabelManagedBy=ManagedByValue and the run's UID,
+//     name and namespace), and IsOwnedSandbox also for the name prefix
+//     NamespacePrefix. drillerd labels the restored volume only once
+//     IsSandboxVolume has recognised it, and teardown may meet it
+//     unlabelled, so IsSandboxVolume asks what it is bound to instead: the
+//     data claim of a sandbox namespace;
+//   - names follow from the run: drillerd names a sandbox namespace and a
+//     content copy after its run's UID (NamespaceName, Sandbox.ContentName),
+//     so an object labelled with a run it was not made for (labels copied
+//     from another object, or made up) does not pass, whether that run
+//     exists or not.
 
 import (
 	"strings"
@@ -40,21 +46,31 @@ const (
 )
 
 // hasOwnershipLabels reports whether labels are drillerd's: managed by
-// drillerd and naming a run.
+// drillerd and naming a run (its UID, name and namespace).
 func hasOwnershipLabels(labels map[string]string) bool {
-	return labels[LabelManagedBy] == ManagedByValue && labels[LabelRun] != ""
+	return labels[LabelManagedBy] == ManagedByValue && labels[LabelRun] != "" &&
+		labels[LabelRunName] != "" && labels[LabelRunNamespace] != ""
 }
 
-// IsOwnedSandbox is the gate to deleting a namespace: drillerd's labels and
-// the name prefix.
+// IsOwnedSandbox is the gate to deleting a namespace: drillerd's labels,
+// the name prefix, and the name drillerd gives the sandbox of the labelled
+// run of the labelled drill.
 func IsOwnedSandbox(ns *corev1.Namespace) bool {
-	return hasOwnershipLabels(ns.Labels) && strings.HasPrefix(ns.Name, NamespacePrefix)
+	l := ns.Labels
+	return hasOwnershipLabels(l) && strings.HasPrefix(ns.Name, NamespacePrefix) &&
+		l[LabelDrill] != "" && ns.Name == NamespaceName(l[LabelDrill], l[LabelRun])
 }
+
+// contentName is the name of the content copy of the run with runUID
+// (Sandbox.ContentName).
+func contentName(runUID string) string { return "drill-" + runUID }
 
 // IsOwnedContent is the gate to deleting a VolumeSnapshotContent: drillerd's
-// labels, and never one that would delete the physical snapshot.
+// labels, the name of the labelled run's copy, and never one that would
+// delete the physical snapshot.
 func IsOwnedContent(c *snapshotv1.VolumeSnapshotContent) bool {
-	return hasOwnershipLabels(c.Labels) && c.Spec.DeletionPolicy == snapshotv1.VolumeSnapshotContentRetain
+	return hasOwnershipLabels(c.Labels) && c.Name == contentName(c.Labels[LabelRun]) &&
+		c.Spec.DeletionPolicy == snapshotv1.VolumeSnapshotContentRetain
 }
 
 // IsSandboxVolume is the gate to changing a PersistentVolume: it is bound
@@ -67,8 +83,10 @@ func IsSandboxVolume(pv *corev1.PersistentVolume, ns string) bool {
 }
 
 // IsOwnedVolume is the gate to releasing a volume found by label (the
-// sweep): it carries drillerd's labels and is bound to a sandbox's claim
-// (rules 1 and 3).
+// sweep): it carries drillerd's labels and is bound to the claim of the
+// labelled run's sandbox (rules 1 and 3).
 func IsOwnedVolume(pv *corev1.PersistentVolume) bool {
-	return hasOwnershipLabels(pv.Labels) && pv.Spec.ClaimRef != nil && IsSandboxVolume(pv, pv.Spec.ClaimRef.Namespace)
+	l := pv.Labels
+	return hasOwnershipLabels(l) && l[LabelDrill] != "" &&
+		IsSandboxVolume(pv, NamespaceName(l[LabelDrill], l[LabelRun]))
 }

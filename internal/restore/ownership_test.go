@@ -21,6 +21,24 @@ func ownedLabels(drop ...string) map[string]string {
 	return l
 }
 
+// otherRun are drillerd's labels of a run that does not exist: another
+// UID, name and namespace than the objects' own.
+func otherRun() map[string]string {
+	return merged(ownedLabels(), map[string]string{LabelRun: "uid-made-up", LabelRunName: "made-up", LabelRunNamespace: "shop"})
+}
+
+// merged is a copy of base with over's keys set.
+func merged(base, over map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
+}
+
 type namespaceBuilder struct{ ns corev1.Namespace }
 
 func newNamespace(name string) *namespaceBuilder {
@@ -91,25 +109,34 @@ func TestOwnershipGates(t *testing.T) {
 		given client.Object
 		want  bool
 	}{
-		// Namespaces: both labels and the prefix.
+		// Namespaces: the labels, the prefix and the name of the labelled run's sandbox.
 		{"the sandbox namespace", sb.Namespace(), true},
-		{"namespace with labels and prefix", newNamespace(sandboxNS).Labels(ownedLabels()).Obj(), true},
-		{"namespace with the prefix but no labels", newNamespace(sandboxNS).Obj(), false},
+		{"namespace with the labels and the run's sandbox name", newNamespace(sandbox).Labels(ownedLabels()).Obj(), true},
+		{"namespace with the prefix but no labels", newNamespace(sandbox).Obj(), false},
 		{"namespace with the labels but not the prefix", newNamespace("shop").Labels(ownedLabels()).Obj(), false},
 		{"namespace with the labels and the prefix inside its name", newNamespace("shop-drill-1").Labels(ownedLabels()).Obj(), false},
 		{"drillerd's own namespace with the labels", newNamespace("drillerd-system").Labels(ownedLabels()).Obj(), false},
-		{"namespace with the prefix and only managed-by", newNamespace(sandboxNS).Labels(ownedLabels(LabelRun)).Obj(), false},
-		{"namespace with the prefix and only the run label", newNamespace(sandboxNS).Labels(ownedLabels(LabelManagedBy)).Obj(), false},
-		{"namespace with an empty run label", newNamespace(sandboxNS).Labels(map[string]string{LabelManagedBy: ManagedByValue, LabelRun: ""}).Obj(), false},
-		{"namespace managed by another tool", newNamespace(sandboxNS).Labels(map[string]string{LabelManagedBy: "helm", LabelRun: "uid-orders-db-1"}).Obj(), false},
+		{"namespace with the labels and the prefix, named for another run", newNamespace(sandboxNS).Labels(ownedLabels()).Obj(), false},
+		{"namespace with the labels and the prefix, named by hand", newNamespace("drill-scratch").Labels(ownedLabels()).Obj(), false},
+		{"the sandbox name labelled with a run it was not made for", newNamespace(sandbox).Labels(otherRun()).Obj(), false},
+		{"namespace with the prefix and only managed-by", newNamespace(sandbox).Labels(ownedLabels(LabelRun)).Obj(), false},
+		{"namespace with the prefix and only the run label", newNamespace(sandbox).Labels(ownedLabels(LabelManagedBy)).Obj(), false},
+		{"namespace without the run's name", newNamespace(sandbox).Labels(ownedLabels(LabelRunName)).Obj(), false},
+		{"namespace without the run's namespace", newNamespace(sandbox).Labels(ownedLabels(LabelRunNamespace)).Obj(), false},
+		{"namespace without the drill", newNamespace(sandbox).Labels(ownedLabels(LabelDrill)).Obj(), false},
+		{"namespace with an empty run label", newNamespace(sandbox).Labels(map[string]string{LabelManagedBy: ManagedByValue, LabelRun: ""}).Obj(), false},
+		{"namespace managed by another tool", newNamespace(sandbox).Labels(merged(ownedLabels(), map[string]string{LabelManagedBy: "helm"})).Obj(), false},
 
-		// Contents: the labels and Retain.
+		// Contents: the labels, the name of the labelled run's copy and Retain.
 		{"the content copy", copyOfProduction, true},
 		{"Retain content with drillerd's labels", retainCopy().Labels(ownedLabels()).Obj(), true},
 		{"content with Delete and drillerd's labels", retainCopy().DeletionPolicy(snapshotv1.VolumeSnapshotContentDelete).Labels(ownedLabels()).Obj(), false},
 		{"content with no deletion policy and drillerd's labels", retainCopy().DeletionPolicy("").Labels(ownedLabels()).Obj(), false},
 		{"Retain content without the run label", retainCopy().Labels(ownedLabels(LabelRun)).Obj(), false},
 		{"Retain content without managed-by", retainCopy().Labels(ownedLabels(LabelManagedBy)).Obj(), false},
+		{"Retain content without the run's name", retainCopy().Labels(ownedLabels(LabelRunName)).Obj(), false},
+		{"Retain content labelled with a run it was not made for", retainCopy().Labels(otherRun()).Obj(), false},
+		{"Retain content with drillerd's labels, named by hand", builder.ForContent("drill-scratch").Driver("ebs.csi.aws.com").DeletionPolicy(snapshotv1.VolumeSnapshotContentRetain).Labels(ownedLabels()).Obj(), false},
 		{"production content (Retain, no labels)", builder.ForContent("snapcontent-prod").Driver("ebs.csi.aws.com").DeletionPolicy(snapshotv1.VolumeSnapshotContentRetain).Obj(), false},
 
 		// Volumes found by label (the sweep): the labels and a sandbox's data claim (rules 1 and 3).
@@ -124,6 +151,9 @@ func TestOwnershipGates(t *testing.T) {
 		{"labelled production volume, Released", newVolume("pvc-2").BoundTo("shop", "data-orders-0").Released().Labels(ownedLabels()).Obj(), false},
 		{"labelled volume, Released from claim data outside a sandbox", newVolume("pvc-2").BoundTo("shop", DataClaimName).Released().Labels(ownedLabels()).Obj(), false},
 		{"labelled volume never bound", newVolume("pvc-2").Labels(ownedLabels()).Obj(), false},
+		{"volume bound to the sandbox, labelled with another run", newVolume("pvc-2").BoundTo(sandbox, DataClaimName).Labels(otherRun()).Obj(), false},
+		{"labelled volume bound to the data claim of another sandbox", newVolume("pvc-2").BoundTo(sandboxNS, DataClaimName).Labels(ownedLabels()).Obj(), false},
+		{"restored volume without the drill label", newVolume("pvc-1").BoundTo(sandbox, DataClaimName).Labels(ownedLabels(LabelDrill)).Obj(), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

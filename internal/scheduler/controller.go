@@ -134,7 +134,7 @@ func (c *Controller) handleTick(ctx context.Context, drill *drillsv1.RestoreDril
 		}
 	}
 	for _, r := range runs {
-		if r.Status.Phase != drillsv1.PhaseDone {
+		if !r.Status.Concluded() {
 			skip(SkipAlreadyRunning, "the tick of %s was skipped: run %s is still in progress", tick.UTC().Format(time.RFC3339), r.Name)
 			return nil
 		}
@@ -157,9 +157,12 @@ func (c *Controller) pruneHistory(ctx context.Context, drill *drillsv1.RestoreDr
 	limit := int(ptr.Deref(drill.Spec.HistoryLimit, 10))
 	var done []drillsv1.DrillRun
 	for _, r := range runs {
-		kept := r.Status.SandboxExpiry != nil && !r.Status.SandboxRemoved
-		if r.Status.Phase == drillsv1.PhaseDone && r.DeletionTimestamp == nil && !kept {
-			done = append(done, r) // a run keeping its failed sandbox stays until the sandbox is gone
+		// A run whose sandbox is not gone (kept for keepOnFailure, or
+		// leaked past timeouts.teardown) stays until it is: it says what
+		// the sandbox is, and its SandboxLeaked condition feeds the alert.
+		holdsSandbox := !r.Status.SandboxRemoved && r.Status.SandboxNamespace != ""
+		if r.Status.Phase == drillsv1.PhaseDone && r.DeletionTimestamp == nil && !holdsSandbox {
+			done = append(done, r)
 		}
 	}
 	if len(done) <= limit {

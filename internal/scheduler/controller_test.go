@@ -75,6 +75,22 @@ func TestTicks(t *testing.T) {
 			wantSkipped: SkipAlreadyRunning, wantEvent: "run older is still in progress", wantReason: "Scheduled", wantNext: true,
 		},
 		{
+			name: "previous run tearing down with its verdict: the tick starts a run", drill: newDrill("0 3 * * *").Obj(),
+			runs: []client.Object{newRun("older").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultFailed).Created(created.Add(-time.Hour)).Obj()},
+			now:  tick.Add(time.Second), wantRuns: 2, wantReason: "Scheduled", wantNext: true,
+		},
+		{
+			name: "previous run done with its sandbox leaked: the tick starts a run", drill: newDrill("0 3 * * *").Obj(),
+			runs: []client.Object{newRun("older").In(drillsv1.PhaseDone).Result(drillsv1.ResultSucceeded).Sandbox("drill-orders-db-0a1b2c3d").Created(created.Add(-time.Hour)).Obj()},
+			now:  tick.Add(time.Second), wantRuns: 2, wantReason: "Scheduled", wantNext: true,
+		},
+		{
+			name: "previous run still pending", drill: newDrill("0 3 * * *").Obj(),
+			runs: []client.Object{newRun("older").In(drillsv1.PhasePending).Created(created.Add(-time.Hour)).Obj()},
+			now:  tick.Add(time.Second), wantRuns: 1,
+			wantSkipped: SkipAlreadyRunning, wantEvent: "run older is still in progress", wantReason: "Scheduled", wantNext: true,
+		},
+		{
 			name: "tick missed by more than the deadline", drill: newDrill("0 3 * * *").Obj(),
 			now: tick.Add(time.Hour), wantRuns: 0,
 			wantSkipped: SkipMissedDeadline, wantEvent: "was missed by 1h0m0s (more than 10m0s late)", wantReason: "Scheduled", wantNext: true,
@@ -95,6 +111,10 @@ func TestTicks(t *testing.T) {
 		{
 			name: "on demand only", drill: newDrill("").Obj(),
 			now: tick.Add(time.Second), wantRuns: 0, wantReason: "OnDemand",
+		},
+		{
+			name: "a single-word IANA zone: 03:00 Japan is 18:00 UTC the day before", drill: newDrill("0 3 * * *").TimeZone("Japan").Obj(),
+			now: tick.Add(15*time.Hour + time.Second), wantRuns: 1, wantReason: "Scheduled", wantNext: true,
 		},
 		{
 			name: "unknown time zone", drill: newDrill("0 3 * * *").TimeZone("Mars/Olympus").Obj(),
@@ -164,15 +184,19 @@ func TestHistoryLimitPrunesTheOldestFinishedRuns(t *testing.T) {
 	objs = append(objs, newRun("running").In(drillsv1.PhaseValidating).Created(created.Add(-20*time.Hour)).Obj())
 	// The oldest run failed and keeps its sandbox for debugging: it stays
 	// until the sandbox is gone, or the sweep would take the sandbox early.
-	objs = append(objs, newRun("kept").In(drillsv1.PhaseDone).Created(created.Add(-30*time.Hour)).KeptUntil(created.Add(time.Hour)).Obj())
+	objs = append(objs, newRun("kept").In(drillsv1.PhaseDone).Created(created.Add(-30*time.Hour)).Sandbox("drill-kept").KeptUntil(created.Add(time.Hour)).Obj())
+	// Another's sandbox outlived timeouts.teardown: the run stays while
+	// what is left of it exists (its SandboxLeaked condition says what).
+	objs = append(objs, newRun("leaked").In(drillsv1.PhaseDone).Created(created.Add(-40*time.Hour)).Sandbox("drill-leaked").Obj())
+	objs = append(objs, newRun("removed").In(drillsv1.PhaseDone).Created(created.Add(-50*time.Hour)).Sandbox("drill-removed").SandboxRemoved().Obj())
 	h := newHarness(t, created, objs...)
 	_, _, runs := h.reconcile(t)
 	var names []string
 	for _, r := range runs {
 		names = append(names, r.Name)
 	}
-	want := "[done-2 done-3 done-4 kept running]"
+	want := "[done-2 done-3 done-4 kept leaked running]"
 	if fmt.Sprint(names) != want {
-		t.Errorf("runs kept %v, want %s (the 3 newest finished, the one keeping its sandbox and the one in progress)", names, want)
+		t.Errorf("runs kept %v, want %s (the 3 newest finished, the ones whose sandbox is not gone, and the one in progress)", names, want)
 	}
 }

@@ -1,7 +1,7 @@
 // Package server is drillerd's HTTP API: start a drill, read a run; and
 // its status page.
 //
-//	POST /api/v1/namespaces/{ns}/restoredrills/{name}/runs   201 {namespace, name} + Location; 404; 409 while a run is in progress
+//	POST /api/v1/namespaces/{ns}/restoredrills/{name}/runs   201 {namespace, name} + Location; 404; 409 while a run has no verdict yet
 //	GET  /api/v1/namespaces/{ns}/drillruns/{name}            200 the DrillRun
 //	GET  /                                                   the status page (page.go)
 //	GET  /login, POST /login, POST /logout                   the status page's sign-in (login.go)
@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -70,6 +71,8 @@ type Server struct {
 	Clock clock.PassiveClock
 
 	mu sync.Mutex // serialises "is a run in progress? create one" per process
+
+	serving atomic.Bool // the listener is bound and served (ready.go)
 
 	limiterOnce sync.Once
 	failures    *failureLimiter
@@ -134,9 +137,12 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	errs := make(chan error, 1)
 	go func() { errs <- srv.Serve(l) }()
+	s.serving.Store(true)
+	defer s.serving.Store(false)
 	s.Log.Info("serving the API", "address", l.Addr().String(), "tls", s.TLS != nil, "auth", s.Auth != nil, "audiences", s.audiences())
 	select {
 	case <-ctx.Done():
+		s.serving.Store(false) // not ready while shutting down
 		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		return srv.Shutdown(shutdown)
@@ -239,7 +245,7 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, ref objectRef
 		return
 	}
 	for _, existing := range runs.Items {
-		if existing.Status.Phase != drillsv1.PhaseDone {
+		if !existing.Status.Concluded() { // a run tearing down has its verdict: it does not hold the drill
 			writeError(w, http.StatusConflict, fmt.Sprintf("run %s of drill %s is still in progress", existing.Name, name))
 			return
 		}

@@ -36,7 +36,6 @@ import (
 	"github.com/drillerd/drillerd/internal/rto"
 	"github.com/drillerd/drillerd/test/fixture"
 	"github.com/drillerd/drillerd/test/nodeemu"
-	"github.com/drillerd/drillerd/test/nodeemu/csistore"
 )
 
 // slowRestoreClass makes restores take long enough that the RTO can be
@@ -75,6 +74,10 @@ func TestDrills(t *testing.T) {
 	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
 	t.Run("metrics after a passed and a failed drill, and after a restart", p.metricsSurviveRestart)
 	t.Run("HTTP API with ServiceAccount tokens and RBAC: 401, 403, 201, 409, 404", p.httpAPI)
+	t.Run("readyz says ready only when the API and metrics listeners answer", p.readiness)
+	t.Run("a sandbox held Terminating: the run ends with its verdict, the leak is named and the queue goes on", p.leakedSandbox)
+	t.Run("objects that only look like drillerd's survive drills and the start-up sweep", p.guards)
+	t.Run("the API server accepts IANA zones and refuses unknown ones naming the field", p.specValidation)
 	t.Run("status page in headless Chromium", p.statusPage)
 	t.Run("a schedule every minute yields one run per tick with two replicas", p.scheduleWithTwoReplicas)
 	t.Run("a storage class that retains volumes leaves no restored volume behind", p.retainedVolumeIsRemoved)
@@ -211,15 +214,13 @@ func (p *production) runAs(t *testing.T, kubeconfig string, b *drill, args ...st
 		t.Fatalf("creating RestoreDrill: %v", err)
 	}
 	t.Cleanup(func() { _ = p.c.Delete(context.Background(), b.d) })
-	before := p.sourceState(t)
+	sources := p.sources(t)
 
 	run, code := drillerdRun(t, kubeconfig, p.ns, b.d, append([]string{"--timeout", "5m"}, args...)...)
 	if run.Status.SandboxExpiry == nil {
 		p.assertNoSandboxLeft(t, run)
 	}
-	if after := p.sourceState(t); after != before {
-		t.Errorf("source objects changed during the drill:\nbefore %s\nafter  %s", before, after)
-	}
+	sources.AssertUntouched(drillerdUsers...)
 	return run, code
 }
 
@@ -250,38 +251,11 @@ func drillerdRun(t *testing.T, kubeconfig, ns string, d *drillsv1.RestoreDrill, 
 	return run, code
 }
 
-// sourceState fingerprints the source claim, snapshots and contents.
-func (p *production) sourceState(t *testing.T) string {
+// sources takes the production claim's source objects (claim, volume,
+// snapshots, contents, physical snapshots) for sources.AssertUntouched.
+func (p *production) sources(t *testing.T) *fixture.Sources {
 	t.Helper()
-	env := p.env
-	var b strings.Builder
-	claim, err := env.Client.CoreV1().PersistentVolumeClaims(p.ns).Get(env.Ctx, p.pg.ClaimName(), metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.WriteString("pvc:" + claim.ResourceVersion)
-	snaps, err := env.Snapshots.SnapshotV1().VolumeSnapshots(p.ns).List(env.Ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	store, err := csistore.Open(cluster.CSIStore)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range snaps.Items {
-		b.WriteString(" snap/" + s.Name + ":" + s.ResourceVersion)
-		content := env.Content(&s)
-		b.WriteString(" content/" + content.Name + ":" + content.ResourceVersion)
-		// The physical snapshot itself, which a Delete-policy copy would destroy.
-		if content.Status != nil && content.Status.SnapshotHandle != nil {
-			snap, ok, err := store.GetSnapshot(*content.Status.SnapshotHandle)
-			if err != nil {
-				t.Fatal(err)
-			}
-			fmt.Fprintf(&b, " physical/%s:%v:%d", *content.Status.SnapshotHandle, ok, snap.SizeBytes)
-		}
-	}
-	return b.String()
+	return p.env.Sources(p.ns, []string{p.pg.ClaimName()})
 }
 
 func (p *production) assertNoSandboxLeft(t *testing.T, run *drillsv1.DrillRun) {
@@ -549,7 +523,7 @@ func (p *production) killedMidDrill(t *testing.T) {
 	if err := p.c.Create(p.env.Ctx, d.d); err != nil {
 		t.Fatal(err)
 	}
-	before := p.sourceState(t)
+	sources := p.sources(t)
 	run := &drillsv1.DrillRun{
 		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "interrupted-1"},
 		Spec:       drillsv1.DrillRunSpec{DrillName: d.d.Name, Trigger: drillsv1.TriggerManual},
@@ -573,9 +547,7 @@ func (p *production) killedMidDrill(t *testing.T) {
 		t.Errorf("result %s/%s (%s), want Error/Interrupted", run.Status.Result, run.Status.Reason, run.Status.Message)
 	}
 	p.assertNoSandboxLeft(t, run)
-	if after := p.sourceState(t); after != before {
-		t.Errorf("source objects changed:\nbefore %s\nafter  %s", before, after)
-	}
+	sources.AssertUntouched(drillerdUsers...)
 }
 
 func (p *production) scheduleWithTwoReplicas(t *testing.T) {

@@ -193,9 +193,17 @@ func (p *production) serviceAccountDrill(t *testing.T) {
 // authenticates with token only.
 func writeTokenKubeconfig(t *testing.T, path, token string) {
 	t.Helper()
-	admin, err := clientcmd.LoadFromFile(cluster.Kubeconfig)
-	if err != nil {
+	if err := tokenKubeconfig(cluster.Kubeconfig, path, token); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// tokenKubeconfig writes a kubeconfig for the cluster of the admin
+// kubeconfig that authenticates with token only.
+func tokenKubeconfig(adminKubeconfig, path, token string) error {
+	admin, err := clientcmd.LoadFromFile(adminKubeconfig)
+	if err != nil {
+		return err
 	}
 	ctx := admin.Contexts[admin.CurrentContext]
 	server := admin.Clusters[ctx.Cluster]
@@ -204,9 +212,7 @@ func writeTokenKubeconfig(t *testing.T, path, token string) {
 	cfg.AuthInfos["drillerd"] = &clientcmdapi.AuthInfo{Token: token}
 	cfg.Contexts["drillerd"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "drillerd", Namespace: "drillerd-system"}
 	cfg.CurrentContext = "drillerd"
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
+	return clientcmd.WriteToFile(*cfg, path)
 }
 
 // auditEvent is what the tests read of an audit log entry.

@@ -6,6 +6,7 @@
 package drill_test
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +15,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
 
 	"github.com/drillerd/drillerd/test/localcluster"
 )
@@ -56,7 +65,19 @@ func setUp(info localcluster.Info) (func(), error) {
 	if out, err := ns.CombinedOutput(); err != nil && !strings.Contains(string(out), "AlreadyExists") {
 		return nil, fmt.Errorf("creating drillerd-system: %v\n%s", err, out)
 	}
-	daemon = &drillerdProcess{info: info, logPath: filepath.Join(dir, "drillerd.log")}
+	// drillerd runs as its own ServiceAccount, so that the audit log tells
+	// its requests from the test's, the snapshot controller's and the node
+	// emulator's (which all use the admin kubeconfig).
+	token, err := ownIdentity(info)
+	if err != nil {
+		return nil, fmt.Errorf("giving drillerd its own identity: %v", err)
+	}
+	own := info
+	own.Kubeconfig = filepath.Join(dir, "drillerd.kubeconfig")
+	if err := tokenKubeconfig(info.Kubeconfig, own.Kubeconfig, token); err != nil {
+		return nil, err
+	}
+	daemon = &drillerdProcess{info: own, logPath: filepath.Join(dir, "drillerd.log")}
 	if err := daemon.start(); err != nil {
 		return nil, err
 	}
@@ -69,6 +90,47 @@ func setUp(info localcluster.Info) (func(), error) {
 }
 
 var daemon *drillerdProcess
+
+// drillerdIdentity is the ServiceAccount `drillerd serve` runs as in these
+// tests, bound to cluster-admin; the tests of deploy/ run it as deploy/'s
+// ServiceAccount (serviceAccount).
+const drillerdIdentity = "drillerd-e2e"
+
+// drillerdUsers are the users drillerd's requests come from in these tests.
+var drillerdUsers = []string{"system:serviceaccount:drillerd-system:" + drillerdIdentity, serviceAccount}
+
+// ownIdentity creates drillerd's ServiceAccount in drillerd-system, binds it
+// to cluster-admin and returns a token for it that outlasts the tests.
+func ownIdentity(info localcluster.Info) (string, error) {
+	cfg, err := info.RestConfig()
+	if err != nil {
+		return "", err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return "", err
+	}
+	ctx := context.Background()
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "drillerd-system", Name: drillerdIdentity}}
+	if _, err := cs.CoreV1().ServiceAccounts(sa.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", err
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: drillerdIdentity},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: sa.Namespace, Name: sa.Name}},
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", err
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64((48 * time.Hour).Seconds()))},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", err
+	}
+	return tr.Status.Token, nil
+}
 
 // drillerdProcess is `drillerd serve`, which a test may kill and restart.
 type drillerdProcess struct {
