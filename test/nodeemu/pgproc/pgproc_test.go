@@ -703,13 +703,14 @@ func TestKeyFileReadThroughASupplementaryGroup(t *testing.T) {
 				}
 				return
 			}
-			before, _ := os.ReadFile(spec.LogPath)
+			logPath := filepath.Join(filepath.Dir(filepath.Dir(spec.DataDir)), "logs", "postgres.log") // where newSpec sends the output
+			before, _ := os.ReadFile(logPath)
 			p, err := Start(spec)
 			if err != nil {
 				t.Fatal(err)
 			}
 			waitDone(t, p)
-			after, _ := os.ReadFile(spec.LogPath)
+			after, _ := os.ReadFile(logPath)
 			output := string(after[len(before):])
 			if p.ExitCode() == 0 || !strings.Contains(output, keyFile) || !strings.Contains(output, tt.wantLog) {
 				t.Errorf("exit code %d, output %q: want the server to refuse the key with %q", p.ExitCode(), output, tt.wantLog)
