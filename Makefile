@@ -9,7 +9,7 @@ STATICCHECK_VERSION ?= v0.8.2
 CONTROLLER_GEN_VERSION ?= v0.23.0
 CONTROLLER_GEN := $(shell $(GO) env GOPATH)/bin/controller-gen
 
-.PHONY: demo generate all deps apt-deps go-deps tools build test unit e2e lint fmt cluster-up cluster-down clean
+.PHONY: demo generate all deps apt-deps go-deps tools build test unit e2e fuzz lint fmt cluster-up cluster-down clean
 
 all: build
 
@@ -56,6 +56,22 @@ test: deps lint build
 ## unit: only the fast tests that need no cluster
 unit:
 	$(GO) test -count=1 -short ./...
+
+# Every fuzz target, as package:Name. `go test` runs their committed seeds
+# (testdata/fuzz) with the unit tests; make fuzz looks for new inputs.
+FUZZ_TARGETS := ./internal/drill:FuzzSpec ./internal/validate:FuzzExpectation ./internal/scheduler:FuzzParse \
+	./internal/server:FuzzRequests ./internal/server:FuzzHandlers
+FUZZTIME ?= 60s
+
+## fuzz: run each fuzz target for FUZZTIME (default 60s); a failing input is saved under its package's testdata/fuzz
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; log=$$(mktemp); \
+	  if $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1; then \
+	    line=$$(grep '^fuzz: elapsed.*execs:' $$log | tail -1); [ -n "$$line" ] || line=$$(grep '^fuzz: elapsed' $$log | tail -1); \
+	    echo "$$name ($$pkg): $$(echo "$$line" | sed 's/^fuzz: //; s/ ([0-9]*\/sec)//')"; rm -f $$log; \
+	  else cat $$log; rm -f $$log; exit 1; fi; \
+	done
 
 lint: generate chart-check
 	@if [ -n "$$CI" ]; then git diff --exit-code --stat -- api deploy/crds || { echo "generated files are stale: run make generate and commit"; exit 1; }; fi

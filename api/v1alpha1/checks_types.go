@@ -35,6 +35,7 @@ type Check struct {
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=65536
+	// +kubebuilder:validation:XValidation:rule="self.trim() != ''",message="sql must not be blank"
 	SQL string `json:"sql,omitempty"`
 
 	// Builtin is a built-in check: TablesReadable or Amcheck.
@@ -52,6 +53,7 @@ type Check struct {
 }
 
 // Expectation on a check's value. Numbers compare numerically.
+// +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || double(self.min) <= double(self.max)",message="expect.min is greater than expect.max: no value could pass"
 type Expectation struct {
 	// Equals: the value equals this (numerically when both are numbers).
 	// +optional
@@ -66,6 +68,8 @@ type Expectation struct {
 	Max *string `json:"max,omitempty"`
 	// Regex: the value matches this RE2 expression.
 	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="''.matches(self) || !''.matches(self)",message="expect.regex must be an RE2 expression (https://github.com/google/re2/wiki/Syntax)"
 	Regex *string `json:"regex,omitempty"`
 	// NotEmpty: the query returns a row whose value is not NULL or empty.
 	// +optional

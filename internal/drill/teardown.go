@@ -91,8 +91,11 @@ func (r *Reconciler) sandboxAfterDone(ctx context.Context, w *work) (outcome, er
 		return waitFor(s.SandboxExpiry.Sub(w.now)), nil
 	}
 	out, err := r.removeWithin(ctx, w, s.SandboxExpiry.Add(teardownTimeout(w.drill)))
-	if err != nil || out.kind == waiting {
+	switch {
+	case err != nil || out.kind == waiting:
 		return out, err
+	case leaked(*s):
+		return waitFor(leakRecheck), nil
 	}
 	return waitFor(0), nil
 }

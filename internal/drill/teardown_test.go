@@ -266,7 +266,9 @@ func TestAKeptSandboxIsBoundedFromItsExpiry(t *testing.T) {
 		t.Fatalf("requeue %s: want removal under way, no leak yet", res.RequeueAfter)
 	}
 	e.clock.Step(time.Minute)
-	e.mustReconcile("r1")
+	if res := e.mustReconcile("r1"); res.RequeueAfter != leakRecheck {
+		t.Errorf("requeue %s once leaked, want the leak rechecked every %s", res.RequeueAfter, leakRecheck)
+	}
 	got := e.run("r1").Status
 	if leak := meta.FindStatusCondition(got.Conditions, drillsv1.ConditionSandboxLeaked); leak == nil || leak.Status != metav1.ConditionTrue ||
 		!strings.Contains(leak.Message, "Namespace "+ns.Name) || got.SandboxRemoved {

@@ -8,6 +8,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/rto"
 )
@@ -33,6 +35,8 @@ func Text(w io.Writer, drill *drillsv1.RestoreDrill, run *drillsv1.DrillRun) {
 	if s.SandboxNamespace != "" {
 		state := "removed"
 		switch {
+		case meta.IsStatusConditionTrue(s.Conditions, drillsv1.ConditionSandboxLeaked) && !s.SandboxRemoved:
+			state = "left behind: " + meta.FindStatusCondition(s.Conditions, drillsv1.ConditionSandboxLeaked).Message
 		case s.SandboxExpiry != nil && !s.SandboxRemoved:
 			state = "kept for debugging until " + s.SandboxExpiry.UTC().Format(time.RFC3339)
 		case !s.SandboxRemoved:

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -82,6 +83,72 @@ func FuzzRequests(f *testing.F) {
 			}
 		default:
 			t.Errorf("login with %q: %d %s", body, rec.Code, rec.Body)
+		}
+	})
+}
+
+// FuzzHandlers sends whole requests to the handler as a client could: any
+// method, path, Authorization and Cookie header, Origin and body, against
+// a drill whose newest run is in progress or tearing down with its
+// verdict. Nothing may panic; every answer is one the API documents, with
+// its headers: JSON errors under /api/ whose code is the status, a
+// WWW-Authenticate challenge with every 401 of the API, no token echoed
+// back, a run created only for an authorised POST when no run of the drill
+// is without a verdict. `go test` runs the seeds of testdata/fuzz;
+// `make fuzz` looks for more.
+func FuzzHandlers(f *testing.F) {
+	f.Fuzz(func(t *testing.T, method, path, authorization, cookie, origin string, body []byte, tearingDown bool) {
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		existing := newRun("r1", "orders-db").In(drillsv1.PhaseValidating)
+		if tearingDown {
+			existing = newRun("r1", "orders-db").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultFailed)
+		}
+		srv := newTestServer(t, newDrill("orders-db").Obj(), existing.Obj())
+		r, err := http.NewRequest(method, site+path, bytes.NewReader(body))
+		if err != nil {
+			return // not a request a client could send
+		}
+		for key, value := range map[string]string{"Authorization": authorization, "Cookie": cookie, "Origin": origin} {
+			if value != "" {
+				r.Header.Set(key, value)
+			}
+		}
+		r.Header.Set("Content-Type", "application/json")
+		if r.Method == http.MethodPost && (r.URL.Path == "/login" || r.URL.Path == "/logout") {
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		}
+		rec := httptest.NewRecorder()
+		srv.Handler().ServeHTTP(rec, r)
+
+		documented := []int{200, 201, 301, 303, 307, 308, 400, 401, 403, 404, 405, 409, 413, 429, 503}
+		if !slices.Contains(documented, rec.Code) {
+			t.Fatalf("%s %q: %d %s", method, path, rec.Code, rec.Body)
+		}
+		api := strings.HasPrefix(r.URL.Path, "/api/")
+		if api && rec.Code >= 400 && rec.Code != http.StatusMethodNotAllowed {
+			var answer struct {
+				Error string `json:"error"`
+				Code  int    `json:"code"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &answer); err != nil || answer.Error == "" || answer.Code != rec.Code {
+				t.Errorf("%s %q: %d with the body %q, want a JSON error with its code", method, path, rec.Code, rec.Body)
+			}
+		}
+		if api && rec.Code == http.StatusUnauthorized && rec.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("%s %q: 401 without WWW-Authenticate", method, path)
+		}
+		token, _ := strings.CutPrefix(authorization, "Bearer ")
+		if len(token) >= 8 && strings.Contains(rec.Body.String(), token) {
+			t.Errorf("%s %q: the answer echoes the token %q", method, path, token)
+		}
+		if rec.Code == http.StatusCreated {
+			token, _ := bearerToken(r)
+			authorised := r.Method == http.MethodPost && token == "good"
+			if !authorised || !tearingDown {
+				t.Errorf("%s %q with %q: a run was created (tearing down: %v)", method, path, authorization, tearingDown)
+			}
 		}
 	})
 }

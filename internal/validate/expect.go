@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -52,9 +53,12 @@ func (c Check) Validate(index int) error {
 		}
 	}
 	if c.Expect.Min != nil && c.Expect.Max != nil {
-		lo, _ := parseNumber(*c.Expect.Min)
-		hi, _ := parseNumber(*c.Expect.Max)
-		if lo.cmp(hi) > 0 {
+		// As doubles, as the API server's rule compares them: bounds that
+		// differ only beyond a double's precision pass both, and the check
+		// then fails on its value.
+		lo, loErr := strconv.ParseFloat(strings.TrimSpace(*c.Expect.Min), 64)
+		hi, hiErr := strconv.ParseFloat(strings.TrimSpace(*c.Expect.Max), 64)
+		if loErr == nil && hiErr == nil && lo > hi {
 			return fmt.Errorf("%s: min %s is greater than max %s, so no value can pass", field("expect"), *c.Expect.Min, *c.Expect.Max)
 		}
 	}

@@ -176,8 +176,10 @@ func (p *production) guards(t *testing.T) {
 }
 
 // specValidation: the API server itself accepts every IANA zone, single
-// words too, and refuses an unknown zone, Local, and a teardown timeout
-// that is not positive, naming the field.
+// words too, and refuses an unknown zone, Local, a teardown timeout that
+// is not positive, and what drillerd would refuse at run time (schedules
+// the cron parser refuses, blank checks, regexes that do not compile,
+// bounds no value can meet), naming the field.
 func (p *production) specValidation(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -201,6 +203,20 @@ func (p *production) specValidation(t *testing.T) {
 		}, "spec.freshness.timeZone: Invalid value: \"string\": unknown time zone Europe/Atlantis"},
 		{"a teardown timeout of zero", func(s *drillsv1.RestoreDrillSpec) { s.Timeouts.Teardown = &metav1.Duration{} },
 			"spec.timeouts.teardown: Invalid value: \"0s\": timeouts.teardown must be a positive duration"},
+		// What the fuzzer found the API server admitted and drillerd refused.
+		{"a range that ends before it begins", func(s *drillsv1.RestoreDrillSpec) { s.Schedule = "0 3 * * FRI-MON" },
+			"spec.schedule: Invalid value: \"0 3 * * FRI-MON\": schedule has a range that ends before it begins"},
+		{"a step of zero", func(s *drillsv1.RestoreDrillSpec) { s.Schedule = "*/0 * * * *" }, "steps of at least 1"},
+		{"@every under a minute", func(s *drillsv1.RestoreDrillSpec) { s.Schedule = "@every 30s" }, "schedule @every needs a duration of at least 1m"},
+		{"a blank check", func(s *drillsv1.RestoreDrillSpec) {
+			s.Checks = []drillsv1.Check{{Name: "blank", SQL: "  ", Expect: &drillsv1.Expectation{NotEmpty: true}}}
+		}, "spec.checks[0].sql: Invalid value: \"  \": sql must not be blank"},
+		{"a regex that does not compile", func(s *drillsv1.RestoreDrillSpec) {
+			s.Checks = []drillsv1.Check{{Name: "version", SQL: "SELECT version()", Expect: &drillsv1.Expectation{Regex: ptr.To("(PostgreSQL")}}}
+		}, "spec.checks[0].expect.regex: Invalid value: \"string\": error parsing regexp: missing closing )"},
+		{"min above max", func(s *drillsv1.RestoreDrillSpec) {
+			s.Checks = []drillsv1.Check{{Name: "count", SQL: "SELECT 1", Expect: &drillsv1.Expectation{Min: ptr.To("10"), Max: ptr.To("9")}}}
+		}, "expect.min is greater than expect.max"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -186,4 +187,23 @@ func (d *drillerdProcess) stop() {
 	case <-time.After(30 * time.Second):
 		d.kill()
 	}
+}
+
+// restartDrillerd restarts `drillerd serve` with extra flags, and again
+// without them when the test ends.
+func restartDrillerd(t *testing.T, extra ...string) {
+	t.Helper()
+	saved := daemon.args
+	daemon.stop()
+	daemon.args = append(slices.Clone(saved), extra...)
+	if err := daemon.start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		daemon.stop()
+		daemon.args = saved
+		if err := daemon.start(); err != nil {
+			t.Errorf("restarting drillerd: %v", err)
+		}
+	})
 }

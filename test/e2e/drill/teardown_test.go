@@ -30,25 +30,6 @@ import (
 // carries it, and its namespace Terminating, until the test removes it.
 const holdFinalizer = "e2e.drillerd.dev/hold"
 
-// restartDrillerd restarts `drillerd serve` with extra flags, and again
-// without them when the test ends.
-func restartDrillerd(t *testing.T, extra ...string) {
-	t.Helper()
-	saved := daemon.args
-	daemon.stop()
-	daemon.args = append(slices.Clone(saved), extra...)
-	if err := daemon.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		daemon.stop()
-		daemon.args = saved
-		if err := daemon.start(); err != nil {
-			t.Errorf("restarting drillerd: %v", err)
-		}
-	})
-}
-
 // holdSandboxesOf makes every ConfigMap created in a sandbox namespace of
 // drill carry holdFinalizer (a MutatingAdmissionPolicy), from the moment
 // drillerd creates its ConfigMap during Provisioning: the sandbox's
