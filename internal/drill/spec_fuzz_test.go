@@ -15,6 +15,7 @@ import (
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/restore"
+	"github.com/drillerd/drillerd/internal/runcert"
 	"github.com/drillerd/drillerd/internal/scheduler"
 	"github.com/drillerd/drillerd/test/crd"
 )
@@ -145,7 +146,14 @@ func runTimeFindings(drill *drillsv1.RestoreDrill) []string {
 	sb.ContentCopy(&snapshotv1.VolumeSnapshotContent{}, "handle")
 	sb.SnapshotCopy()
 	sb.Claim(&corev1.PersistentVolumeClaim{}, ptr.To(resource.MustParse("1Gi")))
-	sb.HBAConfigMap()
+	now := time.Now()
+	if certs, err := runcert.Issue(sb.CertificateRequest(now, now.Add(time.Hour))); err != nil {
+		out = append(out, "the run's certificates: "+err.Error())
+	} else {
+		access := restore.Access{Certificates: certs, CheckRole: "drillerd_checks_r1"}
+		sb.TLSSecret(access)
+		sb.HBAConfigMap(access)
+	}
 	sb.DatabasePod()
 	return out
 }
