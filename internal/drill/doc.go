@@ -33,7 +33,10 @@
 // check has answered. A verdict is reached at the latest in Validating and
 // recorded before teardown; teardown removes the sandbox (or keeps a failed
 // one for keepOnFailure), the run is Done, and Done's step counts it in its
-// RestoreDrill's status and later removes a kept sandbox.
+// RestoreDrill's status and later removes a kept sandbox. Teardown is
+// bounded by timeouts.teardown: past it the run is Done with its verdict and
+// a SandboxLeaked condition naming what is left, which Done's step watches
+// until it is gone. A run with a verdict holds no drill slot.
 //
 // Files follow the pipeline: admission.go, select.go, provision.go,
 // restore.go, database.go, validating.go, teardown.go and record.go hold the

@@ -32,7 +32,10 @@ func (r *Recovery) Sweep(ctx context.Context) error {
 			continue
 		}
 		if _, _, err := releaseVolume(ctx, r.APIReader, r.Client, ns.Name, ""); err != nil {
+			// Not the namespace yet: without its claim an unlabelled
+			// volume of a Retain class would stay behind, found by nobody.
 			s.fail(ctx, "PersistentVolume", ns, fmt.Errorf("while releasing the restored volume of orphaned sandbox %s: %w", ns.Name, err))
+			continue
 		}
 		if ns.DeletionTimestamp != nil {
 			continue

@@ -218,3 +218,30 @@ func TestTheSweepLeavesDecoysAlone(t *testing.T) {
 		}
 	}
 }
+
+func TestTheSweepKeepsASandboxWhoseVolumeItCannotRelease(t *testing.T) {
+	gone := newRun("gone").Obj()
+	ns := sandboxNamespace(gone)
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: restore.DataClaimName},
+		Spec:       corev1.PersistentVolumeClaimSpec{VolumeName: "pv-late"},
+	}
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "pv-late"},
+		Spec: corev1.PersistentVolumeSpec{PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			ClaimRef: &corev1.ObjectReference{Namespace: ns.Name, Name: restore.DataClaimName}},
+	}
+	refused := interceptor.Funcs{Patch: func(ctx context.Context, c client.WithWatch, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+		return apierrors.NewServiceUnavailable("the API server is busy")
+	}}
+	c := interceptor.NewClient(fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(ns, claim, pv).Build(), refused)
+	failed := 0
+	r := newRecovery(c)
+	r.SweepFailed = func(string) { failed++ }
+	if err := r.Sweep(context.Background()); err == nil || failed != 1 {
+		t.Errorf("sweep error %v, %d failures reported, want the refused patch reported", err, failed)
+	}
+	if err := c.Get(context.Background(), client.ObjectKeyFromObject(ns), &corev1.Namespace{}); err != nil {
+		t.Errorf("the sandbox was deleted before its Retain volume was released (it would outlive it, unlabelled): %v", err)
+	}
+}
