@@ -72,6 +72,7 @@ func TestDrills(t *testing.T) {
 	t.Run("a sandbox the API server refuses ends APIError at once and is torn down", p.sandboxRefused)
 	t.Run("a failed sandbox is kept for keepOnFailure, then removed", p.keepOnFailure)
 	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
+	t.Run("with no drillerd serving, drillerd run explains the wait and serve without its namespace stops", p.noDrillerdServing)
 	t.Run("metrics after a passed and a failed drill, and after a restart", p.metricsSurviveRestart)
 	t.Run("HTTP API with ServiceAccount tokens and RBAC: 401, 403, 201, 409, 404", p.httpAPI)
 	t.Run("status page in headless Chromium", p.statusPage)
@@ -237,6 +238,9 @@ func drillerdRun(t *testing.T, kubeconfig, ns string, d *drillsv1.RestoreDrill, 
 	run := &drillsv1.DrillRun{}
 	if err := json.Unmarshal(out, run); err != nil {
 		t.Fatalf("drillerd run printed no DrillRun (exit %d): %v\nstdout: %s\nstderr: %s", code, err, out, stderr.String())
+	}
+	if done := "  Done: " + string(run.Status.Result); !strings.Contains(stderr.String(), done) {
+		t.Errorf("drillerd run's progress on stderr does not end with %q:\n%s", done, stderr.String())
 	}
 	var text strings.Builder
 	report.Text(&text, d, run)
