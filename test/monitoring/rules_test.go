@@ -105,7 +105,7 @@ func TestEveryAlertIsUnitTested(t *testing.T) {
 			}
 		}
 	}
-	want := []string{"DrillErrored", "DrillFailed", "DrillNotSucceededRecently", "DrillerdDown", "NewestSnapshotTooOld", "RPOTargetMissed", "RTOTargetMissed", "SandboxLeaked", "SnapshotsFailing"}
+	want := []string{"DrillErrored", "DrillFailed", "DrillNotSucceededRecently", "DrillerdDown", "NewestSnapshotTooOld", "RPOTargetMissed", "RTOTargetAtRisk", "RTOTargetMissed", "SandboxLeaked", "SnapshotsFailing"}
 	sort.Strings(alerts)
 	if strings.Join(alerts, ",") != strings.Join(want, ",") {
 		t.Errorf("alerts %v, want %v", alerts, want)

@@ -74,6 +74,7 @@ func TestDrills(t *testing.T) {
 	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
 	t.Run("with no drillerd serving, drillerd run explains the wait and serve without its namespace stops", p.noDrillerdServing)
 	t.Run("metrics after a passed and a failed drill, and after a restart", p.metricsSurviveRestart)
+	t.Run("three runs record what they restored and read, and forecast the RTO", p.rtoTrend)
 	t.Run("HTTP API with ServiceAccount tokens and RBAC: 401, 403, 201, 409, 404", p.httpAPI)
 	t.Run("status page in headless Chromium", p.statusPage)
 	t.Run("a schedule every minute yields one run per tick with two replicas", p.scheduleWithTwoReplicas)
