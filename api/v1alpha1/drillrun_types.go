@@ -168,6 +168,12 @@ type DrillRunStatus struct {
 	// status (runCounts, lastRun, phase durations).
 	// +optional
 	Recorded bool `json:"recorded,omitempty"`
+
+	// RTO trend (trend_types.go).
+
+	// Size is how much the run restored and how much its checks read.
+	// +optional
+	Size *RestoredSize `json:"size,omitempty"`
 }
 
 // SnapshotRef identifies the restored snapshot.

@@ -239,6 +239,16 @@ type Targets struct {
 	// +optional
 	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="targets.successWindow must be a positive duration such as 49h"
 	SuccessWindow *metav1.Duration `json:"successWindow,omitempty"`
+
+	// RTO trend (trend_types.go).
+
+	// RTOTrendHorizon is how far ahead the RTO is forecast from the trend
+	// of recent runs (status.rtoForecast): the RTOTargetAtRisk alert fires
+	// when the trend says the RTO will miss targets.rto within it. Default
+	// 30 days (720h); at most a year.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s') && duration(self) <= duration('8760h')",message="targets.rtoTrendHorizon must be a positive duration of at most a year (8760h), such as 720h"
+	RTOTrendHorizon *metav1.Duration `json:"rtoTrendHorizon,omitempty"`
 }
 
 // Timeouts bound a drill. A timeout ends the drill with a result naming the
@@ -315,6 +325,21 @@ type RestoreDrillStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// RTO trend (trend_types.go).
+
+	// RecentRuns are the newest finished runs in brief, oldest first, at
+	// most RecentRunsKept (30): the status page's charts and the RTO
+	// forecast. History pruning does not remove them.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=30
+	RecentRuns []RunPoint `json:"recentRuns,omitempty"`
+	// RTOForecast is where the RTO of RecentRuns is heading; unset with
+	// fewer than 3 runs with an RTO, or when they span less than a tenth of
+	// targets.rtoTrendHorizon.
+	// +optional
+	RTOForecast *RTOForecast `json:"rtoForecast,omitempty"`
 }
 
 // Baseline is what a Succeeded run found in its copy.
@@ -380,6 +405,13 @@ type RunSummary struct {
 	// CompletionTime of the run.
 	// +optional
 	CompletionTime *metav1.Time `json:"completionTime,omitempty"`
+
+	// RTO trend (trend_types.go).
+
+	// RTOSecondsPerGiB is the RTO per GiB of restored data
+	// (size.databaseBytes).
+	// +optional
+	RTOSecondsPerGiB *float64 `json:"rtoSecondsPerGiB,omitempty"`
 }
 
 // RestoreDrill is the plan for proving, on a schedule or on demand, that a

@@ -8,8 +8,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drillerd/drillerd/internal/follow"
 	"github.com/drillerd/drillerd/internal/scheduler"
 	"github.com/drillerd/drillerd/internal/server"
+)
+
+// Where drillerd serves by default, and the name of its leader Lease.
+const (
+	defaultDrillerdNamespace = "drillerd-system"
+	defaultLeaderElectionID  = "drillerd.drills.drillerd.dev"
 )
 
 // ServeConfig is the configuration of `drillerd serve`.
@@ -38,13 +45,13 @@ type ServeConfig struct {
 func DefaultServeConfig() ServeConfig {
 	ns := os.Getenv("POD_NAMESPACE")
 	if ns == "" {
-		ns = "drillerd-system"
+		ns = defaultDrillerdNamespace
 	}
 	return ServeConfig{
 		MetricsBindAddress:     ":8080",
 		HealthProbeBindAddress: ":8081",
 		LeaderElect:            true,
-		LeaderElectionID:       "drillerd.drills.drillerd.dev",
+		LeaderElectionID:       defaultLeaderElectionID,
 		Namespace:              ns,
 		PodLabels:              "app.kubernetes.io/name=drillerd",
 		MaxConcurrentDrills:    2,
@@ -140,6 +147,13 @@ type RunConfig struct {
 	Wait       bool
 	Output     string
 	Timeout    time.Duration
+	// ExplainPendingAfter is how long a run may stay unstarted or Pending
+	// before drillerd run says why it may be.
+	ExplainPendingAfter time.Duration
+	// DrillerdNamespace and LeaderElectionID name drillerd's leader Lease,
+	// read to explain a run that no drillerd picks up.
+	DrillerdNamespace string
+	LeaderElectionID  string
 }
 
 // BindFlags registers the flags on fs.
@@ -152,6 +166,9 @@ func (c *RunConfig) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Output, "output", "text", "report format: text or json")
 	fs.StringVar(&c.Output, "o", "text", "report format: text or json")
 	fs.DurationVar(&c.Timeout, "timeout", 2*time.Hour, "how long to wait for the verdict")
+	fs.DurationVar(&c.ExplainPendingAfter, "explain-pending-after", follow.DefaultExplainAfter, "when the run has not started after this long, say why it may not have: who holds drillerd's leader Lease, or which runs hold the drill slots")
+	fs.StringVar(&c.DrillerdNamespace, "drillerd-namespace", defaultDrillerdNamespace, "namespace drillerd serves in (serve's --namespace), where its leader Lease is")
+	fs.StringVar(&c.LeaderElectionID, "leader-election-id", defaultLeaderElectionID, "name of drillerd's leader Lease (serve's --leader-election-id)")
 }
 
 // Validate names the first bad argument and how to fix it.
@@ -163,6 +180,10 @@ func (c *RunConfig) Validate() error {
 		return fmt.Errorf("--output=%q: use text or json", c.Output)
 	case c.Timeout <= 0:
 		return fmt.Errorf("--timeout=%s: must be positive", c.Timeout)
+	case c.ExplainPendingAfter <= 0:
+		return fmt.Errorf("--explain-pending-after=%s: must be positive", c.ExplainPendingAfter)
+	case c.DrillerdNamespace == "" || c.LeaderElectionID == "":
+		return errors.New("--drillerd-namespace and --leader-election-id must not be empty: they name drillerd's leader Lease")
 	}
 	return nil
 }

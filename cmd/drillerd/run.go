@@ -3,20 +3,24 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/follow"
 	"github.com/drillerd/drillerd/internal/report"
 )
 
 // runDrill creates a DrillRun, waits for its verdict and prints the report.
+// While it waits, it tells on stderr each phase the run enters and, when
+// the run does not start, why it may not.
 func runDrill(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) int {
 	fail := func(format string, args ...any) int {
 		fmt.Fprintf(stderr, "drillerd run: "+format+"\n", args...)
@@ -50,25 +54,31 @@ func runDrill(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) int 
 		return fail("while creating the DrillRun: %v", err)
 	}
 	if !cfg.Wait {
-		fmt.Fprintf(stdout, "drillrun %s/%s created\n", ns, run.Name)
+		if cfg.Output == "json" {
+			if err := printJSON(stdout, run); err != nil {
+				return fail("%v", err)
+			}
+		} else {
+			fmt.Fprintf(stdout, "drillrun %s/%s created\n", ns, run.Name)
+		}
 		return exitSucceeded
 	}
-	if cfg.Output == "text" {
-		fmt.Fprintf(stderr, "drillrun %s/%s created; waiting for the verdict\n", ns, run.Name)
-	}
+	fmt.Fprintf(stderr, "drillrun %s/%s created; waiting for the verdict\n", ns, run.Name)
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	done, err := waitDone(ctx, c, run)
+	follower := &follow.Follower{
+		Client: c, Clock: clock.RealClock{}, Out: stderr, ExplainAfter: cfg.ExplainPendingAfter,
+		Lease: types.NamespacedName{Namespace: cfg.DrillerdNamespace, Name: cfg.LeaderElectionID},
+	}
+	done, err := follower.Wait(ctx, run)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fail("no verdict for %s/%s within --timeout %s; the run goes on: kubectl -n %s get drillrun %s", ns, run.Name, cfg.Timeout, ns, run.Name)
+	}
 	if err != nil {
 		return fail("while waiting for %s/%s: %v", ns, run.Name, err)
 	}
 	if cfg.Output == "json" {
-		// As the HTTP API returns it: typed, without server bookkeeping.
-		done.APIVersion, done.Kind = drillsv1.GroupVersion.String(), "DrillRun"
-		done.ManagedFields = nil
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(done); err != nil {
+		if err := printJSON(stdout, done); err != nil {
 			return fail("%v", err)
 		}
 	} else {
@@ -83,37 +93,15 @@ func runDrill(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) int 
 	return exitError
 }
 
-// waitDone watches the run until it is Done.
-func waitDone(ctx context.Context, c client.WithWatch, run *drillsv1.DrillRun) (*drillsv1.DrillRun, error) {
-	for {
-		current := &drillsv1.DrillRun{}
-		if err := c.Get(ctx, client.ObjectKeyFromObject(run), current); err != nil {
-			return nil, err
-		}
-		if current.Status.Phase == drillsv1.PhaseDone {
-			return current, nil
-		}
-		list := &drillsv1.DrillRunList{}
-		w, err := c.Watch(ctx, list, client.InNamespace(run.Namespace),
-			client.MatchingFieldsSelector{Selector: fields.OneTermEqualSelector("metadata.name", run.Name)},
-			&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: current.ResourceVersion}})
-		if err != nil {
-			return nil, err
-		}
-		for ev := range w.ResultChan() {
-			if ev.Type == watch.Error {
-				break
-			}
-			if r, ok := ev.Object.(*drillsv1.DrillRun); ok && r.Status.Phase == drillsv1.PhaseDone {
-				w.Stop()
-				return r, nil
-			}
-		}
-		w.Stop()
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-	}
+// printJSON writes run as the HTTP API returns it: typed, without server
+// bookkeeping.
+func printJSON(w io.Writer, run *drillsv1.DrillRun) error {
+	out := run.DeepCopy()
+	out.APIVersion, out.Kind = drillsv1.GroupVersion.String(), "DrillRun"
+	out.ManagedFields = nil
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
 }
 
 // generateNamePrefix returns the start of a run's GenerateName for drill:

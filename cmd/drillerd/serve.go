@@ -38,6 +38,16 @@ func serve(cfg ServeConfig) error {
 	if err != nil {
 		return err
 	}
+	ctx := ctrl.SetupSignalHandler()
+	if cfg.LeaderElect {
+		clientset, err := kubernetes.NewForConfig(restCfg)
+		if err != nil {
+			return err
+		}
+		if err := checkLeaseNamespace(ctx, clientset, cfg, log); err != nil {
+			return err
+		}
+	}
 	podLabels, _ := parseLabels(cfg.PodLabels)
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        scheme,
@@ -52,7 +62,6 @@ func serve(cfg ServeConfig) error {
 	if err != nil {
 		return fmt.Errorf("while creating the controller manager: %w", err)
 	}
-	ctx := ctrl.SetupSignalHandler()
 	if err := scheduler.IndexDrillName(ctx, mgr); err != nil {
 		return err
 	}

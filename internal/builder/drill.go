@@ -178,6 +178,13 @@ func (b *DrillBuilder) SuccessWindow(d time.Duration) *DrillBuilder {
 	return b
 }
 
+// RTOTrendHorizon sets spec.targets.rtoTrendHorizon, how far ahead the RTO
+// is forecast.
+func (b *DrillBuilder) RTOTrendHorizon(d time.Duration) *DrillBuilder {
+	b.d.Spec.Targets.RTOTrendHorizon = duration(d)
+	return b
+}
+
 // TotalTimeout sets spec.timeouts.total.
 func (b *DrillBuilder) TotalTimeout(d time.Duration) *DrillBuilder {
 	b.d.Spec.Timeouts.Total = duration(d)

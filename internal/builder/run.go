@@ -189,3 +189,9 @@ func (b *RunBuilder) Status(set func(*drillsv1.DrillRunStatus)) *RunBuilder {
 	set(&b.r.Status)
 	return b
 }
+
+// Size sets status.size: what the run restored and its checks read.
+func (b *RunBuilder) Size(capacityBytes, databaseBytes, readBytes int64) *RunBuilder {
+	b.r.Status.Size = &drillsv1.RestoredSize{CapacityBytes: &capacityBytes, DatabaseBytes: &databaseBytes, ReadBytes: &readBytes}
+	return b
+}

@@ -11,6 +11,7 @@ import (
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -50,7 +51,8 @@ func TestADrillFromStartToFinish(t *testing.T) {
 		Targets(15*time.Minute, 26*time.Hour).Obj()
 	run := newRun("r1").Obj()
 	e := newEngine(t, interceptor.Funcs{}, append(source(), drill, run)...)
-	db := &fakeChecker{clock: e.clock, took: 3 * time.Second, newest: t0.Add(-2 * time.Hour), tables: ordersTable}
+	db := &fakeChecker{clock: e.clock, took: 3 * time.Second, newest: t0.Add(-2 * time.Hour), tables: ordersTable,
+		read: 5 << 20, readBytes: 300 << 20, dbBytes: 512 << 20}
 	e.r.Database = db.connect
 	ns := sandboxOf(run)
 
@@ -88,6 +90,7 @@ func TestADrillFromStartToFinish(t *testing.T) {
 	claim.Spec.VolumeName = "pv-restored"
 	e.update(claim)
 	claim.Status.Phase = corev1.ClaimBound
+	claim.Status.Capacity = corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}
 	e.updateStatus(claim)
 	e.mustReconcile("r1")
 	if got := e.run("r1"); got.Status.Phase != drillsv1.PhaseStartingDatabase || got.Status.VolumeName != "pv-restored" {
@@ -136,6 +139,17 @@ func TestADrillFromStartToFinish(t *testing.T) {
 	if stored.Status.LastRun == nil || stored.Status.LastRun.Name != "r1" || stored.Status.LastSuccessTime == nil {
 		t.Errorf("drill status %+v, want r1 recorded as the last, successful run", stored.Status)
 	}
+	// What was restored and read: the claim's capacity, the databases' size
+	// and what the checks read since they began; 28s for 0.5 GiB.
+	if size := got.Status.Size; size == nil || deref64(size.CapacityBytes) != 1<<30 || deref64(size.DatabaseBytes) != 512<<20 || deref64(size.ReadBytes) != 300<<20 {
+		t.Errorf("size %+v, want 1Gi restored, 512 MiB of databases, 300 MiB read", size)
+	}
+	if perGiB := stored.Status.LastRun.RTOSecondsPerGiB; perGiB == nil || *perGiB != 56 {
+		t.Errorf("RTO per GiB %v, want 56", perGiB)
+	}
+	if recent := stored.Status.RecentRuns; len(recent) != 1 || recent[0].Name != "r1" || deref64(recent[0].ReadBytes) != 300<<20 {
+		t.Errorf("recent runs %+v, want r1 with what it read", recent)
+	}
 	if !db.closed || len(db.ran) != 1 || db.ran[0].Builtin != string(drillsv1.BuiltinTablesReadable) {
 		t.Errorf("checker ran %+v, closed %v: want the drill's one check on a closed connection", db.ran, db.closed)
 	}
@@ -164,6 +178,13 @@ func verifiesAgainst(cert *x509.Certificate, caPEM []byte) error {
 	}
 	_, err := cert.Verify(x509.VerifyOptions{Roots: pool, CurrentTime: t0, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	return err
+}
+
+func deref64(p *int64) int64 {
+	if p == nil {
+		return -1
+	}
+	return *p
 }
 
 func TestPermanentErrorEndsTheRunAtOnce(t *testing.T) {

@@ -54,6 +54,7 @@ func (r *Reconciler) record(ctx context.Context, run *drillsv1.DrillRun) error {
 		if !summarize(&drill.Status, run) {
 			return nil
 		}
+		recordTrend(drill, run)
 		return r.Client.Status().Patch(ctx, drill, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{}))
 	})
 	return client.IgnoreNotFound(err)
@@ -112,6 +113,7 @@ func summarize(status *drillsv1.RestoreDrillStatus, run *drillsv1.DrillRun) bool
 	if s.RPO != nil {
 		summary.RPOSeconds = ptr.To(s.RPO.Seconds)
 	}
+	summary.RTOSecondsPerGiB = rtoPerGiB(s)
 	status.LastRun = summary
 	if s.Result == drillsv1.ResultSucceeded {
 		status.LastSuccessTime = s.CompletionTime

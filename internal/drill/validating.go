@@ -29,6 +29,8 @@ type Checker interface {
 	WriteProbe(ctx context.Context, timeout time.Duration) error
 	Identity(ctx context.Context) (validate.Identity, error)
 	Freshness(ctx context.Context, sql string, loc *time.Location, timeout time.Duration) (time.Time, error)
+	BytesRead(ctx context.Context) (int64, error)
+	DatabaseBytes(ctx context.Context) (int64, error)
 	Close(ctx context.Context) error
 }
 
@@ -92,6 +94,7 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 
 	status := &w.run.Status
 	checks := checksOf(spec.Checks)
+	readBefore, readErr := db.BytesRead(checksCtx)
 	results := db.Run(checksCtx, checks)
 	readsDone := r.Clock.Now()
 	readsAll := map[string]bool{} // the names of TablesReadable checks
@@ -166,6 +169,8 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 		}
 	}
 
+	status.Size = r.restoredSize(ctx, w, db, readBefore, readErr)
+
 	targets := rto.TargetsOf(spec)
 	if writeErr == nil {
 		// The copy is usable once it has answered every read and accepted a write.
@@ -181,6 +186,35 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 	}
 	findings.SnapshotTooOld = snapshotTooOld(spec, status.StartTime.Time, snapshotCut)
 	return conclude(verdict.Decide(*status, findings)), nil
+}
+
+// restoredSize measures what the run restored and read: the restored
+// claim's capacity, the copy's databases' size, and what PostgreSQL read
+// since readBefore (taken before the checks). A measurement that fails is
+// logged and left out; it decides nothing.
+func (r *Reconciler) restoredSize(ctx context.Context, w *work, db Checker, readBefore int64, readErr error) *drillsv1.RestoredSize {
+	size := &drillsv1.RestoredSize{}
+	if readErr == nil {
+		var after int64
+		if after, readErr = db.BytesRead(ctx); readErr == nil {
+			size.ReadBytes = ptr.To(max(after-readBefore, 0))
+		}
+	}
+	if readErr != nil {
+		w.log.Info("what the checks read could not be measured", "error", readErr.Error())
+	}
+	if n, err := db.DatabaseBytes(ctx); err != nil {
+		w.log.Info("the restored databases' size could not be read", "error", err.Error())
+	} else {
+		size.DatabaseBytes = &n
+	}
+	claim := &corev1.PersistentVolumeClaim{}
+	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: w.sandbox.NamespaceName(), Name: restore.DataClaimName}, claim); err != nil {
+		w.log.Info("the restored claim's capacity could not be read", "error", err.Error())
+	} else if capacity, ok := claim.Status.Capacity[corev1.ResourceStorage]; ok {
+		size.CapacityBytes = ptr.To(capacity.Value())
+	}
+	return size
 }
 
 // ConditionRPODataTrusted is False on a run whose freshness answer was not

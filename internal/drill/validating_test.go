@@ -39,6 +39,11 @@ type fakeChecker struct {
 	restrictErr error
 	restricted  string // the role Restrict made
 
+	readBytes int64 // what the checks read
+	read      int64 // BytesRead's counter
+	dbBytes   int64 // DatabaseBytes
+	sizeErr   error // both fail so
+
 	startup  []error // what the first connections get, in order (nil: connected)
 	attempts int
 
@@ -66,6 +71,7 @@ func (f *fakeChecker) connect(_ context.Context, cfg *pgx.ConnConfig) (Checker, 
 func (f *fakeChecker) Run(_ context.Context, checks []validate.Check) []validate.Result {
 	f.ran = checks
 	f.clock.Step(f.took)
+	f.read += f.readBytes
 	out := make([]validate.Result, 0, len(checks))
 	for _, c := range checks {
 		r := validate.Result{Name: c.Name, Passed: true, Value: "1200", Expected: ">= 1000"}
@@ -104,6 +110,10 @@ func (f *fakeChecker) Freshness(context.Context, string, *time.Location, time.Du
 }
 
 func (f *fakeChecker) Close(context.Context) error { f.closed = true; return nil }
+
+func (f *fakeChecker) BytesRead(context.Context) (int64, error) { return f.read, f.sizeErr }
+
+func (f *fakeChecker) DatabaseBytes(context.Context) (int64, error) { return f.dbBytes, f.sizeErr }
 
 // ordersTable is what TablesReadable reads of a healthy copy.
 var ordersTable = []validate.TableCount{{Database: "app", Schema: "public", Name: "orders", Rows: 20000}}
@@ -304,6 +314,22 @@ func TestValidatingReachesTheVerdict(t *testing.T) {
 				t.Error("the connection to the restored database was not closed")
 			}
 		})
+	}
+}
+
+func TestSizesThatCannotBeMeasuredDecideNothing(t *testing.T) {
+	run := validatingRun()
+	e := newEngine(t, interceptor.Funcs{}, ordersDrill().Obj(), run, databasePod(run))
+	e.clock.SetTime(t0.Add(30 * time.Second))
+	db := fakeChecker{clock: e.clock, tables: ordersTable, sizeErr: errors.New("permission denied for view pg_stat_database (SQLSTATE 42501)")}
+	e.r.Database = db.connect
+	e.mustReconcile("r1")
+	got := e.run("r1").Status
+	if got.Result != drillsv1.ResultSucceeded || got.RTO == nil {
+		t.Errorf("verdict %s/%s %q, RTO %+v; want Succeeded with an RTO", got.Result, got.Reason, got.Message, got.RTO)
+	}
+	if got.Size == nil || got.Size.ReadBytes != nil || got.Size.DatabaseBytes != nil || got.Size.CapacityBytes != nil {
+		t.Errorf("size %+v, want nothing measured (and no claim in this test)", got.Size)
 	}
 }
 

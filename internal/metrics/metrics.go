@@ -14,6 +14,13 @@
 //	                                                         (scheduler.SuccessWindow); absent when it has none
 //	drillerd_drill_rto_seconds / _rpo_seconds{namespace,drill}     measured by the newest finished run
 //	drillerd_drill_rto_target_seconds / _rpo_target_seconds{namespace,drill}  spec.targets
+//	drillerd_drill_rto_seconds_per_gib{namespace,drill}      the newest finished run's RTO per GiB of restored
+//	                                                         databases (status.lastRun.rtoSecondsPerGiB)
+//	drillerd_drill_restored_database_bytes{namespace,drill}  size of the newest recent run's restored databases
+//	drillerd_drill_checks_read_bytes{namespace,drill}        what its checks read (pg_stat_database blks_read)
+//	drillerd_drill_rto_forecast_seconds{namespace,drill,horizon}  the RTO the trend of recent runs reaches a horizon
+//	                                                         after the newest (status.rtoForecast.seconds)
+//	drillerd_drill_rto_forecast_lower_bound_seconds{namespace,drill,horizon}  its 95% lower bound (lowerSeconds)
 //	drillerd_drill_phase_duration_seconds{phase}             histogram over every finished run's phases
 //	                                                         (the drills' status.phaseDurations); a phase's
 //	                                                         timer starts when the run enters it and stops
@@ -35,6 +42,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -67,6 +75,11 @@ var (
 	rpoTarget     = prometheus.NewDesc("drillerd_drill_rpo_target_seconds", "The drill's RPO target (spec.targets.rpo).", []string{"namespace", "drill"}, nil)
 	phaseDuration = prometheus.NewDesc("drillerd_drill_phase_duration_seconds", "How long the phases of finished drill runs took, from entering the phase to entering the next.", []string{"phase"}, nil)
 	inProgress    = prometheus.NewDesc("drillerd_drills_in_progress", "Runs past Pending and not yet Done.", nil, nil)
+	rtoPerGiB     = prometheus.NewDesc("drillerd_drill_rto_seconds_per_gib", "RTO of the newest finished run per GiB of its restored databases (pg_database_size).", []string{"namespace", "drill"}, nil)
+	databaseBytes = prometheus.NewDesc("drillerd_drill_restored_database_bytes", "Size of the newest recent run's restored databases, as pg_database_size counts them.", []string{"namespace", "drill"}, nil)
+	readBytes     = prometheus.NewDesc("drillerd_drill_checks_read_bytes", "What PostgreSQL read into shared buffers while the newest recent run's checks ran (pg_stat_database blks_read times block_size).", []string{"namespace", "drill"}, nil)
+	rtoForecast   = prometheus.NewDesc("drillerd_drill_rto_forecast_seconds", "The RTO the least-squares trend of the drill's recent runs reaches a horizon (spec.targets.rtoTrendHorizon) after the newest.", []string{"namespace", "drill", "horizon"}, nil)
+	rtoForecastLo = prometheus.NewDesc("drillerd_drill_rto_forecast_lower_bound_seconds", "The one-sided 95% lower confidence bound of drillerd_drill_rto_forecast_seconds: RTOTargetAtRisk fires when it exceeds the target.", []string{"namespace", "drill", "horizon"}, nil)
 	skippedTotal  = prometheus.NewDesc("drillerd_drill_skipped_total", "Schedule ticks that started no run, by reason.", []string{"namespace", "drill", "reason"}, nil)
 	leakedRuns    = prometheus.NewDesc("drillerd_sandboxes_leaked", "Runs of the drill whose sandbox was not removed within timeouts.teardown and is not gone yet (condition SandboxLeaked=True).", []string{"namespace", "drill"}, nil)
 )
@@ -100,7 +113,8 @@ func NewCollector(r client.Reader, clk clock.PassiveClock, log logr.Logger) *Col
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{runsTotal, lastRun, lastSuccess, lastResult, lastRunInfo, created, successWindow, sandboxes, rtoSeconds, rpoSeconds, rtoTarget, rpoTarget, phaseDuration, inProgress, skippedTotal, snapshotsSkipped, newestSnapshotAge, leakedRuns} {
+	for _, d := range []*prometheus.Desc{runsTotal, lastRun, lastSuccess, lastResult, lastRunInfo, created, successWindow, sandboxes, rtoSeconds, rpoSeconds, rtoTarget, rpoTarget, phaseDuration, inProgress, skippedTotal, snapshotsSkipped, newestSnapshotAge, leakedRuns,
+		rtoPerGiB, databaseBytes, readBytes, rtoForecast, rtoForecastLo} {
 		ch <- d
 	}
 	c.OrphansRemoved.Describe(ch)
@@ -226,6 +240,7 @@ func (c *Collector) collectDrill(ch chan<- prometheus.Metric, d drillsv1.Restore
 	if t := d.Spec.Targets.RTO; t != nil {
 		gauge(rtoTarget, t.Seconds())
 	}
+	collectTrend(gauge, s)
 	if t := d.Spec.Targets.RPO; t != nil {
 		gauge(rpoTarget, t.Seconds())
 	}
@@ -272,4 +287,36 @@ func (c *Collector) collectSandboxes(ctx context.Context, ch chan<- prometheus.M
 		})
 		count(k.kind, sets)
 	}
+}
+
+// collectTrend exposes the RTO trend of a drill's status: the newest
+// run's RTO per GiB and sizes, and the forecast.
+func collectTrend(gauge func(desc *prometheus.Desc, v float64, labels ...string), s drillsv1.RestoreDrillStatus) {
+	if last := s.LastRun; last != nil && last.RTOSecondsPerGiB != nil {
+		gauge(rtoPerGiB, *last.RTOSecondsPerGiB)
+	}
+	if n := len(s.RecentRuns); n > 0 {
+		newest := s.RecentRuns[n-1]
+		if newest.DatabaseBytes != nil {
+			gauge(databaseBytes, float64(*newest.DatabaseBytes))
+		}
+		if newest.ReadBytes != nil {
+			gauge(readBytes, float64(*newest.ReadBytes))
+		}
+	}
+	if f := s.RTOForecast; f != nil {
+		horizon := HorizonLabel(time.Duration(f.HorizonSeconds * float64(time.Second)))
+		gauge(rtoForecast, f.Seconds, horizon)
+		gauge(rtoForecastLo, f.LowerSeconds, horizon)
+	}
+}
+
+// HorizonLabel writes a forecast horizon as the horizon label shows it:
+// whole days as "30d", else as Go writes durations ("36h0m0s").
+func HorizonLabel(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d > 0 && d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	return d.String()
 }

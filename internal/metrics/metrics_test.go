@@ -219,3 +219,45 @@ drillerd_sandboxes_leaked{drill="users-db",namespace="shop"} 0
 		t.Error(err)
 	}
 }
+
+func TestTheRTOTrendMetrics(t *testing.T) {
+	done := metav1.NewTime(time.Unix(1795312800, 0))
+	drills := []client.Object{
+		builder.ForDrill("shop", "orders-db").Targets(15*time.Minute, 0).RTOTrendHorizon(30 * 24 * time.Hour).Status(func(s *drillsv1.RestoreDrillStatus) {
+			s.LastRun = &drillsv1.RunSummary{Name: "r9", Result: drillsv1.ResultSucceeded, RTOSeconds: ptr.To(600.0), RTOSecondsPerGiB: ptr.To(150.0), CompletionTime: &done}
+			s.RecentRuns = []drillsv1.RunPoint{
+				{Name: "r8", Result: drillsv1.ResultSucceeded, CompletionTime: metav1.NewTime(done.Add(-24 * time.Hour)), DatabaseBytes: ptr.To[int64](3 << 30), ReadBytes: ptr.To[int64](1 << 30)},
+				{Name: "r9", Result: drillsv1.ResultSucceeded, CompletionTime: done, DatabaseBytes: ptr.To[int64](4 << 30), ReadBytes: ptr.To[int64](2 << 30)},
+			}
+			s.RTOForecast = &drillsv1.RTOForecast{Runs: 9, HorizonSeconds: 30 * 86400, Seconds: 1200, LowerSeconds: 1000, TargetSeconds: ptr.To(900.0), AtRisk: true}
+		}).Obj(),
+		builder.ForDrill("billing", "ledger").Status(func(s *drillsv1.RestoreDrillStatus) {
+			s.RTOForecast = &drillsv1.RTOForecast{Runs: 3, HorizonSeconds: 36 * 3600, Seconds: 60, LowerSeconds: 20}
+		}).Obj(),
+		builder.ForDrill("billing", "new").Obj(), // no run yet: no trend
+	}
+	c := NewCollector(newClient(t, drills...), clocktesting.NewFakePassiveClock(done.Time), logr.Discard())
+	want := `
+# HELP drillerd_drill_rto_seconds_per_gib RTO of the newest finished run per GiB of its restored databases (pg_database_size).
+# TYPE drillerd_drill_rto_seconds_per_gib gauge
+drillerd_drill_rto_seconds_per_gib{drill="orders-db",namespace="shop"} 150
+# HELP drillerd_drill_restored_database_bytes Size of the newest recent run's restored databases, as pg_database_size counts them.
+# TYPE drillerd_drill_restored_database_bytes gauge
+drillerd_drill_restored_database_bytes{drill="orders-db",namespace="shop"} 4.294967296e+09
+# HELP drillerd_drill_checks_read_bytes What PostgreSQL read into shared buffers while the newest recent run's checks ran (pg_stat_database blks_read times block_size).
+# TYPE drillerd_drill_checks_read_bytes gauge
+drillerd_drill_checks_read_bytes{drill="orders-db",namespace="shop"} 2.147483648e+09
+# HELP drillerd_drill_rto_forecast_seconds The RTO the least-squares trend of the drill's recent runs reaches a horizon (spec.targets.rtoTrendHorizon) after the newest.
+# TYPE drillerd_drill_rto_forecast_seconds gauge
+drillerd_drill_rto_forecast_seconds{drill="ledger",horizon="36h0m0s",namespace="billing"} 60
+drillerd_drill_rto_forecast_seconds{drill="orders-db",horizon="30d",namespace="shop"} 1200
+# HELP drillerd_drill_rto_forecast_lower_bound_seconds The one-sided 95% lower confidence bound of drillerd_drill_rto_forecast_seconds: RTOTargetAtRisk fires when it exceeds the target.
+# TYPE drillerd_drill_rto_forecast_lower_bound_seconds gauge
+drillerd_drill_rto_forecast_lower_bound_seconds{drill="ledger",horizon="36h0m0s",namespace="billing"} 20
+drillerd_drill_rto_forecast_lower_bound_seconds{drill="orders-db",horizon="30d",namespace="shop"} 1000
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "drillerd_drill_rto_seconds_per_gib", "drillerd_drill_restored_database_bytes",
+		"drillerd_drill_checks_read_bytes", "drillerd_drill_rto_forecast_seconds", "drillerd_drill_rto_forecast_lower_bound_seconds"); err != nil {
+		t.Error(err)
+	}
+}

@@ -92,6 +92,9 @@ func Text(w io.Writer, drill *drillsv1.RestoreDrill, run *drillsv1.DrillRun) {
 			fmt.Fprintf(w, "Warning   %s: %s\n", c.Type, c.Message)
 		}
 	}
+	if line := sizeLine(s); line != "" {
+		fmt.Fprintf(w, "Size      %s\n", line)
+	}
 	if d := s.Database; d != nil && d.SystemIdentifier != "" {
 		fmt.Fprintf(w, "Copy      PostgreSQL %s, system identifier %s, data checksums %s\n", d.ServerVersion, d.SystemIdentifier, onOff(d.DataChecksums))
 	}
@@ -126,4 +129,43 @@ func target(seconds *float64, met bool) string {
 		word = "MISSED"
 	}
 	return fmt.Sprintf(", target %s: %s", rto.Human(*seconds), word)
+}
+
+// sizeLine says what the run restored and read, and the RTO per GiB.
+func sizeLine(s drillsv1.DrillRunStatus) string {
+	z := s.Size
+	if z == nil {
+		return ""
+	}
+	var parts []string
+	if z.DatabaseBytes != nil {
+		part := "databases " + Bytes(*z.DatabaseBytes)
+		if z.CapacityBytes != nil {
+			part += " on a " + Bytes(*z.CapacityBytes) + " volume"
+		}
+		if s.RTO != nil && *z.DatabaseBytes > 0 {
+			part += fmt.Sprintf(" (RTO %s per GiB)", rto.Human(s.RTO.Seconds/(float64(*z.DatabaseBytes)/drillsv1.GiB)))
+		}
+		parts = append(parts, part)
+	} else if z.CapacityBytes != nil {
+		parts = append(parts, "a "+Bytes(*z.CapacityBytes)+" volume")
+	}
+	if z.ReadBytes != nil {
+		parts = append(parts, "checks read "+Bytes(*z.ReadBytes))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// Bytes writes n bytes in binary units: 512 B, 3.2 MiB, 1.0 GiB.
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n)/unit, 0
+	for v >= unit && i < 4 {
+		v /= unit
+		i++
+	}
+	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[i])
 }

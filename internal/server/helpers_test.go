@@ -37,6 +37,7 @@ var testTokens = map[string]struct {
 	"nobody":        {"bob", []string{DefaultAudience}},
 	"for-apiserver": {"alice", []string{apiServerAudience}},
 	"for-ops":       {"carol", []string{"ops-dashboard"}},
+	"read-only":     {"dave", []string{DefaultAudience}},
 }
 
 // Tokens with a behaviour of their own:
@@ -54,7 +55,8 @@ var t0 = time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC)
 // newTestServer knows the tokens of testTokens. Like the API server, its
 // TokenReview accepts a token only for an audience it was minted for and
 // answers with the audiences both name. alice may create, get and list
-// drillruns and list restoredrills in shop; bob and carol may do nothing.
+// drillruns and list restoredrills in shop; dave may only get and list
+// them there; bob and carol may do nothing.
 func newTestServer(t *testing.T, objs ...client.Object) *Server {
 	s := runtime.NewScheme()
 	if err := drillsv1.AddToScheme(s); err != nil {
@@ -98,7 +100,10 @@ func newTestServer(t *testing.T, objs ...client.Object) *Server {
 		sar := a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SubjectAccessReview)
 		attr := sar.Spec.ResourceAttributes
 		verbs := map[string][]string{"drillruns": {"create", "get", "list"}, "restoredrills": {"list"}}[attr.Resource]
-		sar.Status.Allowed = sar.Spec.User == "alice" && attr.Namespace == "shop" && attr.Group == "drills.drillerd.dev" && slices.Contains(verbs, attr.Verb)
+		if sar.Spec.User == "dave" {
+			verbs = []string{"get", "list"}
+		}
+		sar.Status.Allowed = (sar.Spec.User == "alice" || sar.Spec.User == "dave") && attr.Namespace == "shop" && attr.Group == "drills.drillerd.dev" && slices.Contains(verbs, attr.Verb)
 		return true, sar, nil
 	})
 	return &Server{Client: c, APIReader: c, Auth: auth, Log: logr.Discard(), DrillNameField: "spec.drillName", Clock: clocktesting.NewFakeClock(t0)}

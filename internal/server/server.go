@@ -3,7 +3,8 @@
 //
 //	POST /api/v1/namespaces/{ns}/restoredrills/{name}/runs   201 {namespace, name} + Location; 404; 409 while a run has no verdict yet
 //	GET  /api/v1/namespaces/{ns}/drillruns/{name}            200 the DrillRun
-//	GET  /                                                   the status page (page.go)
+//	GET  /, /drills/{ns}/{name}, /runs/{ns}/{name}           the status page (page.go)
+//	POST /drills/{ns}/{name}/runs                            its "Run now" button (runnow.go)
 //	GET  /login, POST /login, POST /logout                   the status page's sign-in (login.go)
 //
 // With --auth=kubernetes (the default) every API request needs an
@@ -87,6 +88,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/namespaces/{ns}/restoredrills/{name}/runs", s.authorized("create", "RestoreDrill", s.createRun))
 	mux.HandleFunc("GET /api/v1/namespaces/{ns}/drillruns/{name}", s.authorized("get", "DrillRun", s.getRun))
 	mux.HandleFunc("GET /{$}", s.page)
+	mux.HandleFunc("GET /drills/{ns}/{name}", s.drillPage)
+	mux.HandleFunc("POST /drills/{ns}/{name}/runs", s.runNow)
+	mux.HandleFunc("GET /runs/{ns}/{name}", s.runPage)
 	mux.HandleFunc("GET /login", s.loginForm)
 	mux.HandleFunc("POST /login", s.login)
 	mux.HandleFunc("POST /logout", s.logout)
@@ -216,7 +220,6 @@ func (s *Server) allowed(ctx context.Context, u authenticationv1.UserInfo, verb,
 }
 
 func (s *Server) createRun(w http.ResponseWriter, r *http.Request, ref objectRef, user string) {
-	ns, name := ref.Namespace, ref.Name
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", MaxBodyBytes))
@@ -227,27 +230,36 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, ref objectRef
 		writeError(w, http.StatusBadRequest, "the body must be empty or JSON like {\"snapshotName\": \"...\"}: "+err.Error())
 		return
 	}
-	ctx := r.Context()
+	run, code, msg := s.startRun(r.Context(), ref, user, req.SnapshotName)
+	if run == nil {
+		writeError(w, code, msg)
+		return
+	}
+	w.Header().Set("Location", fmt.Sprintf("/api/v1/namespaces/%s/drillruns/%s", ref.Namespace, run.Name))
+	writeJSON(w, http.StatusCreated, map[string]string{"namespace": ref.Namespace, "name": run.Name, "drill": ref.Name})
+}
+
+// startRun creates a run of the drill ref names for user (trigger HTTP),
+// unless the drill does not exist (404) or a run of it is in progress
+// (409). On failure it returns the HTTP status and why.
+func (s *Server) startRun(ctx context.Context, ref objectRef, user, snapshot string) (*drillsv1.DrillRun, int, string) {
+	ns, name := ref.Namespace, ref.Name
 	drill := &drillsv1.RestoreDrill{}
 	if err := s.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, drill); err != nil {
 		if apierrors.IsNotFound(err) {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("no RestoreDrill %s in namespace %s", name, ns))
-			return
+			return nil, http.StatusNotFound, fmt.Sprintf("no RestoreDrill %s in namespace %s", name, ns)
 		}
-		writeError(w, http.StatusServiceUnavailable, "cannot read the RestoreDrill: "+err.Error())
-		return
+		return nil, http.StatusServiceUnavailable, "cannot read the RestoreDrill: " + err.Error()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	runs := &drillsv1.DrillRunList{}
 	if err := s.APIReader.List(ctx, runs, client.InNamespace(ns), client.MatchingFields{s.DrillNameField: name}); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "cannot list runs: "+err.Error())
-		return
+		return nil, http.StatusServiceUnavailable, "cannot list runs: " + err.Error()
 	}
 	for _, existing := range runs.Items {
 		if !existing.Status.Concluded() { // a run tearing down has its verdict: it does not hold the drill
-			writeError(w, http.StatusConflict, fmt.Sprintf("run %s of drill %s is still in progress", existing.Name, name))
-			return
+			return nil, http.StatusConflict, fmt.Sprintf("run %s of drill %s is still in progress", existing.Name, name)
 		}
 	}
 	run := &drillsv1.DrillRun{
@@ -256,15 +268,13 @@ func (s *Server) createRun(w http.ResponseWriter, r *http.Request, ref objectRef
 			Labels:      map[string]string{drillsv1.LabelDrill: name},
 			Annotations: map[string]string{"drills.drillerd.dev/requested-by": user},
 		},
-		Spec: drillsv1.DrillRunSpec{DrillName: name, Trigger: drillsv1.TriggerHTTP, SnapshotName: req.SnapshotName},
+		Spec: drillsv1.DrillRunSpec{DrillName: name, Trigger: drillsv1.TriggerHTTP, SnapshotName: snapshot},
 	}
 	if err := s.Client.Create(ctx, run); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "cannot create the DrillRun: "+err.Error())
-		return
+		return nil, http.StatusServiceUnavailable, "cannot create the DrillRun: " + err.Error()
 	}
 	s.Log.Info("run requested", "namespace", ns, "drill", name, "run", run.Name, "user", user)
-	w.Header().Set("Location", fmt.Sprintf("/api/v1/namespaces/%s/drillruns/%s", ns, run.Name))
-	writeJSON(w, http.StatusCreated, map[string]string{"namespace": ns, "name": run.Name, "drill": name})
+	return run, http.StatusCreated, ""
 }
 
 func (s *Server) getRun(w http.ResponseWriter, r *http.Request, ref objectRef, _ string) {

@@ -106,7 +106,7 @@ func TestEveryAlertIsUnitTested(t *testing.T) {
 		}
 	}
 	// SandboxLeaked has two rules: a run past timeouts.teardown, and orphans the sweep has not removed.
-	want := []string{"DrillErrored", "DrillFailed", "DrillNotSucceededRecently", "DrillerdDown", "NewestSnapshotTooOld", "RPOTargetMissed", "RTOTargetMissed", "SandboxLeaked", "SandboxLeaked", "SnapshotsFailing"}
+	want := []string{"DrillErrored", "DrillFailed", "DrillNotSucceededRecently", "DrillerdDown", "NewestSnapshotTooOld", "RPOTargetMissed", "RTOTargetAtRisk", "RTOTargetMissed", "SandboxLeaked", "SandboxLeaked", "SnapshotsFailing"}
 	sort.Strings(alerts)
 	if strings.Join(alerts, ",") != strings.Join(want, ",") {
 		t.Errorf("alerts %v, want %v", alerts, want)

@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -72,7 +75,9 @@ func TestDrills(t *testing.T) {
 	t.Run("a failed sandbox is kept for keepOnFailure, admits nobody without the run's key, then is removed", p.keepOnFailure)
 	t.Run("checks that reach past reading end CheckRefused naming each", p.checksThatReachPastReading)
 	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
+	t.Run("with no drillerd serving, drillerd run explains the wait and serve without its namespace stops", p.noDrillerdServing)
 	t.Run("metrics after a passed and a failed drill, and after a restart", p.metricsSurviveRestart)
+	t.Run("three runs record what they restored and read, and forecast the RTO", p.rtoTrend)
 	t.Run("HTTP API with ServiceAccount tokens and RBAC: 401, 403, 201, 409, 404", p.httpAPI)
 	t.Run("readyz says ready only when the API and metrics listeners answer", p.readiness)
 	t.Run("a sandbox held Terminating: the run ends with its verdict, the leak is named and the queue goes on", p.leakedSandbox)
@@ -244,6 +249,9 @@ func drillerdRun(t *testing.T, kubeconfig, ns string, d *drillsv1.RestoreDrill, 
 	run := &drillsv1.DrillRun{}
 	if err := json.Unmarshal(out, run); err != nil {
 		t.Fatalf("drillerd run printed no DrillRun (exit %d): %v\nstdout: %s\nstderr: %s", code, err, out, stderr.String())
+	}
+	if done := "  Done: " + string(run.Status.Result); !strings.Contains(stderr.String(), done) {
+		t.Errorf("drillerd run's progress on stderr does not end with %q:\n%s", done, stderr.String())
 	}
 	var text strings.Builder
 	report.Text(&text, d, run)
@@ -901,6 +909,27 @@ func (p *production) statusPage(t *testing.T) {
 	if n := strings.Count(page, `class="waterfall"`); n < 2 {
 		t.Errorf("the page draws %d phase waterfalls, want one per run", n)
 	}
+	// Each drill's one run: an RTO and an RPO chart with one point each and
+	// the targets page-pass has, and a strip of one entry in its result.
+	if n := strings.Count(page, `<svg class="chart rto-chart"`); n != 2 {
+		t.Errorf("the page draws %d RTO charts, want one per drill", n)
+	}
+	if !strings.Contains(page, `<title>target 15m00s</title>`) || !strings.Contains(page, `<title>target 26h00m</title>`) {
+		t.Error("page-pass's charts have no target lines")
+	}
+	for _, want := range []string{`<a class="cell Succeeded" role="listitem" href="/runs/` + p.ns + `/` + passed.Name + `"`, `<a class="cell Failed" role="listitem" href="/runs/` + p.ns + `/page-fail-`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the results strip lacks %s", want)
+		}
+	}
+	// The viewer may read, not start runs: the button is disabled, and its
+	// form, sent all the same, is refused by a SubjectAccessReview.
+	if !strings.Contains(page, "system:serviceaccount:"+p.ns+":viewer may not create drillruns in namespace "+p.ns) || !strings.Contains(page, `<button type="submit" disabled="">Run now</button>`) {
+		t.Error("the viewer, who may not create drillruns, is offered Run now")
+	}
+	if code, body := postRunNow(t, site, p.ns, "page-pass", viewer, formTokenIn(t, page)); code != http.StatusForbidden || !strings.Contains(body, "may not create drillruns.drills.drillerd.dev in namespace "+p.ns) {
+		t.Errorf("the viewer's Run now: %d, want 403:\n%s", code, body)
+	}
 	for _, phase := range []string{"SelectingSnapshot", "Provisioning", "RestoringVolume", "StartingDatabase", "Validating", "TearingDown"} {
 		if !strings.Contains(page, "<title>"+phase+": ") {
 			t.Errorf("the waterfall has no bar for %s", phase)
@@ -947,6 +976,77 @@ func (p *production) statusPage(t *testing.T) {
 	if page := b.typeAndEnter("#token", viewer); !strings.Contains(page, "refused: a POST here must come from this page") || len(b.cookies(site)) != 0 {
 		t.Errorf("a cross-site login is not refused (cookies %v):\n%s", b.cookies(site), page)
 	}
+
+	// Someone who may start runs presses Run now: the run is created with
+	// their name and the browser lands on its page, which links to the drill.
+	runnerRole := &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "drill-starter"},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"drills.drillerd.dev"}, Resources: []string{"restoredrills", "drillruns"}, Verbs: []string{"get", "list"}},
+			{APIGroups: []string{"drills.drillerd.dev"}, Resources: []string{"drillruns"}, Verbs: []string{"create"}}},
+	}
+	if _, err := env.Client.CoreV1().ServiceAccounts(p.ns).Create(env.Ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "runner"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.RbacV1().Roles(p.ns).Create(env.Ctx, runnerRole, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "runner-starts-drills"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: runnerRole.Name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "runner", Namespace: p.ns}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b.signIn(site, mintToken(t, env, p.ns, "runner", apiAudience))
+	runPage := b.submit("#" + p.ns + "-page-pass form.run-now button")
+	name := regexp.MustCompile(`Run ` + regexp.QuoteMeta(p.ns) + `/(page-pass-http-[a-z0-9]+)`).FindStringSubmatch(runPage)
+	if name == nil || !strings.Contains(runPage, `<a href="/drills/`+p.ns+`/page-pass">`) {
+		t.Fatalf("Run now did not lead to the new run's page linking to its drill:\n%s", runPage)
+	}
+	started := &drillsv1.DrillRun{}
+	p.env.WaitFor(fixture.Scaled(3*time.Minute), "the run started from the page to finish", func(ctx context.Context) (bool, error) {
+		err := p.c.Get(ctx, client.ObjectKey{Namespace: p.ns, Name: name[1]}, started)
+		return err == nil && started.Status.Phase == drillsv1.PhaseDone, err
+	})
+	if started.Spec.Trigger != drillsv1.TriggerHTTP || started.Annotations["drills.drillerd.dev/requested-by"] != "system:serviceaccount:"+p.ns+":runner" || started.Status.Result != drillsv1.ResultSucceeded {
+		t.Errorf("the run from the page: trigger %s, requested by %q, %s; want HTTP, the runner, Succeeded", started.Spec.Trigger,
+			started.Annotations["drills.drillerd.dev/requested-by"], started.Status.Result)
+	}
+	if drillPage := b.open(site + "/drills/" + p.ns + "/page-pass"); !strings.Contains(drillPage, `<a href="/runs/`+p.ns+`/`+name[1]+`">`) || !strings.Contains(drillPage, `<a href="/runs/`+p.ns+`/`+passed.Name+`">`) {
+		t.Errorf("the drill's page does not link to both its runs:\n%s", drillPage)
+	}
+}
+
+// formTokenIn is the form token of the first Run now form of a page.
+func formTokenIn(t *testing.T, page string) string {
+	t.Helper()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("the page has no Run now form")
+	}
+	return m[1]
+}
+
+// postRunNow sends the Run now form of drill in ns as a browser on site
+// would, with token in the Authorization header.
+func postRunNow(t *testing.T, site, ns, drill, token, formToken string) (int, string) {
+	t.Helper()
+	httpc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, err := http.NewRequest(http.MethodPost, site+"/drills/"+ns+"/"+drill+"/runs", strings.NewReader("csrf="+url.QueryEscape(formToken)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", site)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := httpc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }
 
 // apiAudience is the audience drillerd's API accepts by default.

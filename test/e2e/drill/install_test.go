@@ -348,7 +348,8 @@ func (p *production) alertsInPrometheus(t *testing.T) {
 			}
 			found = found || len(samples) > 0
 		}
-		if !found && panel.Title != "Skipped schedule ticks (per day)" {
+		// Ticks are skipped only by schedules, and a forecast needs three runs.
+		if !found && panel.Title != "Skipped schedule ticks (per day)" && panel.Title != "RTO forecast against target" {
 			t.Errorf("dashboard panel %q shows no data after two drills", panel.Title)
 		}
 	}
