@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -40,7 +39,7 @@ func (r *Reconciler) admit(ctx context.Context, w *work) (outcome, error) {
 	s.StartTime = &start
 	deadline := metav1.NewTime(w.now.Add(totalTimeout(w.drill)))
 	s.Deadline = &deadline
-	r.Recorder.Eventf(w.run, nil, corev1.EventTypeNormal, "Started", "Start", "drill %s started (trigger %s)", w.run.Spec.DrillName, w.run.Spec.Trigger)
+	w.started = fmt.Sprintf("drill %s started (trigger %s)", w.run.Spec.DrillName, w.run.Spec.Trigger)
 	if w.drill == nil {
 		return conclude(verdict.Errored(verdict.ReasonDrillNotFound, "RestoreDrill %s/%s does not exist", w.run.Namespace, w.run.Spec.DrillName)), nil
 	}

@@ -35,16 +35,19 @@ func (r *Reconciler) provision(ctx context.Context, w *work) (outcome, error) {
 		// Recorded before anything is created, so that teardown and the
 		// sweep find the sandbox whatever happens next.
 		w.run.Status.SandboxNamespace = sb.NamespaceName()
-		if err := r.writeStatus(ctx, w); err != nil {
+		if err := r.save(ctx, w); err != nil {
 			return outcome{}, err
 		}
 	}
 	snap := w.run.Status.Snapshot
-	source := &snapshotv1.VolumeSnapshotContent{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: snap.ContentName}, source); apierrors.IsNotFound(err) {
-		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshotContent %s of snapshot %s was deleted before the restore", snap.ContentName, snap.Name)), nil
-	} else if err != nil {
-		return outcome{}, fmt.Errorf("while reading the source VolumeSnapshotContent: %w", err)
+	source := w.source
+	if source == nil || source.Name != snap.ContentName {
+		source = &snapshotv1.VolumeSnapshotContent{}
+		if err := r.APIReader.Get(ctx, types.NamespacedName{Name: snap.ContentName}, source); apierrors.IsNotFound(err) {
+			return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshotContent %s of snapshot %s was deleted before the restore", snap.ContentName, snap.Name)), nil
+		} else if err != nil {
+			return outcome{}, fmt.Errorf("while reading the source VolumeSnapshotContent: %w", err)
+		}
 	}
 	claim := &corev1.PersistentVolumeClaim{}
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: w.run.Namespace, Name: w.drill.Spec.Source.PersistentVolumeClaimName}, claim)
