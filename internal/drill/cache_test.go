@@ -171,6 +171,72 @@ func TestAStaleCopyOfTheRunIsNotActedOn(t *testing.T) {
 	}
 }
 
+func TestWhatIsRestoredFromTheCopyGoesWithIt(t *testing.T) {
+	var deleteOpts []client.DeleteOption
+	funcs := interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if _, ok := obj.(*snapshotv1.VolumeSnapshotContent); ok {
+				obj.SetUID("uid-of-the-copy") // as the API server gives it one
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+		Delete: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.DeleteOption) error {
+			if _, ok := obj.(*snapshotv1.VolumeSnapshotContent); ok {
+				deleteOpts = opts
+			}
+			return c.Delete(ctx, obj, opts...)
+		},
+	}
+	run := newRun("r1").Obj()
+	e := newEngine(t, funcs, append(source(), ordersDrill().Obj(), run)...)
+	e.mustReconcile("r1")
+	ns := sandboxOf(run)
+	copyName := restore.Sandbox{Run: run}.ContentName()
+	for _, obj := range []client.Object{&snapshotv1.VolumeSnapshot{}, &corev1.PersistentVolumeClaim{}, &corev1.Pod{}} {
+		name := map[string]string{"*v1.VolumeSnapshot": restore.SourceSnapshotName, "*v1.PersistentVolumeClaim": restore.DataClaimName, "*v1.Pod": restore.DatabasePodName}[typeName(obj)]
+		if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, obj); err != nil {
+			t.Fatal(err)
+		}
+		refs := obj.GetOwnerReferences()
+		if len(refs) != 1 || refs[0].Kind != "VolumeSnapshotContent" || refs[0].UID != "uid-of-the-copy" || refs[0].Name != copyName ||
+			refs[0].Controller != nil || refs[0].BlockOwnerDeletion != nil {
+			t.Errorf("%s %s is owned by %+v, want by the content copy alone, neither controlling nor blocking", typeName(obj), name, refs)
+		}
+	}
+	pod := &corev1.Pod{}
+	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: restore.DatabasePodName}, pod); err != nil {
+		t.Fatal(err)
+	}
+	if g := pod.Spec.TerminationGracePeriodSeconds; g == nil || *g != 0 {
+		t.Errorf("the database pod's grace period is %v, want 0: a throwaway copy is not shut down", g)
+	}
+
+	// The run ends (its drill is deleted): the copy is deleted in the
+	// foreground, so that the garbage collector takes what it owns.
+	drill := ordersDrill().Obj()
+	if err := e.c.Delete(context.Background(), drill); err != nil {
+		t.Fatal(err)
+	}
+	e.mustReconcile("r1")
+	opts := &client.DeleteOptions{}
+	opts.ApplyOptions(deleteOpts)
+	if opts.PropagationPolicy == nil || *opts.PropagationPolicy != metav1.DeletePropagationForeground {
+		t.Errorf("the content copy was deleted with propagation %v, want Foreground", opts.PropagationPolicy)
+	}
+}
+
+func typeName(obj client.Object) string {
+	switch obj.(type) {
+	case *snapshotv1.VolumeSnapshot:
+		return "*v1.VolumeSnapshot"
+	case *corev1.PersistentVolumeClaim:
+		return "*v1.PersistentVolumeClaim"
+	case *corev1.Pod:
+		return "*v1.Pod"
+	}
+	return ""
+}
+
 func TestASecretLoginIsReadOnce(t *testing.T) {
 	run := newRun("r1").In(drillsv1.PhaseStartingDatabase).StartedAt(t0).Deadline(t0.Add(time.Hour)).
 		PhaseTiming(drillsv1.PhaseStartingDatabase, t0, time.Time{}).Obj()

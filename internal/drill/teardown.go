@@ -197,8 +197,14 @@ func (r remnant) String() string {
 // claim, and returns what is not gone yet. It goes on past an error with
 // the other objects and returns the errors joined.
 //
-// Teardown reads the sandbox from the cache (sightings); watch events of
-// the labelled objects wake the run as they go.
+// The content copy is deleted in the foreground: the garbage collector then
+// deletes what was restored from it (sandbox snapshot, claim, database pod,
+// which the copy owns) at once, and the database pod, which has no grace
+// period, goes with its process. So when the namespace controller empties
+// the namespace (it waits a few seconds after the deletion before it
+// starts), nothing is left that a finalizer holds, which would make it wait
+// many seconds more. Teardown reads the sandbox from the cache (sightings);
+// watch events of the labelled objects wake the run as they go.
 func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) ([]remnant, error) {
 	var remains []remnant
 	var errs []error
@@ -228,7 +234,8 @@ func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) 
 		errs = append(errs, fmt.Errorf("refusing to delete VolumeSnapshotContent %s: it is not a Retain copy of this run", content.Name))
 	default:
 		if content.DeletionTimestamp == nil && !r.sightings.wasDeleted(run, content) {
-			if err := r.Client.Delete(ctx, content, client.Preconditions{UID: &content.UID}); client.IgnoreNotFound(err) != nil {
+			err := r.Client.Delete(ctx, content, client.Preconditions{UID: &content.UID}, client.PropagationPolicy(metav1.DeletePropagationForeground))
+			if client.IgnoreNotFound(err) != nil {
 				errs = append(errs, fmt.Errorf("while deleting VolumeSnapshotContent copy %s: %w", content.Name, err))
 			} else {
 				r.sightings.deleted(run, content)
