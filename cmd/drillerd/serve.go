@@ -67,7 +67,9 @@ func serve(cfg ServeConfig) error {
 		LeaderElectionNamespace:             cfg.Namespace,
 		LeaderElectionReleaseOnCancel:       true,
 		LeaderElectionResourceLockInterface: lock,
-		Cache:                               cache.Options{ByObject: drill.CacheByObject()},
+		// The cache keeps no managedFields: drillerd never reads them, and a
+		// cluster's thousands of runs would hold them all in memory.
+		Cache: cache.Options{ByObject: drill.CacheByObject(), DefaultTransform: cache.TransformStripManagedFields()},
 	})
 	if err != nil {
 		return fmt.Errorf("while creating the controller manager: %w", err)

@@ -8,6 +8,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/rto"
@@ -65,8 +66,10 @@ func (r *Reconciler) takeSlot(ctx context.Context, run *drillsv1.DrillRun) (bool
 	}
 	r.slots.mu.Lock()
 	defer r.slots.mu.Unlock()
+	// Only statuses are read: the cache's runs themselves, not a copy of
+	// each (a cluster may hold thousands).
 	all := &drillsv1.DrillRunList{}
-	if err := r.Client.List(ctx, all); err != nil {
+	if err := r.Client.List(ctx, all, client.UnsafeDisableDeepCopy); err != nil {
 		return false, fmt.Errorf("while counting runs in progress: %w", err)
 	}
 	statuses := make(map[types.UID]drillsv1.DrillRunStatus, len(all.Items))

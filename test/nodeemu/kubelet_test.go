@@ -1,6 +1,7 @@
 package nodeemu
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,45 @@ func TestEffectiveGracePeriodIsTheKubelets(t *testing.T) {
 			pod.DeletionGracePeriodSeconds = tt.deletion
 			if got := effectiveGracePeriod(pod); got != tt.want {
 				t.Errorf("effectiveGracePeriod = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReadyWatcherNotesTheServersReadyLine(t *testing.T) {
+	line := "2026-11-30 03:00:02.118 UTC [1] LOG:  database system is ready to accept connections\n"
+	tests := []struct {
+		name   string
+		writes []string
+		want   bool
+	}{
+		{"in one write", []string{"LOG:  redo done\n", line}, true},
+		{"split across writes", []string{line[:50], line[50:70], line[70:]}, true},
+		{"a hot standby", []string{"LOG:  database system is ready to accept read-only connections\n"}, true},
+		{"still starting", []string{"LOG:  database system was interrupted; last known up at …\n", "LOG:  redo starts at 0/1A2B3C4\n"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			ready := make(chan time.Time, 1)
+			w := &readyWatcher{w: &out, ready: ready}
+			for _, s := range tt.writes {
+				if _, err := w.Write([]byte(s)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if out.String() != strings.Join(tt.writes, "") {
+				t.Errorf("the log was changed on its way: %q", out.String())
+			}
+			select {
+			case <-ready:
+				if !tt.want {
+					t.Error("ready before the server said so")
+				}
+			default:
+				if tt.want {
+					t.Error("the server's ready line went unnoticed")
+				}
 			}
 		})
 	}
