@@ -9,7 +9,7 @@ STATICCHECK_VERSION ?= v0.8.2
 CONTROLLER_GEN_VERSION ?= v0.23.0
 CONTROLLER_GEN := $(shell $(GO) env GOPATH)/bin/controller-gen
 
-.PHONY: demo generate all deps apt-deps go-deps tools build test unit e2e fuzz lint fmt cluster-up cluster-down clean
+.PHONY: demo generate all deps apt-deps go-deps tools build test unit e2e fuzz bench lint fmt cluster-up cluster-down clean
 
 all: build
 
@@ -52,6 +52,15 @@ test: deps lint build
 	@$(BIN)/localcluster up --state-dir $(TEST_CLUSTER) >/dev/null
 	@DRILLERD_LOCALCLUSTER=$(TEST_CLUSTER) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...; \
 	  rc=$$?; $(BIN)/localcluster down --state-dir $(TEST_CLUSTER) >/dev/null; exit $$rc
+
+BENCH_CLUSTER ?= $(CURDIR)/.localcluster-bench
+
+## bench: measure drillerd on a local cluster of its own (not part of make test; half an hour or more):
+## writes bench/results.json and prints a table; docs/benchmarks.md says how each figure is made
+bench: build tools
+	@$(BIN)/localcluster up --state-dir $(BENCH_CLUSTER) >/dev/null
+	@DRILLERD_LOCALCLUSTER=$(BENCH_CLUSTER) $(GO) test -tags bench -count=1 -timeout 4h -run TestBench -v ./bench; \
+	  rc=$$?; $(BIN)/localcluster down --state-dir $(BENCH_CLUSTER) >/dev/null; exit $$rc
 
 ## unit: only the fast tests that need no cluster
 unit:

@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	goruntime "runtime"
+	"runtime/debug"
 	"syscall"
 	_ "time/tzdata" // the same time zones as the API server's (which embeds them), whatever the image holds
 
@@ -25,8 +27,29 @@ import (
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time with -ldflags "-X main.version=..." (make
+// build: git describe); see buildVersion.
 var version = "dev"
+
+// buildVersion is drillerd's version: the one set at build time, else the
+// module version the go command recorded (go install ...@v0.1.0), else
+// "dev".
+func buildVersion() string {
+	if version != "dev" && version != "" {
+		return version
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		return info.Main.Version
+	}
+	return "dev"
+}
+
+// userAgent is what drillerd's requests say they come from, e.g.
+// "drillerd/v0.1.0 (linux/amd64) serve": the API server's audit log records
+// it with each request.
+func userAgent(command string) string {
+	return fmt.Sprintf("drillerd/%s (%s/%s) %s", buildVersion(), goruntime.GOOS, goruntime.GOARCH, command)
+}
 
 // Exit codes of `drillerd run`.
 const (
@@ -74,7 +97,7 @@ func main() {
 		stop()
 		os.Exit(code)
 	case "version", "--version":
-		fmt.Println("drillerd", version)
+		fmt.Println("drillerd", buildVersion())
 	default:
 		usage()
 		os.Exit(exitUsage)
@@ -148,8 +171,18 @@ func contextNamespace(kubeconfig string) string {
 	return ns
 }
 
-// restConfig loads --kubeconfig, else in-cluster, else $KUBECONFIG or ~/.kube/config.
-func restConfig(kubeconfig string) (*rest.Config, error) {
+// restConfig loads --kubeconfig, else in-cluster, else $KUBECONFIG or
+// ~/.kube/config, for command (serve, run): its requests carry userAgent.
+func restConfig(kubeconfig, command string) (*rest.Config, error) {
+	cfg, err := loadRestConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cfg.UserAgent = userAgent(command)
+	return cfg, nil
+}
+
+func loadRestConfig(kubeconfig string) (*rest.Config, error) {
 	if kubeconfig != "" {
 		return clientcmd.BuildConfigFromFlags("", kubeconfig)
 	}

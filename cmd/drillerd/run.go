@@ -26,7 +26,7 @@ func runDrill(ctx context.Context, cfg RunConfig, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "drillerd run: "+format+"\n", args...)
 		return exitError
 	}
-	restCfg, err := restConfig(cfg.Kubeconfig)
+	restCfg, err := restConfig(cfg.Kubeconfig, "run")
 	if err != nil {
 		return fail("while loading the kubeconfig: %v", err)
 	}

@@ -5,10 +5,20 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
+	coordinationv1client "k8s.io/client-go/kubernetes/typed/coordination/v1"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -30,7 +40,7 @@ func serve(cfg ServeConfig) error {
 	ctrl.SetLogger(zap.New(zap.UseDevMode(cfg.LogFormat == "console"), zap.Level(level)))
 	log := ctrl.Log.WithName("drillerd")
 
-	restCfg, err := restConfig(cfg.Kubeconfig)
+	restCfg, err := restConfig(cfg.Kubeconfig, "serve")
 	if err != nil {
 		return fmt.Errorf("while loading the kubeconfig: %w", err)
 	}
@@ -38,26 +48,33 @@ func serve(cfg ServeConfig) error {
 	if err != nil {
 		return err
 	}
+	podLabels, _ := parseLabels(cfg.PodLabels)
+	clientset, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return err
+	}
 	ctx := ctrl.SetupSignalHandler()
 	if cfg.LeaderElect {
-		clientset, err := kubernetes.NewForConfig(restCfg)
-		if err != nil {
-			return err
-		}
 		if err := checkLeaseNamespace(ctx, clientset, cfg, log); err != nil {
 			return err
 		}
 	}
-	podLabels, _ := parseLabels(cfg.PodLabels)
+	lock, err := leaseLock(ctx, restCfg, clientset, scheme, cfg)
+	if err != nil {
+		return fmt.Errorf("while setting up leader election: %w", err)
+	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
-		HealthProbeBindAddress:        cfg.HealthProbeBindAddress,
-		LeaderElection:                cfg.LeaderElect,
-		LeaderElectionID:              cfg.LeaderElectionID,
-		LeaderElectionNamespace:       cfg.Namespace,
-		LeaderElectionReleaseOnCancel: true,
-		Cache:                         cache.Options{ByObject: drill.CacheByObject()},
+		Scheme:                              scheme,
+		Metrics:                             metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
+		HealthProbeBindAddress:              cfg.HealthProbeBindAddress,
+		LeaderElection:                      cfg.LeaderElect,
+		LeaderElectionID:                    cfg.LeaderElectionID,
+		LeaderElectionNamespace:             cfg.Namespace,
+		LeaderElectionReleaseOnCancel:       true,
+		LeaderElectionResourceLockInterface: lock,
+		// The cache keeps no managedFields: drillerd never reads them, and a
+		// cluster's thousands of runs would hold them all in memory.
+		Cache: cache.Options{ByObject: drill.CacheByObject(), DefaultTransform: cache.TransformStripManagedFields()},
 	})
 	if err != nil {
 		return fmt.Errorf("while creating the controller manager: %w", err)
@@ -66,10 +83,6 @@ func serve(cfg ServeConfig) error {
 		return err
 	}
 	gate := drill.NewGate()
-	clientset, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		return err
-	}
 	reconciler := &drill.Reconciler{
 		Gate:              gate,
 		Client:            mgr.GetClient(),
@@ -160,6 +173,45 @@ func serve(cfg ServeConfig) error {
 	}); err != nil {
 		return err
 	}
-	log.Info("starting", "version", version, "namespace", cfg.Namespace, "maxConcurrentDrills", cfg.MaxConcurrentDrills, "leaderElect", cfg.LeaderElect)
+	log.Info("starting", "version", buildVersion(), "namespace", cfg.Namespace, "maxConcurrentDrills", cfg.MaxConcurrentDrills, "leaderElect", cfg.LeaderElect)
 	return mgr.Start(ctx)
+}
+
+// leaseRenewDeadline is controller-runtime's default renew deadline of the
+// leader's Lease; a request about the Lease gives up after half of it, so
+// that one hung request cannot cost the leadership.
+const leaseRenewDeadline = 10 * time.Second
+
+// leaseLock is the leader-election Lease --leader-election-id in
+// --namespace, as controller-runtime makes it, except that its requests
+// carry drillerd's user agent (controller-runtime would put client-go's in
+// its place); nil without --leader-elect.
+func leaseLock(ctx context.Context, restCfg *rest.Config, clientset kubernetes.Interface, scheme *runtime.Scheme, cfg ServeConfig) (resourcelock.Interface, error) {
+	if !cfg.LeaderElect {
+		return nil, nil
+	}
+	leaseCfg := rest.CopyConfig(restCfg)
+	leaseCfg.UserAgent += " leader-election"
+	leaseCfg.Timeout = leaseRenewDeadline / 2
+	coordination, err := coordinationv1client.NewForConfig(leaseCfg)
+	if err != nil {
+		return nil, err
+	}
+	host, err := os.Hostname()
+	if err != nil {
+		return nil, err
+	}
+	id := host + "_" + string(uuid.NewUUID())
+	// Leadership changes are events on the Lease, as controller-runtime
+	// records them.
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: clientset.CoreV1().Events("")})
+	return &resourcelock.LeaseLock{
+		LeaseMeta: metav1.ObjectMeta{Namespace: cfg.Namespace, Name: cfg.LeaderElectionID},
+		Client:    coordination,
+		LockConfig: resourcelock.ResourceLockConfig{
+			Identity:      id,
+			EventRecorder: broadcaster.NewRecorder(scheme, corev1.EventSource{Component: id}),
+		},
+	}, nil
 }

@@ -15,7 +15,8 @@ import (
 
 // accessStore holds the Access of every run this process provisioned and
 // has not ended: the client key of a run's certificates lives here and
-// nowhere else, not in status, a Secret or a log.
+// nowhere else, not in status, a Secret or a log. With it, the database
+// login of a run in auth.mode Secret, once read.
 type accessStore struct {
 	mu   sync.Mutex
 	runs map[types.NamespacedName]runAccess
@@ -24,7 +25,13 @@ type accessStore struct {
 type runAccess struct {
 	uid    types.UID
 	access restore.Access
+	// login is the database login auth.mode Secret named, read once per
+	// run: the readiness checks connect many times.
+	login *login
 }
+
+// login is a database user and password.
+type login struct{ user, password string }
 
 // get returns run's Access, if this process made one for this run.
 func (s *accessStore) get(run *drillsv1.DrillRun) (restore.Access, bool) {
@@ -44,6 +51,28 @@ func (s *accessStore) put(run *drillsv1.DrillRun, a restore.Access) {
 		s.runs = map[types.NamespacedName]runAccess{}
 	}
 	s.runs[types.NamespacedName{Namespace: run.Namespace, Name: run.Name}] = runAccess{uid: run.UID, access: a}
+}
+
+// login returns the login remembered for run, if any.
+func (s *accessStore) login(run *drillsv1.DrillRun) (login, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.runs[types.NamespacedName{Namespace: run.Namespace, Name: run.Name}]
+	if !ok || a.uid != run.UID || a.login == nil {
+		return login{}, false
+	}
+	return *a.login, true
+}
+
+// rememberLogin keeps l for run while its Access is held.
+func (s *accessStore) rememberLogin(run *drillsv1.DrillRun, l login) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := types.NamespacedName{Namespace: run.Namespace, Name: run.Name}
+	if a, ok := s.runs[key]; ok && a.uid == run.UID {
+		a.login = &l
+		s.runs[key] = a
+	}
 }
 
 // forget drops the Access of the run named key: it ended, or is gone.

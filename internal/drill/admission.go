@@ -6,9 +6,9 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/internal/rto"
@@ -40,7 +40,7 @@ func (r *Reconciler) admit(ctx context.Context, w *work) (outcome, error) {
 	s.StartTime = &start
 	deadline := metav1.NewTime(w.now.Add(totalTimeout(w.drill)))
 	s.Deadline = &deadline
-	r.Recorder.Eventf(w.run, nil, corev1.EventTypeNormal, "Started", "Start", "drill %s started (trigger %s)", w.run.Spec.DrillName, w.run.Spec.Trigger)
+	w.started = fmt.Sprintf("drill %s started (trigger %s)", w.run.Spec.DrillName, w.run.Spec.Trigger)
 	if w.drill == nil {
 		return conclude(verdict.Errored(verdict.ReasonDrillNotFound, "RestoreDrill %s/%s does not exist", w.run.Namespace, w.run.Spec.DrillName)), nil
 	}
@@ -66,8 +66,10 @@ func (r *Reconciler) takeSlot(ctx context.Context, run *drillsv1.DrillRun) (bool
 	}
 	r.slots.mu.Lock()
 	defer r.slots.mu.Unlock()
+	// Only statuses are read: the cache's runs themselves, not a copy of
+	// each (a cluster may hold thousands).
 	all := &drillsv1.DrillRunList{}
-	if err := r.Client.List(ctx, all); err != nil {
+	if err := r.Client.List(ctx, all, client.UnsafeDisableDeepCopy); err != nil {
 		return false, fmt.Errorf("while counting runs in progress: %w", err)
 	}
 	statuses := make(map[types.UID]drillsv1.DrillRunStatus, len(all.Items))

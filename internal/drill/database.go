@@ -163,6 +163,10 @@ func (r *Reconciler) connConfig(ctx context.Context, w *work, pod *corev1.Pod, a
 	cfg.RuntimeParams["application_name"] = "drillerd"
 	switch db.Auth.Mode {
 	case drillsv1.AuthSecret:
+		if l, ok := r.access.login(w.run); ok {
+			cfg.User, cfg.Password = l.user, l.password
+			break
+		}
 		ref := db.Auth.SecretRef
 		secret := &corev1.Secret{}
 		if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: w.run.Namespace, Name: ref.Name}, secret); err != nil {
@@ -178,6 +182,7 @@ func (r *Reconciler) connConfig(ctx context.Context, w *work, pod *corev1.Pod, a
 			return nil, fmt.Errorf("spec.database.auth.secretRef: Secret %s/%s has no key %q", w.run.Namespace, ref.Name, passKey)
 		}
 		cfg.User, cfg.Password = string(user), string(pass)
+		r.access.rememberLogin(w.run, login{user: cfg.User, password: cfg.Password})
 	default:
 		cfg.User = keyOr(db.Auth.User, "postgres")
 	}

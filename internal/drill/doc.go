@@ -19,8 +19,17 @@
 // Steps never set result fields: endRun is the one way a run gets its
 // verdict, whoever decides it (a step, a permanent API error, the total
 // timeout, a drill deleted mid-run, or start-up recovery marking a run
-// Interrupted). Status is written after each step that changed it.
+// Interrupted). Status is written when a run waits, when it has its
+// verdict (before teardown), and as it enters Validating, whose checks may
+// run long: phases passed within one reconcile share one write and one
+// event. A run whose cached copy is older than this process's last write
+// of it waits for the cache (writeLog), so that no step is done twice.
 // Deadlines derive from times in status, so they survive restarts.
+//
+// Waiting costs no API request: the manager's cache holds drillerd's
+// labelled sandbox objects, and their watch events wake the run. Teardown
+// reads the sandbox from the cache too (sightings.go); what the cache has
+// not shown yet is read from the API server.
 //
 // One thing a run holds outside its status: its Access (access.go), the
 // certificates Provisioning makes for it, whose client key is the only way

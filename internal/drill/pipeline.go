@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,15 +21,19 @@ type step func(r *Reconciler, ctx context.Context, w *work) (outcome, error)
 var pipeline = []struct {
 	phase drillsv1.Phase
 	step  step
+	// saveOnEntry: the status is written as the run enters the phase,
+	// because its step works long without waiting (the checks) and
+	// `kubectl get drillruns` should say so meanwhile.
+	saveOnEntry bool
 }{
-	{drillsv1.PhasePending, (*Reconciler).admit},                    // wait for a drill slot, start the run
-	{drillsv1.PhaseSelectingSnapshot, (*Reconciler).selectSnapshot}, // newest ready snapshot of the claim
-	{drillsv1.PhaseProvisioning, (*Reconciler).provision},           // sandbox objects; the RTO clock starts
-	{drillsv1.PhaseRestoringVolume, (*Reconciler).restoreVolume},    // wait: snapshot copy ready, claim bound
-	{drillsv1.PhaseStartingDatabase, (*Reconciler).startDatabase},   // wait: database pod ready
-	{drillsv1.PhaseValidating, (*Reconciler).validate},              // checks, RTO, RPO; the verdict
-	{drillsv1.PhaseTearingDown, (*Reconciler).tearDown},             // wait: sandbox gone (or kept)
-	{drillsv1.PhaseDone, (*Reconciler).afterDone},                   // count the run; expire a kept sandbox
+	{drillsv1.PhasePending, (*Reconciler).admit, false},                    // wait for a drill slot, start the run
+	{drillsv1.PhaseSelectingSnapshot, (*Reconciler).selectSnapshot, false}, // newest ready snapshot of the claim
+	{drillsv1.PhaseProvisioning, (*Reconciler).provision, false},           // sandbox objects; the RTO clock starts
+	{drillsv1.PhaseRestoringVolume, (*Reconciler).restoreVolume, false},    // wait: snapshot copy ready, claim bound
+	{drillsv1.PhaseStartingDatabase, (*Reconciler).startDatabase, false},   // wait: database pod ready
+	{drillsv1.PhaseValidating, (*Reconciler).validate, true},               // checks, RTO, RPO; the verdict
+	{drillsv1.PhaseTearingDown, (*Reconciler).tearDown, false},             // wait: sandbox gone (or kept)
+	{drillsv1.PhaseDone, (*Reconciler).afterDone, false},                   // count the run; expire a kept sandbox
 }
 
 // stageOf is the index of phase in pipeline; a run without a phase is
@@ -73,24 +75,37 @@ func waitFor(d time.Duration) outcome { return outcome{kind: waiting, after: d} 
 // conclude: the run has its verdict and goes to teardown.
 func conclude(v verdict.Verdict) outcome { return outcome{kind: concluding, verdict: v} }
 
-// Reconcile advances a run through the pipeline as far as it can.
+// staleRecheck is when a run whose cached copy is older than this
+// process's last status write looks again, should the watch event of that
+// write not come first.
+const staleRecheck = time.Second
+
+// Reconcile advances a run through the pipeline as far as it can. Its
+// status is written when the run waits, when it has its verdict (before
+// teardown begins), and as it enters a phase marked saveOnEntry: phases
+// passed within one reconcile share one write, and one Progress event.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	if r.Gate != nil && !r.Gate.IsOpen() {
 		return ctrl.Result{RequeueAfter: 500 * time.Millisecond}, nil
 	}
 	w, err := r.load(ctx, req)
 	if w == nil && err == nil {
-		r.access.forget(req.NamespacedName) // the run is gone
+		r.forget(req.NamespacedName) // the run is gone
 	}
 	if w == nil || err != nil {
 		return ctrl.Result{}, err
+	}
+	if r.writes.stale(w.run) {
+		// The cache has not seen this process's last write yet: acting on
+		// the older status would redo a step, and its write would conflict.
+		return ctrl.Result{RequeueAfter: staleRecheck}, nil
 	}
 	ctx = ctrl.LoggerInto(ctx, w.log)
 	run := w.run
 	for {
 		if v, over := overrun(w); over {
 			r.end(w, v)
-			if err := r.writeStatus(ctx, w); err != nil {
+			if err := r.save(ctx, w); err != nil {
 				return ctrl.Result{}, err
 			}
 		}
@@ -100,13 +115,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			w.log.Info("unknown phase; leaving the run alone", "phase", phase)
 			return ctrl.Result{}, nil
 		}
-		before := run.Status.DeepCopy()
 		out, err := pipeline[i].step(r, ctx, w)
 		if err != nil {
 			err = fmt.Errorf("in phase %s: %w", pipeline[i].phase, err)
 			if !permanent(err) || run.Status.Result != "" {
 				run.Status.LastError = boundMessage(err.Error())
-				if werr := r.writeStatus(ctx, w); werr != nil {
+				if werr := r.save(ctx, w); werr != nil {
 					w.log.Error(werr, "while recording progress")
 				}
 				return ctrl.Result{}, err
@@ -117,21 +131,22 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		switch {
 		case out.kind == concluding:
 			r.end(w, out.verdict)
+			// The verdict is recorded before teardown begins.
+			if err := r.save(ctx, w); err != nil {
+				return ctrl.Result{}, err
+			}
 		case out.kind == advancing && i+1 < len(pipeline):
 			r.advance(w, i)
-		default:
-			if !equality.Semantic.DeepEqual(before, &run.Status) {
-				if err := r.writeStatus(ctx, w); err != nil {
+			if pipeline[i+1].saveOnEntry {
+				if err := r.save(ctx, w); err != nil {
 					return ctrl.Result{}, err
 				}
 			}
+		default:
+			if err := r.save(ctx, w); err != nil {
+				return ctrl.Result{}, err
+			}
 			return ctrl.Result{RequeueAfter: out.after}, nil
-		}
-		if err := r.writeStatus(ctx, w); err != nil {
-			return ctrl.Result{}, err
-		}
-		if run.Status.Phase == drillsv1.PhaseDone {
-			r.announce(w)
 		}
 	}
 }
@@ -200,7 +215,7 @@ func (r *Reconciler) advance(w *work, i int) {
 	}
 	rto.StartPhase(s, next, w.now)
 	if from != drillsv1.PhasePending {
-		r.Recorder.Eventf(w.run, nil, corev1.EventTypeNormal, string(next), "Progress", "%s done in %s; %s", from, phaseTook(*s, from), next)
+		w.progress = append(w.progress, fmt.Sprintf("%s done in %s", from, phaseTook(*s, from)))
 	}
 	w.log.V(1).Info("phase done", "phase", from, "next", next)
 }

@@ -49,8 +49,15 @@ func TestPipelineIsEveryPhaseOnceInOrder(t *testing.T) {
 func TestADrillFromStartToFinish(t *testing.T) {
 	drill := ordersDrill().Builtin(drillsv1.BuiltinTablesReadable).Freshness("SELECT max(created_at) FROM orders").
 		Targets(15*time.Minute, 26*time.Hour).Obj()
-	run := newRun("r1").Obj()
-	e := newEngine(t, interceptor.Funcs{}, append(source(), drill, run)...)
+	run := newRun("r1").Trigger(drillsv1.TriggerCLI).Obj()
+	writes := 0
+	funcs := interceptor.Funcs{SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+		if _, ok := obj.(*drillsv1.DrillRun); ok {
+			writes++ // the test plays the kubelet and the PV controller with this client too
+		}
+		return c.SubResource(sub).Update(ctx, obj, opts...)
+	}}
+	e := newEngine(t, funcs, append(source(), drill, run)...)
 	db := &fakeChecker{clock: e.clock, took: 3 * time.Second, newest: t0.Add(-2 * time.Hour), tables: ordersTable,
 		read: 5 << 20, readBytes: 300 << 20, dbBytes: 512 << 20}
 	e.r.Database = db.connect
@@ -164,8 +171,29 @@ func TestADrillFromStartToFinish(t *testing.T) {
 	if _, held := e.r.access.get(run); held {
 		t.Error("the run's access is still held after its verdict")
 	}
-	if ev := drainEvents(e); !strings.Contains(ev, "Started") || !strings.Contains(ev, "RestoringVolume done") || !strings.Contains(ev, "Succeeded") {
-		t.Errorf("events %q, want Started, progress and the verdict", ev)
+	// One status write per phase that waits or works long: the start
+	// with the sandbox's name (before anything is created), the waits for
+	// the volume and the database, the start of the checks, the verdict
+	// (before teardown) and Done with the run counted. One event per
+	// write that moved the run on, and the verdict on the run and drill.
+	if writes != 6 {
+		t.Errorf("%d status writes, want 6", writes)
+	}
+	ev := drainEvents(e)
+	for _, want := range []string{
+		"Normal Started drill orders-db started (trigger CLI); SelectingSnapshot done in 0.0s; Provisioning",
+		"Normal RestoringVolume Provisioning done in 0.0s; RestoringVolume",
+		"Normal StartingDatabase RestoringVolume done in 20.0s; StartingDatabase",
+		"Normal Validating StartingDatabase done in 5.0s; Validating",
+		"Normal Succeeded Succeeded: 1 checks passed",
+		"Normal RunSucceeded run r1: Succeeded: 1 checks passed",
+	} {
+		if !strings.Contains(ev, want) {
+			t.Errorf("events %q, want %q", ev, want)
+		}
+	}
+	if n := strings.Count(ev, "\n") + 1; n != 6 {
+		t.Errorf("%d events, want 6:\n%s", n, ev)
 	}
 }
 

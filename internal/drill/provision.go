@@ -7,6 +7,7 @@ import (
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -35,16 +36,19 @@ func (r *Reconciler) provision(ctx context.Context, w *work) (outcome, error) {
 		// Recorded before anything is created, so that teardown and the
 		// sweep find the sandbox whatever happens next.
 		w.run.Status.SandboxNamespace = sb.NamespaceName()
-		if err := r.writeStatus(ctx, w); err != nil {
+		if err := r.save(ctx, w); err != nil {
 			return outcome{}, err
 		}
 	}
 	snap := w.run.Status.Snapshot
-	source := &snapshotv1.VolumeSnapshotContent{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: snap.ContentName}, source); apierrors.IsNotFound(err) {
-		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshotContent %s of snapshot %s was deleted before the restore", snap.ContentName, snap.Name)), nil
-	} else if err != nil {
-		return outcome{}, fmt.Errorf("while reading the source VolumeSnapshotContent: %w", err)
+	source := w.source
+	if source == nil || source.Name != snap.ContentName {
+		source = &snapshotv1.VolumeSnapshotContent{}
+		if err := r.APIReader.Get(ctx, types.NamespacedName{Name: snap.ContentName}, source); apierrors.IsNotFound(err) {
+			return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshotContent %s of snapshot %s was deleted before the restore", snap.ContentName, snap.Name)), nil
+		} else if err != nil {
+			return outcome{}, fmt.Errorf("while reading the source VolumeSnapshotContent: %w", err)
+		}
 	}
 	claim := &corev1.PersistentVolumeClaim{}
 	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: w.run.Namespace, Name: w.drill.Spec.Source.PersistentVolumeClaimName}, claim)
@@ -54,14 +58,18 @@ func (r *Reconciler) provision(ctx context.Context, w *work) (outcome, error) {
 		return outcome{}, fmt.Errorf("while reading the source claim: %w", err)
 	}
 
-	objects := []client.Object{sb.Namespace(), sb.NetworkPolicy(), sb.HBAConfigMap(access), sb.TLSSecret(access)}
-	objects = append(objects,
-		sb.ContentCopy(source, snap.SnapshotHandle),
-		sb.SnapshotCopy(),
-		sb.Claim(claim, snap.RestoreSize),
-		sb.DatabasePod(),
-	)
-	for _, obj := range objects {
+	content := sb.ContentCopy(source, snap.SnapshotHandle)
+	for _, obj := range []client.Object{sb.Namespace(), sb.NetworkPolicy(), sb.HBAConfigMap(access), sb.TLSSecret(access), content} {
+		if err := r.create(ctx, w, obj); err != nil {
+			return outcome{}, err
+		}
+	}
+	// What is restored from the content copy belongs to it: deleting the
+	// copy in the foreground (teardown) has the garbage collector delete
+	// them at once, so that the namespace controller finds nothing held by
+	// a finalizer when it empties the sandbox.
+	for _, obj := range []client.Object{sb.SnapshotCopy(), sb.Claim(claim, snap.RestoreSize), sb.DatabasePod()} {
+		obj.SetOwnerReferences([]metav1.OwnerReference{restore.OwnedByContentCopy(content)})
 		if err := r.create(ctx, w, obj); err != nil {
 			return outcome{}, err
 		}
@@ -94,5 +102,6 @@ func (r *Reconciler) create(ctx context.Context, w *work, obj client.Object) err
 	if existing.GetLabels()[restore.LabelRun] != string(w.run.UID) {
 		return fmt.Errorf("%w: %s", errSandboxTaken, obj.GetName())
 	}
+	obj.SetUID(existing.GetUID())
 	return nil
 }

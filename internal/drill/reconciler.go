@@ -3,11 +3,15 @@ package drill
 import (
 	"context"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/go-logr/logr"
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -44,8 +48,10 @@ type Reconciler struct {
 	// MaxInFlight bounds how many runs are past Pending at once; 0 = no bound.
 	MaxInFlight int
 
-	slots  admission
-	access accessStore
+	slots     admission
+	access    accessStore
+	writes    writeLog
+	sightings sightings
 }
 
 // maxMessageBytes bounds messages and event notes (events.k8s.io allows
@@ -59,6 +65,16 @@ type work struct {
 	sandbox restore.Sandbox        // the run's sandbox; zero without a drill
 	now     time.Time
 	log     logr.Logger
+	// saved is the status as last written (or read): save writes only a
+	// status that differs from it.
+	saved *drillsv1.DrillRunStatus
+	// started and progress are what the next status write announces in
+	// one event: the run's start, and the phases done since the last write.
+	started  string
+	progress []string
+	// source is the source VolumeSnapshotContent as SelectingSnapshot read
+	// it, for Provisioning in the same reconcile; nil otherwise.
+	source *snapshotv1.VolumeSnapshotContent
 }
 
 // load reads the run and its drill; it returns nil work when the run is gone.
@@ -68,7 +84,7 @@ func (r *Reconciler) load(ctx context.Context, req ctrl.Request) (*work, error) 
 		return nil, client.IgnoreNotFound(err)
 	}
 	w := &work{
-		run: run, now: r.Clock.Now(),
+		run: run, now: r.Clock.Now(), saved: run.Status.DeepCopy(),
 		log: ctrl.LoggerFrom(ctx).WithValues("run", run.Name, "drill", run.Spec.DrillName, "namespace", run.Namespace),
 	}
 	drill := &drillsv1.RestoreDrill{}
@@ -84,11 +100,86 @@ func (r *Reconciler) load(ctx context.Context, req ctrl.Request) (*work, error) 
 	return w, nil
 }
 
-func (r *Reconciler) writeStatus(ctx context.Context, w *work) error {
+// save writes the run's status if it changed since it was last written,
+// then announces what the write recorded: one event for the run's start
+// and the phases done since the last write, and the verdict's events once
+// the run is Done.
+func (r *Reconciler) save(ctx context.Context, w *work) error {
+	if equality.Semantic.DeepEqual(w.saved, &w.run.Status) {
+		return nil
+	}
+	before := w.run.ResourceVersion
 	if err := r.Client.Status().Update(ctx, w.run); err != nil {
 		return fmt.Errorf("while writing DrillRun status: %w", err)
 	}
+	r.writes.note(w.run.UID, before)
+	wasDone := w.saved.Phase == drillsv1.PhaseDone
+	w.saved = w.run.Status.DeepCopy()
+	r.announceProgress(w)
+	if !wasDone && w.run.Status.Phase == drillsv1.PhaseDone {
+		r.announce(w)
+	}
 	return nil
+}
+
+// announceProgress sends one event for what the last status write
+// recorded: the run's start and the phases done since the write before.
+func (r *Reconciler) announceProgress(w *work) {
+	steps := w.progress
+	phase := w.run.Status.Phase
+	if len(steps) > 0 && phase != drillsv1.PhaseTearingDown && phase != drillsv1.PhaseDone {
+		steps = append(steps, string(phase))
+	}
+	switch {
+	case w.started != "":
+		note := strings.Join(append([]string{w.started}, steps...), "; ")
+		r.Recorder.Eventf(w.run, nil, corev1.EventTypeNormal, "Started", "Start", "%s", boundMessage(note))
+	case len(steps) > 0:
+		r.Recorder.Eventf(w.run, nil, corev1.EventTypeNormal, string(phase), "Progress", "%s", boundMessage(strings.Join(steps, "; ")))
+	}
+	w.started, w.progress = "", nil
+}
+
+// forget drops what this process holds for a run that is gone.
+func (r *Reconciler) forget(key types.NamespacedName) {
+	r.access.forget(key)
+	r.sightings.forget(key)
+}
+
+// writeLog remembers, for each run whose status this process wrote, the
+// resourceVersions its writes replaced, until the cache shows a newer one.
+type writeLog struct {
+	mu         sync.Mutex
+	superseded map[types.UID]map[string]bool
+}
+
+func (l *writeLog) note(uid types.UID, replaced string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.superseded == nil {
+		l.superseded = map[types.UID]map[string]bool{}
+	}
+	if l.superseded[uid] == nil {
+		l.superseded[uid] = map[string]bool{}
+	}
+	l.superseded[uid][replaced] = true
+}
+
+// stale reports whether run, as the cache has it, is a version that one of
+// this process's status writes replaced. Once the cache shows another
+// version, the writes are forgotten.
+func (l *writeLog) stale(run *drillsv1.DrillRun) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	replaced, ok := l.superseded[run.UID]
+	if !ok {
+		return false
+	}
+	if replaced[run.ResourceVersion] {
+		return true
+	}
+	delete(l.superseded, run.UID)
+	return false
 }
 
 // phaseDeadline is when the current phase times out, d after it started.

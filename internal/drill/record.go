@@ -41,13 +41,17 @@ func (r *Reconciler) announce(w *work) {
 }
 
 // record counts a finished run in its drill's status, once: with an
-// optimistic lock on a fresh read, so concurrent runs do not lose counts.
-// A drill that is gone has nothing to count.
+// optimistic lock, so concurrent runs do not lose counts. The drill is read
+// from the cache first, from the API server after a conflict. A drill that
+// is gone has nothing to count.
 func (r *Reconciler) record(ctx context.Context, run *drillsv1.DrillRun) error {
 	key := types.NamespacedName{Namespace: run.Namespace, Name: run.Spec.DrillName}
+	var reader client.Reader = r.Client
 	err := retry.RetryOnConflict(retry.DefaultBackoff, func() error {
 		drill := &drillsv1.RestoreDrill{}
-		if err := r.APIReader.Get(ctx, key, drill); err != nil {
+		err := reader.Get(ctx, key, drill)
+		reader = r.APIReader
+		if err != nil {
 			return err
 		}
 		orig := drill.DeepCopy()

@@ -55,7 +55,11 @@ func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (outcome, error
 // that the sweep can find it if the run's teardown never happens.
 func (r *Reconciler) labelVolume(ctx context.Context, run *drillsv1.DrillRun, labels map[string]string) error {
 	pv := &corev1.PersistentVolume{}
-	if err := r.APIReader.Get(ctx, types.NamespacedName{Name: run.Status.VolumeName}, pv); client.IgnoreNotFound(err) != nil {
+	key := types.NamespacedName{Name: run.Status.VolumeName}
+	if r.Client.Get(ctx, key, pv) == nil && pv.Labels[restore.LabelRun] == string(run.UID) {
+		return nil // labelled already: the cache holds only labelled volumes
+	}
+	if err := r.APIReader.Get(ctx, key, pv); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("while reading the restored volume %s: %w", run.Status.VolumeName, err)
 	} else if err != nil || !restore.IsSandboxVolume(pv, run.Status.SandboxNamespace) || pv.Labels[restore.LabelRun] == string(run.UID) {
 		return nil

@@ -60,6 +60,7 @@ func (r *Reconciler) selectSnapshot(ctx context.Context, w *work) (outcome, erro
 	if handle == "" {
 		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshotContent %s of snapshot %s has no snapshot handle", content.Name, snap.Name)), nil
 	}
+	w.source = content
 	created := metav1.NewTime(restore.SnapshotTime(snap))
 	w.run.Status.Snapshot = &drillsv1.SnapshotRef{
 		Name: snap.Name, ClaimName: src.PersistentVolumeClaimName, ContentName: content.Name, SnapshotHandle: handle,

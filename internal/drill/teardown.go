@@ -199,10 +199,20 @@ func (r remnant) String() string {
 // ownership gates, makes sure the restored volume is deleted with its
 // claim, and returns what is not gone yet. It goes on past an error with
 // the other objects and returns the errors joined.
+//
+// The content copy is deleted in the foreground: the garbage collector then
+// deletes what was restored from it (sandbox snapshot, claim, database pod,
+// which the copy owns) at once, and the database pod, which has no grace
+// period, goes with its process. So when the namespace controller empties
+// the namespace (it waits a few seconds after the deletion before it
+// starts), nothing is left that a finalizer holds, which would make it wait
+// many seconds more. Teardown reads the sandbox from the cache (sightings);
+// watch events of the labelled objects wake the run as they go.
 func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) ([]remnant, error) {
 	var remains []remnant
 	var errs []error
-	volume, pv, err := releaseVolume(ctx, r.APIReader, r.Client, run.Status.SandboxNamespace, run.Status.VolumeName)
+	reader := r.sightings.reader(run, r.Client, r.APIReader)
+	volume, pv, err := releaseVolume(ctx, reader, r.Client, run.Status.SandboxNamespace, run.Status.VolumeName)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -215,28 +225,9 @@ func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) 
 	case err != nil && volume != "":
 		remains = append(remains, remnant{kind: "PersistentVolume", name: volume, state: "not known to be gone"})
 	}
-	if name := run.Status.SandboxNamespace; name != "" {
-		ns := &corev1.Namespace{}
-		err := r.APIReader.Get(ctx, types.NamespacedName{Name: name}, ns)
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			errs = append(errs, fmt.Errorf("while reading sandbox namespace %s: %w", name, err))
-			remains = append(remains, remnant{kind: "Namespace", name: name, state: "not known to be gone"})
-		case !restore.IsOwnedSandbox(ns) || ns.Labels[restore.LabelRun] != string(run.UID):
-			errs = append(errs, fmt.Errorf("refusing to delete namespace %s: it does not carry this run's labels", name))
-		default:
-			if ns.DeletionTimestamp == nil {
-				if err := r.Client.Delete(ctx, ns, client.Preconditions{UID: &ns.UID}); client.IgnoreNotFound(err) != nil {
-					errs = append(errs, fmt.Errorf("while deleting sandbox namespace %s: %w", name, err))
-				}
-			}
-			remains = append(remains, namespaceRemnant(ns))
-		}
-	}
 	content := &snapshotv1.VolumeSnapshotContent{}
 	name := restore.Sandbox{Run: run}.ContentName()
-	err = r.APIReader.Get(ctx, types.NamespacedName{Name: name}, content)
+	err = reader.Get(ctx, types.NamespacedName{Name: name}, content)
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:
@@ -245,12 +236,39 @@ func (r *Reconciler) removeSandbox(ctx context.Context, run *drillsv1.DrillRun) 
 	case !restore.IsOwnedContent(content) || content.Labels[restore.LabelRun] != string(run.UID):
 		errs = append(errs, fmt.Errorf("refusing to delete VolumeSnapshotContent %s: it is not a Retain copy of this run", content.Name))
 	default:
-		if content.DeletionTimestamp == nil {
-			if err := r.Client.Delete(ctx, content, client.Preconditions{UID: &content.UID}); client.IgnoreNotFound(err) != nil {
+		if content.DeletionTimestamp == nil && !r.sightings.wasDeleted(run, content) {
+			err := r.Client.Delete(ctx, content, client.Preconditions{UID: &content.UID}, client.PropagationPolicy(metav1.DeletePropagationForeground))
+			if client.IgnoreNotFound(err) != nil {
 				errs = append(errs, fmt.Errorf("while deleting VolumeSnapshotContent copy %s: %w", content.Name, err))
+			} else {
+				r.sightings.deleted(run, content)
 			}
 		}
 		remains = append(remains, deletingRemnant("VolumeSnapshotContent", content))
+	}
+	if name := run.Status.SandboxNamespace; name != "" {
+		ns := &corev1.Namespace{}
+		err := reader.Get(ctx, types.NamespacedName{Name: name}, ns)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			errs = append(errs, fmt.Errorf("while reading sandbox namespace %s: %w", name, err))
+			remains = append(remains, remnant{kind: "Namespace", name: name, state: "not known to be gone"})
+		case !restore.IsOwnedSandbox(ns) || ns.Labels[restore.LabelRun] != string(run.UID):
+			errs = append(errs, fmt.Errorf("refusing to delete namespace %s: it does not carry this run's labels", name))
+		default:
+			if ns.DeletionTimestamp == nil && !r.sightings.wasDeleted(run, ns) {
+				if err := r.Client.Delete(ctx, ns, client.Preconditions{UID: &ns.UID}); client.IgnoreNotFound(err) != nil {
+					errs = append(errs, fmt.Errorf("while deleting sandbox namespace %s: %w", name, err))
+				} else {
+					r.sightings.deleted(run, ns)
+				}
+			}
+			remains = append(remains, namespaceRemnant(ns))
+		}
+	}
+	if len(remains) == 0 && len(errs) == 0 {
+		r.sightings.forget(client.ObjectKeyFromObject(run))
 	}
 	return remains, errors.Join(errs...)
 }

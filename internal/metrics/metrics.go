@@ -127,13 +127,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.SweepErrors.Collect(ch)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// A scrape only reads what it lists: the cache's objects themselves, not
+	// a copy of every drill and run.
 	drills := &drillsv1.RestoreDrillList{}
-	if err := c.Reader.List(ctx, drills); err != nil {
+	if err := c.Reader.List(ctx, drills, client.UnsafeDisableDeepCopy); err != nil {
 		c.Log.Error(err, "while listing RestoreDrills for metrics")
 		return
 	}
 	runs := &drillsv1.DrillRunList{}
-	if err := c.Reader.List(ctx, runs); err != nil {
+	if err := c.Reader.List(ctx, runs, client.UnsafeDisableDeepCopy); err != nil {
 		c.Log.Error(err, "while listing DrillRuns for metrics")
 		return
 	}

@@ -119,6 +119,18 @@ func (s Sandbox) ContentCopy(source *snapshotv1.VolumeSnapshotContent, handle st
 	}
 }
 
+// OwnedByContentCopy is the owner reference of the sandbox objects restored
+// from content, the run's content copy (created, so that it has its UID):
+// the snapshot, the claim and the database pod. It neither controls them
+// nor blocks the copy's deletion; it lets the garbage collector delete them
+// when the copy is deleted in the foreground.
+func OwnedByContentCopy(content *snapshotv1.VolumeSnapshotContent) metav1.OwnerReference {
+	return metav1.OwnerReference{
+		APIVersion: snapshotv1.SchemeGroupVersion.String(), Kind: "VolumeSnapshotContent",
+		Name: content.Name, UID: content.UID,
+	}
+}
+
 // SnapshotCopy is the sandbox's VolumeSnapshot bound to the content copy.
 func (s Sandbox) SnapshotCopy() *snapshotv1.VolumeSnapshot {
 	return &snapshotv1.VolumeSnapshot{
@@ -223,9 +235,12 @@ func (s Sandbox) DatabasePod() *corev1.Pod {
 		Spec: corev1.PodSpec{
 			RestartPolicy:                corev1.RestartPolicyNever,
 			AutomountServiceAccountToken: ptr.To(false),
-			// A throwaway copy: a fast shutdown is plenty, and the
-			// namespace controller waits out the grace period.
-			TerminationGracePeriodSeconds: ptr.To(int64(2)),
+			// A throwaway copy: nothing of it needs to reach the disk at
+			// shutdown. With no grace period its deletion (by the garbage
+			// collector, when teardown deletes the content copy) removes the
+			// pod at once, and the kubelet stops the process as it does for
+			// a forced deletion; the claim is free as soon as the pod is gone.
+			TerminationGracePeriodSeconds: ptr.To(int64(0)),
 			EnableServiceLinks:            ptr.To(false),
 			// The TLS key is readable through this group (access.go). The
 			// kubelet gives it to the restored volume's files too where its

@@ -1,6 +1,7 @@
 package nodeemu
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -490,6 +491,11 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 		run.closeLog()
 		return pw.containerExited(cs, containerID, 1, "Error", terminationMessage(c, run, 1)), false
 	}
+	// The server's own word for the moment it accepts connections is its
+	// log line; the probe below is the fallback (a configuration that logs
+	// elsewhere).
+	ready := make(chan time.Time, 1)
+	spec.Stderr = &readyWatcher{w: run.stderr, ready: ready}
 	proc, err := pgproc.Start(spec)
 	if err != nil {
 		return pw.containerFailed(cs, 1, "Error", err), false
@@ -516,7 +522,7 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 
 	truthCtx, stopTruth := context.WithCancel(pw.ctx)
 	defer stopTruth()
-	go pw.recordFirstAccepting(truthCtx, truthIndex, net.JoinHostPort(pw.ip, strconv.Itoa(port)))
+	go pw.recordFirstAccepting(truthCtx, truthIndex, net.JoinHostPort(pw.ip, strconv.Itoa(port)), ready)
 	if after, ok := pw.pod.Annotations[AnnotationCrashAfter]; ok {
 		if d, err := time.ParseDuration(after); err == nil {
 			crash := time.AfterFunc(d, func() { _ = proc.Kill() })
@@ -697,27 +703,82 @@ func imageEnv(major, binDir string, container map[string]string) map[string]stri
 }
 
 // recordFirstAccepting records in the ground truth when the server first
-// accepts connections. It is the emulator's own measurement, for tests;
-// readiness comes from the pod's readiness probe only.
-func (pw *podWorker) recordFirstAccepting(ctx context.Context, truthIndex int, addr string) {
+// accepted connections: the moment it logged so (ready), else the first
+// probe (a startup packet every groundTruthPoll) it did not turn away. It
+// is the emulator's own measurement, for tests; readiness comes from the
+// pod's readiness probe only.
+func (pw *podWorker) recordFirstAccepting(ctx context.Context, truthIndex int, addr string, ready <-chan time.Time) {
+	record := func(at time.Time) {
+		pw.mu.Lock()
+		pw.truth.Processes[truthIndex].FirstAccepting = at
+		pw.mu.Unlock()
+		pw.writeTruth()
+	}
 	for {
+		select {
+		case at := <-ready:
+			record(at)
+			return
+		default:
+		}
 		probeCtx, cancel := context.WithTimeout(ctx, time.Second)
-		ready, _ := pgproc.Probe(probeCtx, addr)
+		accepting, _ := pgproc.Probe(probeCtx, addr)
 		cancel()
 		if ctx.Err() != nil {
 			return
 		}
-		if ready {
-			pw.mu.Lock()
-			pw.truth.Processes[truthIndex].FirstAccepting = time.Now()
-			pw.mu.Unlock()
-			pw.writeTruth()
+		if accepting {
+			at := time.Now()
+			select {
+			case logged := <-ready:
+				at = logged
+			default:
+			}
+			record(at)
 			return
 		}
-		if sleepCtx(ctx, groundTruthPoll) != nil {
+		t := time.NewTimer(groundTruthPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case at := <-ready:
+			t.Stop()
+			record(at)
+			return
+		case <-t.C:
 		}
 	}
+}
+
+// readyLine is what PostgreSQL logs the moment it accepts connections
+// ("database system is ready to accept connections", or "… read-only
+// connections" for a hot standby).
+const readyLine = "database system is ready to accept"
+
+// readyWatcher passes a server's log on to w and sends, once, the time the
+// server logged readyLine.
+type readyWatcher struct {
+	w     io.Writer
+	ready chan<- time.Time
+	tail  []byte
+	seen  bool
+}
+
+func (r *readyWatcher) Write(p []byte) (int, error) {
+	if !r.seen {
+		now := time.Now()
+		buf := append(r.tail, p...)
+		if bytes.Contains(buf, []byte(readyLine)) {
+			r.seen = true
+			select {
+			case r.ready <- now:
+			default:
+			}
+		}
+		r.tail = append(r.tail[:0], buf[max(0, len(buf)-len(readyLine)):]...)
+	}
+	return r.w.Write(p)
 }
 
 func (pw *podWorker) writeTruth() {

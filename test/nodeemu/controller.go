@@ -34,6 +34,12 @@ func (e *Emulator) newWorker(name string, sync reconciler) *worker {
 
 // watch enqueues the key of every object informer reports.
 func (w *worker) watch(informer cache.SharedIndexInformer) {
+	w.watchNoting(informer, nil)
+}
+
+// watchNoting is watch that first hands each deleted object's last state
+// to removed (when not nil), so that the sync of its key finds it.
+func (w *worker) watchNoting(informer cache.SharedIndexInformer, removed func(obj any)) {
 	enqueue := func(obj any) {
 		if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
 			w.queue.Add(key)
@@ -42,7 +48,12 @@ func (w *worker) watch(informer cache.SharedIndexInformer) {
 	_, _ = informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
-		DeleteFunc: enqueue,
+		DeleteFunc: func(obj any) {
+			if removed != nil {
+				removed(obj)
+			}
+			enqueue(obj)
+		},
 	})
 }
 

@@ -29,6 +29,10 @@ type kubelet struct {
 	ipBase  int
 	nextIP  int
 	usedIPs map[string]bool
+	// removed is the last state of each pod the API server removed before
+	// the worker saw its deletion (a deletion with no grace period): the
+	// kubelet stops such a pod's containers with what that state says.
+	removed map[string]*corev1.Pod
 }
 
 func (e *Emulator) runKubelet(ctx context.Context) error {
@@ -40,10 +44,10 @@ func (e *Emulator) runKubelet(ctx context.Context) error {
 	h := fnv.New32a()
 	h.Write([]byte(e.cfg.StateDir))
 	k := &kubelet{e: e, pods: informer.GetIndexer(), workers: map[string]*podWorker{}, usedIPs: map[string]bool{},
-		ipBase: 10 + int(h.Sum32()%200)}
+		ipBase: 10 + int(h.Sum32()%200), removed: map[string]*corev1.Pod{}}
 	e.setKubelet(k)
 	w := e.newWorker("pod", k.syncPod)
-	w.watch(informer)
+	w.watchNoting(informer, k.noteRemoved)
 	factory.Start(ctx.Done())
 	factory.WaitForCacheSync(ctx.Done())
 	w.run(ctx, 4)
@@ -79,8 +83,12 @@ func (k *kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 	k.mu.Unlock()
 
 	if !exists {
+		last := k.takeRemoved(key)
 		if pw != nil {
-			pw.shutdown(0)
+			if last == nil || last.UID != pw.pod.UID {
+				last = pw.pod
+			}
+			pw.shutdown(effectiveGracePeriod(last))
 			k.forget(key, pw)
 		}
 		return 0, nil
@@ -92,9 +100,8 @@ func (k *kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 		pw = nil
 	}
 	if pod.DeletionTimestamp != nil {
-		grace := time.Duration(ptrValue(pod.DeletionGracePeriodSeconds)) * time.Second
 		if pw != nil {
-			pw.terminate(grace)
+			pw.terminate(effectiveGracePeriod(pod))
 			k.forget(key, pw)
 		}
 		err := k.e.client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, metav1.DeleteOptions{
@@ -117,6 +124,44 @@ func (k *kubelet) syncPod(ctx context.Context, key string) (time.Duration, error
 		go pw.run()
 	}
 	return 0, nil
+}
+
+// effectiveGracePeriod is how long the kubelet gives a deleted pod's
+// containers to stop before it kills them: the deletion's grace period, else
+// the pod's, and never less than a second (the kubelet's pod workers,
+// calculateEffectiveGracePeriod). A pod deleted with no grace period is
+// gone from the API server at once; its containers still get that second.
+func effectiveGracePeriod(pod *corev1.Pod) time.Duration {
+	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	switch {
+	case pod.DeletionGracePeriodSeconds != nil:
+		grace = *pod.DeletionGracePeriodSeconds
+	case pod.Spec.TerminationGracePeriodSeconds != nil:
+		grace = *pod.Spec.TerminationGracePeriodSeconds
+	}
+	return time.Duration(max(grace, 1)) * time.Second
+}
+
+// noteRemoved keeps the last state of a pod the API server removed.
+func (k *kubelet) noteRemoved(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.removed[pod.Namespace+"/"+pod.Name] = pod
+}
+
+func (k *kubelet) takeRemoved(key string) *corev1.Pod {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	pod := k.removed[key]
+	delete(k.removed, key)
+	return pod
 }
 
 func (k *kubelet) forget(key string, pw *podWorker) {

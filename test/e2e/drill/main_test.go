@@ -48,7 +48,14 @@ func setUp(info localcluster.Info) (func(), error) {
 		return nil, err
 	}
 	drillerd = filepath.Join(dir, "drillerd")
-	build := exec.Command("go", "build", "-o", drillerd, "./cmd/drillerd")
+	// With its version, as make build sets it: its requests say it.
+	describe := exec.Command("git", "describe", "--always", "--dirty")
+	describe.Dir = root
+	version := "e2e"
+	if out, err := describe.Output(); err == nil && len(strings.TrimSpace(string(out))) > 0 {
+		version = strings.TrimSpace(string(out))
+	}
+	build := exec.Command("go", "build", "-ldflags", "-X main.version="+version, "-o", drillerd, "./cmd/drillerd")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building drillerd: %v\n%s", err, out)
