@@ -47,10 +47,15 @@ build:
 
 TEST_CLUSTER := $(CURDIR)/.localcluster-test
 
+# FAULTS: the fault suite, which stops drillerd and cluster components: it
+# runs alone, after every other package.
+FAULTS := ./test/e2e/faults
+
 ## test: prerequisites, lint, then every unit and end-to-end test on a local cluster of their own
 test: deps lint build
 	@$(BIN)/localcluster up --state-dir $(TEST_CLUSTER) >/dev/null
-	@DRILLERD_LOCALCLUSTER=$(TEST_CLUSTER) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...; \
+	@DRILLERD_LOCALCLUSTER=$(TEST_CLUSTER) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/e2e/faults$$') && \
+	  DRILLERD_LOCALCLUSTER=$(TEST_CLUSTER) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(FAULTS); \
 	  rc=$$?; $(BIN)/localcluster down --state-dir $(TEST_CLUSTER) >/dev/null; exit $$rc
 
 ## unit: only the fast tests that need no cluster
