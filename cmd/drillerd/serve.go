@@ -47,6 +47,9 @@ func serve(cfg ServeConfig) error {
 		LeaderElectionID:              cfg.LeaderElectionID,
 		LeaderElectionNamespace:       cfg.Namespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &cfg.LeaseDuration,
+		RenewDeadline:                 &cfg.RenewDeadline,
+		RetryPeriod:                   &cfg.RetryPeriod,
 		Cache:                         cache.Options{ByObject: drill.CacheByObject()},
 	})
 	if err != nil {
