@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -47,7 +48,9 @@ func startDrillerd(t *testing.T, name, kubeconfig string, args ...string) *drill
 		logPath: filepath.Join(workDir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+name+".log"),
 	}
 	d.start(t)
+	daemons.Store(d, true)
 	t.Cleanup(func() {
+		daemons.Delete(d)
 		crashed := d.crashed()
 		d.stop()
 		if crashed != nil {
@@ -116,6 +119,21 @@ func (d *drillerd) running() bool {
 	default:
 		return true
 	}
+}
+
+// daemons are the drillerd processes of the running test.
+var daemons sync.Map
+
+// assertNoneCrashed fails the test at once if a drillerd of the running
+// test exited on its own: nothing it should do will happen.
+func assertNoneCrashed(t *testing.T) {
+	t.Helper()
+	daemons.Range(func(k, _ any) bool {
+		if err := k.(*drillerd).crashed(); err != nil {
+			t.Fatalf("drillerd %s exited on its own: %v\n%s", k.(*drillerd).name, err, tail(k.(*drillerd).logPath, 30))
+		}
+		return true
+	})
 }
 
 // crashed is why drillerd exited if it did so on its own, else nil.

@@ -19,10 +19,10 @@ import (
 const leaseName = "drillerd.drills.drillerd.dev"
 
 // leaderRetryPeriod is how often drillerd's replicas try to acquire or
-// renew the Lease (controller-runtime's RetryPeriod); client-go jitters
-// each wait by up to leaderJitter times more.
+// renew the Lease (--leader-election-retry-period's default); client-go
+// jitters each wait by up to leaderJitter times more.
 const (
-	leaderRetryPeriod = 2 * time.Second
+	leaderRetryPeriod = 5 * time.Second
 	leaderJitter      = 1.2
 )
 

@@ -141,6 +141,7 @@ func (p *production) waitDone(t *testing.T, run *drillsv1.DrillRun, timeout time
 	t.Helper()
 	var got *drillsv1.DrillRun
 	p.env.WaitFor(timeout, "run "+run.Name+" to be Done", func(ctx context.Context) (bool, error) {
+		assertNoneCrashed(t)
 		var err error
 		got, err = p.get(ctx, run)
 		if err != nil {
