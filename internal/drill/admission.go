@@ -58,8 +58,10 @@ type admission struct {
 // takeSlot reports whether run may leave Pending: fewer than MaxInFlight
 // other runs are in flight (started, without a verdict yet: a run tearing
 // down holds no slot, so a sandbox that will not go away cannot stall the
-// queue). An admitted run holds its slot from this moment until the cache
-// shows it with a verdict, or gone.
+// queue), and the runs created before it that still wait do not take every
+// free slot: runs start in the order they were created, whichever of them
+// looks for a slot first. An admitted run holds its slot from this moment
+// until the cache shows it with a verdict, or gone.
 func (r *Reconciler) takeSlot(ctx context.Context, run *drillsv1.DrillRun) (bool, error) {
 	if r.MaxInFlight <= 0 {
 		return true, nil
@@ -89,9 +91,35 @@ func (r *Reconciler) takeSlot(ctx context.Context, run *drillsv1.DrillRun) (bool
 		}
 	}
 	delete(inFlight, run.UID)
-	if len(inFlight) >= r.MaxInFlight {
+	free := r.MaxInFlight - len(inFlight)
+	ahead := 0
+	for i := range all.Items {
+		other := &all.Items[i]
+		if other.UID != run.UID && !inFlight[other.UID] && waitsForSlot(other.Status) && queuedBefore(other, run) {
+			ahead++
+		}
+	}
+	if ahead >= free {
 		return false, nil
 	}
 	r.slots.admitted[run.UID] = true
 	return true, nil
+}
+
+// waitsForSlot reports whether a run waits in Pending: not started, no verdict.
+func waitsForSlot(s drillsv1.DrillRunStatus) bool {
+	return s.StartTime == nil && s.Result == "" && (s.Phase == "" || s.Phase == drillsv1.PhasePending)
+}
+
+// queuedBefore reports whether run a was created before run b: by creation
+// time, which has seconds, then by namespace and name.
+func queuedBefore(a, b *drillsv1.DrillRun) bool {
+	ta, tb := a.CreationTimestamp.Time, b.CreationTimestamp.Time
+	if !ta.Equal(tb) {
+		return ta.Before(tb)
+	}
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.Name < b.Name
 }

@@ -2,8 +2,11 @@ package drill
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -20,7 +23,9 @@ func TestExtraRunsWaitPendingForASlot(t *testing.T) {
 		wantPhase drillsv1.Phase
 	}{
 		{"slots full", []client.Object{newRun("a").In(drillsv1.PhaseValidating).Obj(), newRun("b").In(drillsv1.PhaseRestoringVolume).Obj()}, 2, drillsv1.PhasePending},
-		{"finished and pending runs hold no slot", []client.Object{newRun("a").In(drillsv1.PhaseDone).Obj(), newRun("b").In(drillsv1.PhasePending).Obj(), newRun("c").In(drillsv1.PhaseValidating).Obj()}, 2, drillsv1.PhaseSelectingSnapshot},
+		{"finished runs and runs created later hold no slot", []client.Object{newRun("a").In(drillsv1.PhaseDone).Obj(), newRun("b").Created(t0.Add(time.Second)).In(drillsv1.PhasePending).Obj(), newRun("c").In(drillsv1.PhaseValidating).Obj()}, 2, drillsv1.PhaseSelectingSnapshot},
+		{"a run created before waits for the one free slot", []client.Object{newRun("b").Created(t0.Add(-time.Second)).In(drillsv1.PhasePending).Obj(), newRun("c").In(drillsv1.PhaseValidating).Obj()}, 2, drillsv1.PhasePending},
+		{"two free slots: one for the run created before, one for this", []client.Object{newRun("b").Created(t0.Add(-time.Second)).In(drillsv1.PhasePending).Obj()}, 2, drillsv1.PhaseSelectingSnapshot},
 		{"runs tearing down with their verdict hold no slot", []client.Object{newRun("a").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultFailed).Obj(), newRun("b").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultSucceeded).Obj()}, 1, drillsv1.PhaseSelectingSnapshot},
 		{"a run tearing down without a verdict holds its slot", []client.Object{newRun("a").In(drillsv1.PhaseTearingDown).Obj(), newRun("b").In(drillsv1.PhaseTearingDown).Obj()}, 2, drillsv1.PhasePending},
 		{"no limit", []client.Object{newRun("a").In(drillsv1.PhaseValidating).Obj(), newRun("b").In(drillsv1.PhaseValidating).Obj()}, 0, drillsv1.PhaseSelectingSnapshot},
@@ -28,7 +33,7 @@ func TestExtraRunsWaitPendingForASlot(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// No snapshots: an admitted run goes on to select one.
-			e := newEngine(t, interceptor.Funcs{}, append(tt.others, ordersDrill().Obj(), newRun("new").Obj())...)
+			e := newEngine(t, interceptor.Funcs{}, append(tt.others, ordersDrill().Obj(), newRun("new").Created(t0).Obj())...)
 			e.r.MaxInFlight = tt.max
 			res := e.mustReconcile("new")
 			got := e.run("new")
@@ -115,5 +120,60 @@ func TestARunOfAMissingDrillEndsAtOnce(t *testing.T) {
 	}
 	if got.Status.StartTime == nil || got.Status.CompletionTime == nil {
 		t.Errorf("start %v, completion %v: a run that ended has both", got.Status.StartTime, got.Status.CompletionTime)
+	}
+}
+
+// TestRunsStartInTheOrderTheyWereCreated: ten runs created one after the
+// other and three slots: whichever run looks for a slot first, the first
+// three created start, then one more as each finishes, in the order of
+// creation (runs created in the same second in the order of their names).
+func TestRunsStartInTheOrderTheyWereCreated(t *testing.T) {
+	var objs []client.Object
+	var names []string
+	for i := range 10 {
+		name := fmt.Sprintf("run-%d", i)
+		names = append(names, name)
+		objs = append(objs, newRun(name).Created(t0.Add(time.Duration(i/4)*time.Second)).Obj())
+	}
+	e := newEngine(t, interceptor.Funcs{}, append(append(source(), ordersDrill().Obj()), objs...)...)
+	e.r.MaxInFlight = 3
+	var started []string
+	for len(started) < len(names) {
+		// The newest runs look for a slot first.
+		for i := len(names) - 1; i >= 0; i-- {
+			if e.run(names[i]).Status.StartTime == nil {
+				e.mustReconcile(names[i])
+				if e.run(names[i]).Status.StartTime != nil {
+					started = append(started, names[i])
+				}
+			}
+		}
+		// Whichever of them asked first, the runs started are the first
+		// ones created.
+		for _, name := range names[:len(started)] {
+			if !slices.Contains(started, name) {
+				t.Fatalf("runs started %v, before %s", started, name)
+			}
+		}
+		inFlight := 0
+		for _, name := range names {
+			if s := e.run(name).Status; s.StartTime != nil && s.Result == "" {
+				inFlight++
+			}
+		}
+		if inFlight > 3 {
+			t.Fatalf("%d runs in flight, want at most 3", inFlight)
+		}
+		// The first run started that is still in flight finishes.
+		for _, name := range started {
+			if run := e.run(name); run.Status.Result == "" {
+				run.Status.Phase, run.Status.Result = drillsv1.PhaseDone, drillsv1.ResultSucceeded
+				e.updateStatus(run)
+				break
+			}
+		}
+	}
+	if !slices.Equal(started[3:], names[3:]) {
+		t.Errorf("runs started in the order %v, want %v after the first three", started, names)
 	}
 }
