@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -66,9 +68,9 @@ func TestAPendingRunStartsWhenASlotFrees(t *testing.T) {
 	}
 }
 
-func TestAnAdmittedRunFreesItsSlotWithItsVerdict(t *testing.T) {
+func TestAnAdmittedRunFreesItsSlotWithItsVerdictOnceItsSandboxGoes(t *testing.T) {
 	// busy is admitted by this process and waits for its volume; then it
-	// has its verdict and its sandbox is stuck in teardown.
+	// has its verdict, and its sandbox's deletion is asked for but stuck.
 	e := newEngine(t, interceptor.Funcs{}, append(source(), ordersDrill().Obj(), newRun("busy").Obj(), newRun("new").Obj())...)
 	e.r.MaxInFlight = 1
 	e.mustReconcile("busy")
@@ -80,8 +82,73 @@ func TestAnAdmittedRunFreesItsSlotWithItsVerdict(t *testing.T) {
 	busy.Status.Phase, busy.Status.Result = drillsv1.PhaseTearingDown, drillsv1.ResultFailed
 	e.updateStatus(busy)
 	e.mustReconcile("new")
+	if got := e.run("new"); got.Status.StartTime != nil {
+		t.Fatalf("new started while the sandbox of busy stands, its deletion not asked for: %+v", got.Status)
+	}
+	// A finalizer no controller removes keeps the namespace Terminating.
+	ns := &corev1.Namespace{}
+	if err := e.c.Get(context.Background(), client.ObjectKey{Name: busy.Status.SandboxNamespace}, ns); err != nil {
+		t.Fatal(err)
+	}
+	ns.Finalizers = append(ns.Finalizers, "example.com/stuck")
+	if err := e.c.Update(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Delete(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	e.mustReconcile("new")
 	if got := e.run("new"); got.Status.StartTime == nil {
-		t.Errorf("new still waits for the slot of a run that has its verdict: %+v", got.Status)
+		t.Errorf("new still waits for the slot of a run that has its verdict and whose sandbox is being deleted: %+v", got.Status)
+	}
+}
+
+func TestARunWithItsVerdictHoldsItsSlotWhileItsSandboxStands(t *testing.T) {
+	standing := map[string]bool{"drill-a-1": true}
+	tests := []struct {
+		name   string
+		status drillsv1.DrillRunStatus
+		want   bool
+	}{
+		{"in flight", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseValidating}, true},
+		{"tearing down, its sandbox standing", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseTearingDown, Result: drillsv1.ResultSucceeded, SandboxNamespace: "drill-a-1"}, true},
+		{"tearing down, its sandbox being deleted", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseTearingDown, Result: drillsv1.ResultSucceeded, SandboxNamespace: "drill-b-1"}, false},
+		{"tearing down, no sandbox made", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseTearingDown, Result: drillsv1.ResultFailed}, false},
+		{"a failed sandbox kept for keepOnFailure", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseTearingDown, Result: drillsv1.ResultFailed, SandboxNamespace: "drill-a-1", SandboxExpiry: &metav1.Time{Time: t0}}, false},
+		{"done", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseDone, Result: drillsv1.ResultSucceeded, SandboxNamespace: "drill-a-1"}, false},
+		{"pending", drillsv1.DrillRunStatus{Phase: drillsv1.PhasePending}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := holdsSlot(tt.status, standing); got != tt.want {
+				t.Errorf("holdsSlot = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestTheAPIServerConfirmsASlot: a run the cache does not show yet, created
+// before this one, is waited for.
+func TestTheAPIServerConfirmsASlot(t *testing.T) {
+	older := newRun("older").Created(t0.Add(-time.Second)).Obj()
+	funcs := interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if err := c.List(ctx, list, opts...); err != nil {
+			return err
+		}
+		if runs, ok := list.(*drillsv1.DrillRunList); ok {
+			runs.Items = slices.DeleteFunc(runs.Items, func(r drillsv1.DrillRun) bool { return r.Name == "older" })
+		}
+		return nil
+	}}
+	objs := func() []client.Object {
+		return append(source(), ordersDrill().Obj(), older.DeepCopy(), newRun("new").Created(t0).Obj())
+	}
+	e := newEngine(t, funcs, objs()...)
+	e.r.APIReader = newEngine(t, interceptor.Funcs{}, objs()...).c // the API server sees every run
+	e.r.MaxInFlight = 1
+	e.mustReconcile("new")
+	if got := e.run("new"); got.Status.StartTime != nil {
+		t.Errorf("new took the only slot before the older run the cache does not show yet: %+v", got.Status)
 	}
 }
 
