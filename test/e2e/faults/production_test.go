@@ -47,7 +47,7 @@ type production struct {
 	env *fixture.Env
 	ns  string
 	pg  *fixture.PostgresStatefulSet
-	c   client.Client
+	c   client.WithWatch
 }
 
 func setUpProduction(t *testing.T) *production {
@@ -57,7 +57,7 @@ func setUpProduction(t *testing.T) *production {
 	if err := drillsv1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.New(env.Config, client.Options{Scheme: scheme})
+	c, err := client.NewWithWatch(env.Config, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
