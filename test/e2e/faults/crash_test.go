@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -357,4 +358,27 @@ func ppid(pid int) int {
 	}
 	n, _ := strconv.Atoi(fields[1])
 	return n
+}
+
+// soakEnv names the environment variable that turns on the longer
+// variants of the fault suite (make soak).
+const soakEnv = "DRILLERD_SOAK"
+
+// TestCrashEachInstantAlone is TestCrashAtEveryInstant with one run and
+// one kill per instant, and the next drill after each: no run at another
+// instant can hide what a kill at this one leaves. A soak: make soak runs
+// it.
+func TestCrashEachInstantAlone(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test: needs the local cluster")
+	}
+	if os.Getenv(soakEnv) == "" {
+		t.Skip("a soak: make soak runs it (" + soakEnv + "=1)")
+	}
+	p := setUpProduction(t)
+	d := startDrillerd(t, "crash-alone", gatedKubeconfig)
+	next := p.create(t, p.newDrill("next"))
+	for i, point := range append(slices.Clone(boundaries), insides...) {
+		t.Run(point.name, func(t *testing.T) { p.crashAt(t, d, fmt.Sprintf("alone-%d", i), []crashPoint{point}, next) })
+	}
 }
