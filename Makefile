@@ -9,7 +9,7 @@ STATICCHECK_VERSION ?= v0.8.2
 CONTROLLER_GEN_VERSION ?= v0.23.0
 CONTROLLER_GEN := $(shell $(GO) env GOPATH)/bin/controller-gen
 
-.PHONY: demo generate all deps apt-deps go-deps tools build test unit e2e fuzz bench lint fmt cluster-up cluster-down clean
+.PHONY: demo generate all deps apt-deps go-deps tools build test soak unit e2e fuzz bench lint fmt cluster-up cluster-down clean
 
 all: build
 
@@ -47,10 +47,21 @@ build:
 
 TEST_CLUSTER := $(CURDIR)/.localcluster-test
 
+# FAULTS: the fault suite, which stops drillerd and cluster components: it
+# runs alone, after every other package.
+FAULTS := ./test/e2e/faults
+
 ## test: prerequisites, lint, then every unit and end-to-end test on a local cluster of their own
 test: deps lint build
 	@$(BIN)/localcluster up --state-dir $(TEST_CLUSTER) >/dev/null
-	@DRILLERD_LOCALCLUSTER=$(TEST_CLUSTER) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...; \
+	@DRILLERD_LOCALCLUSTER=$(TEST_CLUSTER) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/e2e/faults$$') && \
+	  DRILLERD_LOCALCLUSTER=$(TEST_CLUSTER) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(FAULTS); \
+	  rc=$$?; $(BIN)/localcluster down --state-dir $(TEST_CLUSTER) >/dev/null; exit $$rc
+
+## soak: the fault suite with its longer variants (each crash instant alone), on a local cluster of its own (README: Fault tests)
+soak: deps build
+	@$(BIN)/localcluster up --state-dir $(TEST_CLUSTER) >/dev/null
+	@DRILLERD_LOCALCLUSTER=$(TEST_CLUSTER) DRILLERD_SOAK=1 $(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v $(FAULTS); \
 	  rc=$$?; $(BIN)/localcluster down --state-dir $(TEST_CLUSTER) >/dev/null; exit $$rc
 
 BENCH_CLUSTER ?= $(CURDIR)/.localcluster-bench

@@ -40,15 +40,17 @@ const (
 )
 
 // Concluded reports whether the run has its verdict: it is tearing down or
-// Done. A concluded run holds no drill slot and does not keep another run of
-// its drill from starting.
+// Done. A concluded run does not keep another run of its drill from
+// starting, and holds its drill slot only until its sandbox's deletion has
+// been asked for.
 func (s DrillRunStatus) Concluded() bool {
 	return s.Result != "" || s.Phase == PhaseDone
 }
 
-// InFlight reports whether the run holds a drill slot
-// (--max-concurrent-drills): it has started (is past Pending) and has no
-// verdict yet.
+// InFlight reports whether the run is in progress: it has started (is past
+// Pending) and has no verdict yet. It holds a drill slot
+// (--max-concurrent-drills), as does a concluded run whose sandbox still
+// stands, its deletion not asked for yet.
 func (s DrillRunStatus) InFlight() bool {
 	return s.Phase != "" && s.Phase != PhasePending && !s.Concluded()
 }

@@ -26,6 +26,9 @@ type ServeConfig struct {
 	HealthProbeBindAddress string
 	LeaderElect            bool
 	LeaderElectionID       string
+	LeaseDuration          time.Duration
+	RenewDeadline          time.Duration
+	RetryPeriod            time.Duration
 	Namespace              string
 	PodLabels              string
 	MaxConcurrentDrills    int
@@ -41,6 +44,22 @@ type ServeConfig struct {
 	APIAudiences           string
 }
 
+// Leader election timings. The leader renews its Lease every RetryPeriod
+// and exits when it could not for RenewDeadline, interrupting every run in
+// progress; so RenewDeadline is longer than a control plane restart or
+// upgrade usually keeps the API server away (client-go's common 10s is
+// not). Another replica takes over LeaseDuration after the last renewal
+// of a leader that died.
+const (
+	DefaultLeaseDuration = 60 * time.Second
+	DefaultRenewDeadline = 45 * time.Second
+	DefaultRetryPeriod   = 5 * time.Second
+)
+
+// leaderJitter is client-go's leader election JitterFactor: a wait
+// between tries lasts up to this much more than RetryPeriod.
+const leaderJitter = 1.2
+
 // DefaultServeConfig returns the defaults.
 func DefaultServeConfig() ServeConfig {
 	ns := os.Getenv("POD_NAMESPACE")
@@ -52,6 +71,9 @@ func DefaultServeConfig() ServeConfig {
 		HealthProbeBindAddress: ":8081",
 		LeaderElect:            true,
 		LeaderElectionID:       defaultLeaderElectionID,
+		LeaseDuration:          DefaultLeaseDuration,
+		RenewDeadline:          DefaultRenewDeadline,
+		RetryPeriod:            DefaultRetryPeriod,
 		Namespace:              ns,
 		PodLabels:              "app.kubernetes.io/name=drillerd",
 		MaxConcurrentDrills:    2,
@@ -73,6 +95,9 @@ func (c *ServeConfig) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.HealthProbeBindAddress, "health-probe-bind-address", c.HealthProbeBindAddress, "address of /healthz and /readyz; 0 disables them")
 	fs.BoolVar(&c.LeaderElect, "leader-elect", c.LeaderElect, "elect a leader (Lease in --namespace) so that only one process schedules and runs drills; turn off only when exactly one drillerd runs")
 	fs.StringVar(&c.LeaderElectionID, "leader-election-id", c.LeaderElectionID, "name of the leader election Lease")
+	fs.DurationVar(&c.LeaseDuration, "leader-election-lease-duration", c.LeaseDuration, "how long after the leader's last renewal another replica may take over")
+	fs.DurationVar(&c.RenewDeadline, "leader-election-renew-deadline", c.RenewDeadline, "how long the leader keeps trying to renew its Lease (the API server unreachable) before it exits, interrupting the runs in progress")
+	fs.DurationVar(&c.RetryPeriod, "leader-election-retry-period", c.RetryPeriod, "how often replicas try to renew or acquire the Lease")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "namespace drillerd runs in (sandbox NetworkPolicies admit drillerd pods from it); default $POD_NAMESPACE")
 	fs.StringVar(&c.PodLabels, "pod-labels", c.PodLabels, "labels of drillerd's pods, key=value[,key=value], admitted by sandbox NetworkPolicies")
 	fs.IntVar(&c.MaxConcurrentDrills, "max-concurrent-drills", c.MaxConcurrentDrills, "how many drills progress at once")
@@ -106,6 +131,9 @@ func (c *ServeConfig) Validate() error {
 	if _, err := server.ParseAudiences(c.APIAudiences); err != nil {
 		errs = append(errs, err)
 	}
+	if c.LeaderElect {
+		errs = append(errs, validateLeaderElection(c.LeaseDuration, c.RenewDeadline, c.RetryPeriod))
+	}
 	if c.SweepInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--sweep-interval=%s: must be positive", c.SweepInterval))
 	}
@@ -124,6 +152,20 @@ func (c *ServeConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("--log-level=%q: use debug, info or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// validateLeaderElection checks what client-go requires of the timings:
+// lease duration > renew deadline > jittered retry period > 0.
+func validateLeaderElection(lease, renew, retry time.Duration) error {
+	switch {
+	case retry <= 0:
+		return fmt.Errorf("--leader-election-retry-period=%s: must be positive", retry)
+	case float64(renew) <= leaderJitter*float64(retry):
+		return fmt.Errorf("--leader-election-renew-deadline=%s: must be longer than %.1f times --leader-election-retry-period (%s)", renew, leaderJitter, retry)
+	case lease <= renew:
+		return fmt.Errorf("--leader-election-lease-duration=%s: must be longer than --leader-election-renew-deadline (%s)", lease, renew)
+	}
+	return nil
 }
 
 func parseLabels(s string) (map[string]string, error) {

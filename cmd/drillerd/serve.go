@@ -72,6 +72,9 @@ func serve(cfg ServeConfig) error {
 		LeaderElectionNamespace:             cfg.Namespace,
 		LeaderElectionReleaseOnCancel:       true,
 		LeaderElectionResourceLockInterface: lock,
+		LeaseDuration:                       &cfg.LeaseDuration,
+		RenewDeadline:                       &cfg.RenewDeadline,
+		RetryPeriod:                         &cfg.RetryPeriod,
 		// The cache keeps no managedFields: drillerd never reads them, and a
 		// cluster's thousands of runs would hold them all in memory.
 		Cache: cache.Options{ByObject: drill.CacheByObject(), DefaultTransform: cache.TransformStripManagedFields()},
@@ -177,11 +180,6 @@ func serve(cfg ServeConfig) error {
 	return mgr.Start(ctx)
 }
 
-// leaseRenewDeadline is controller-runtime's default renew deadline of the
-// leader's Lease; a request about the Lease gives up after half of it, so
-// that one hung request cannot cost the leadership.
-const leaseRenewDeadline = 10 * time.Second
-
 // leaseLock is the leader-election Lease --leader-election-id in
 // --namespace, as controller-runtime makes it, except that its requests
 // carry drillerd's user agent (controller-runtime would put client-go's in
@@ -192,7 +190,9 @@ func leaseLock(ctx context.Context, restCfg *rest.Config, clientset kubernetes.I
 	}
 	leaseCfg := rest.CopyConfig(restCfg)
 	leaseCfg.UserAgent += " leader-election"
-	leaseCfg.Timeout = leaseRenewDeadline / 2
+	// A request about the Lease gives up after half the renew deadline, so
+	// that one hung request cannot cost the leadership.
+	leaseCfg.Timeout = cfg.RenewDeadline / 2
 	coordination, err := coordinationv1client.NewForConfig(leaseCfg)
 	if err != nil {
 		return nil, err

@@ -2,9 +2,14 @@ package drill
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
@@ -20,7 +25,9 @@ func TestExtraRunsWaitPendingForASlot(t *testing.T) {
 		wantPhase drillsv1.Phase
 	}{
 		{"slots full", []client.Object{newRun("a").In(drillsv1.PhaseValidating).Obj(), newRun("b").In(drillsv1.PhaseRestoringVolume).Obj()}, 2, drillsv1.PhasePending},
-		{"finished and pending runs hold no slot", []client.Object{newRun("a").In(drillsv1.PhaseDone).Obj(), newRun("b").In(drillsv1.PhasePending).Obj(), newRun("c").In(drillsv1.PhaseValidating).Obj()}, 2, drillsv1.PhaseSelectingSnapshot},
+		{"finished runs and runs created later hold no slot", []client.Object{newRun("a").In(drillsv1.PhaseDone).Obj(), newRun("b").Created(t0.Add(time.Second)).In(drillsv1.PhasePending).Obj(), newRun("c").In(drillsv1.PhaseValidating).Obj()}, 2, drillsv1.PhaseSelectingSnapshot},
+		{"a run created before waits for the one free slot", []client.Object{newRun("b").Created(t0.Add(-time.Second)).In(drillsv1.PhasePending).Obj(), newRun("c").In(drillsv1.PhaseValidating).Obj()}, 2, drillsv1.PhasePending},
+		{"two free slots: one for the run created before, one for this", []client.Object{newRun("b").Created(t0.Add(-time.Second)).In(drillsv1.PhasePending).Obj()}, 2, drillsv1.PhaseSelectingSnapshot},
 		{"runs tearing down with their verdict hold no slot", []client.Object{newRun("a").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultFailed).Obj(), newRun("b").In(drillsv1.PhaseTearingDown).Result(drillsv1.ResultSucceeded).Obj()}, 1, drillsv1.PhaseSelectingSnapshot},
 		{"a run tearing down without a verdict holds its slot", []client.Object{newRun("a").In(drillsv1.PhaseTearingDown).Obj(), newRun("b").In(drillsv1.PhaseTearingDown).Obj()}, 2, drillsv1.PhasePending},
 		{"no limit", []client.Object{newRun("a").In(drillsv1.PhaseValidating).Obj(), newRun("b").In(drillsv1.PhaseValidating).Obj()}, 0, drillsv1.PhaseSelectingSnapshot},
@@ -28,7 +35,7 @@ func TestExtraRunsWaitPendingForASlot(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// No snapshots: an admitted run goes on to select one.
-			e := newEngine(t, interceptor.Funcs{}, append(tt.others, ordersDrill().Obj(), newRun("new").Obj())...)
+			e := newEngine(t, interceptor.Funcs{}, append(tt.others, ordersDrill().Obj(), newRun("new").Created(t0).Obj())...)
 			e.r.MaxInFlight = tt.max
 			res := e.mustReconcile("new")
 			got := e.run("new")
@@ -61,9 +68,9 @@ func TestAPendingRunStartsWhenASlotFrees(t *testing.T) {
 	}
 }
 
-func TestAnAdmittedRunFreesItsSlotWithItsVerdict(t *testing.T) {
+func TestAnAdmittedRunFreesItsSlotWithItsVerdictOnceItsSandboxGoes(t *testing.T) {
 	// busy is admitted by this process and waits for its volume; then it
-	// has its verdict and its sandbox is stuck in teardown.
+	// has its verdict, and its sandbox's deletion is asked for but stuck.
 	e := newEngine(t, interceptor.Funcs{}, append(source(), ordersDrill().Obj(), newRun("busy").Obj(), newRun("new").Obj())...)
 	e.r.MaxInFlight = 1
 	e.mustReconcile("busy")
@@ -75,8 +82,73 @@ func TestAnAdmittedRunFreesItsSlotWithItsVerdict(t *testing.T) {
 	busy.Status.Phase, busy.Status.Result = drillsv1.PhaseTearingDown, drillsv1.ResultFailed
 	e.updateStatus(busy)
 	e.mustReconcile("new")
+	if got := e.run("new"); got.Status.StartTime != nil {
+		t.Fatalf("new started while the sandbox of busy stands, its deletion not asked for: %+v", got.Status)
+	}
+	// A finalizer no controller removes keeps the namespace Terminating.
+	ns := &corev1.Namespace{}
+	if err := e.c.Get(context.Background(), client.ObjectKey{Name: busy.Status.SandboxNamespace}, ns); err != nil {
+		t.Fatal(err)
+	}
+	ns.Finalizers = append(ns.Finalizers, "example.com/stuck")
+	if err := e.c.Update(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Delete(context.Background(), ns); err != nil {
+		t.Fatal(err)
+	}
+	e.mustReconcile("new")
 	if got := e.run("new"); got.Status.StartTime == nil {
-		t.Errorf("new still waits for the slot of a run that has its verdict: %+v", got.Status)
+		t.Errorf("new still waits for the slot of a run that has its verdict and whose sandbox is being deleted: %+v", got.Status)
+	}
+}
+
+func TestARunWithItsVerdictHoldsItsSlotWhileItsSandboxStands(t *testing.T) {
+	standing := map[string]bool{"drill-a-1": true}
+	tests := []struct {
+		name   string
+		status drillsv1.DrillRunStatus
+		want   bool
+	}{
+		{"in flight", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseValidating}, true},
+		{"tearing down, its sandbox standing", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseTearingDown, Result: drillsv1.ResultSucceeded, SandboxNamespace: "drill-a-1"}, true},
+		{"tearing down, its sandbox being deleted", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseTearingDown, Result: drillsv1.ResultSucceeded, SandboxNamespace: "drill-b-1"}, false},
+		{"tearing down, no sandbox made", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseTearingDown, Result: drillsv1.ResultFailed}, false},
+		{"a failed sandbox kept for keepOnFailure", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseTearingDown, Result: drillsv1.ResultFailed, SandboxNamespace: "drill-a-1", SandboxExpiry: &metav1.Time{Time: t0}}, false},
+		{"done", drillsv1.DrillRunStatus{Phase: drillsv1.PhaseDone, Result: drillsv1.ResultSucceeded, SandboxNamespace: "drill-a-1"}, false},
+		{"pending", drillsv1.DrillRunStatus{Phase: drillsv1.PhasePending}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := holdsSlot(tt.status, standing); got != tt.want {
+				t.Errorf("holdsSlot = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestTheAPIServerConfirmsASlot: a run the cache does not show yet, created
+// before this one, is waited for.
+func TestTheAPIServerConfirmsASlot(t *testing.T) {
+	older := newRun("older").Created(t0.Add(-time.Second)).Obj()
+	funcs := interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		if err := c.List(ctx, list, opts...); err != nil {
+			return err
+		}
+		if runs, ok := list.(*drillsv1.DrillRunList); ok {
+			runs.Items = slices.DeleteFunc(runs.Items, func(r drillsv1.DrillRun) bool { return r.Name == "older" })
+		}
+		return nil
+	}}
+	objs := func() []client.Object {
+		return append(source(), ordersDrill().Obj(), older.DeepCopy(), newRun("new").Created(t0).Obj())
+	}
+	e := newEngine(t, funcs, objs()...)
+	e.r.APIReader = newEngine(t, interceptor.Funcs{}, objs()...).c // the API server sees every run
+	e.r.MaxInFlight = 1
+	e.mustReconcile("new")
+	if got := e.run("new"); got.Status.StartTime != nil {
+		t.Errorf("new took the only slot before the older run the cache does not show yet: %+v", got.Status)
 	}
 }
 
@@ -115,5 +187,60 @@ func TestARunOfAMissingDrillEndsAtOnce(t *testing.T) {
 	}
 	if got.Status.StartTime == nil || got.Status.CompletionTime == nil {
 		t.Errorf("start %v, completion %v: a run that ended has both", got.Status.StartTime, got.Status.CompletionTime)
+	}
+}
+
+// TestRunsStartInTheOrderTheyWereCreated: ten runs created one after the
+// other and three slots: whichever run looks for a slot first, the first
+// three created start, then one more as each finishes, in the order of
+// creation (runs created in the same second in the order of their names).
+func TestRunsStartInTheOrderTheyWereCreated(t *testing.T) {
+	var objs []client.Object
+	var names []string
+	for i := range 10 {
+		name := fmt.Sprintf("run-%d", i)
+		names = append(names, name)
+		objs = append(objs, newRun(name).Created(t0.Add(time.Duration(i/4)*time.Second)).Obj())
+	}
+	e := newEngine(t, interceptor.Funcs{}, append(append(source(), ordersDrill().Obj()), objs...)...)
+	e.r.MaxInFlight = 3
+	var started []string
+	for len(started) < len(names) {
+		// The newest runs look for a slot first.
+		for i := len(names) - 1; i >= 0; i-- {
+			if e.run(names[i]).Status.StartTime == nil {
+				e.mustReconcile(names[i])
+				if e.run(names[i]).Status.StartTime != nil {
+					started = append(started, names[i])
+				}
+			}
+		}
+		// Whichever of them asked first, the runs started are the first
+		// ones created.
+		for _, name := range names[:len(started)] {
+			if !slices.Contains(started, name) {
+				t.Fatalf("runs started %v, before %s", started, name)
+			}
+		}
+		inFlight := 0
+		for _, name := range names {
+			if s := e.run(name).Status; s.StartTime != nil && s.Result == "" {
+				inFlight++
+			}
+		}
+		if inFlight > 3 {
+			t.Fatalf("%d runs in flight, want at most 3", inFlight)
+		}
+		// The first run started that is still in flight finishes.
+		for _, name := range started {
+			if run := e.run(name); run.Status.Result == "" {
+				run.Status.Phase, run.Status.Result = drillsv1.PhaseDone, drillsv1.ResultSucceeded
+				e.updateStatus(run)
+				break
+			}
+		}
+	}
+	if !slices.Equal(started[3:], names[3:]) {
+		t.Errorf("runs started in the order %v, want %v after the first three", started, names)
 	}
 }

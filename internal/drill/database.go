@@ -104,6 +104,24 @@ func (r *Reconciler) databaseLog(ctx context.Context, w *work, p restore.PodProg
 	return previous + "\n" + current
 }
 
+// databaseStopped is the verdict on a copy that dropped drillerd's
+// connection during the checks: it crashed, was killed or shut down under
+// them, which the backup's data can cause (a damaged page that makes the
+// server PANIC) and which no application could live with. The pod's status
+// and the end of the database's log say how, where they already do.
+func (r *Reconciler) databaseStopped(ctx context.Context, w *work, lost error) verdict.Verdict {
+	ns := w.sandbox.NamespaceName()
+	msg := fmt.Sprintf("database pod %s/%s stopped during the checks: drillerd's connection was lost (%v)", ns, restore.DatabasePodName, lost)
+	pod := &corev1.Pod{}
+	if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DatabasePodName}, pod); err == nil {
+		p := restore.DatabasePodProgress(pod)
+		if why := p.WhyNotStarted(r.databaseLog(ctx, w, p)); why != "" {
+			msg += ": " + why
+		}
+	}
+	return verdict.Failed(verdict.ReasonDatabaseFailed, "%s", msg)
+}
+
 // cannotConnectNow is PostgreSQL's "the database system is starting up".
 const cannotConnectNow = "57P03"
 

@@ -45,6 +45,12 @@ func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (outcome, error
 		return nextPhase(), nil
 	case w.now.Before(deadline):
 		return waitFor(wakeAt(w, deadline).Sub(w.now)), nil
+	case vs.Name != "" && vs.Status == nil:
+		// The snapshot controller gives every VolumeSnapshot it sees a
+		// status, ready or not: nothing is known of the backup.
+		return conclude(verdict.Errored(verdict.ReasonSnapshotControllerUnavailable,
+			"VolumeSnapshot %s/%s has no status after %s: no snapshot controller took it in hand; is the external-snapshotter's snapshot-controller running?",
+			ns, restore.SourceSnapshotName, timeout)), nil
 	case !ready:
 		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "%s", withEvent(fmt.Sprintf("VolumeSnapshot %s/%s not ready after %s", ns, restore.SourceSnapshotName, timeout), r.lastEvent(ctx, vs, "VolumeSnapshot")))), nil
 	}

@@ -123,6 +123,10 @@ func (r *Reconciler) validate(ctx context.Context, w *work) (outcome, error) {
 	findings := verdict.Findings{}
 	writeErr := db.WriteProbe(checksCtx, writeProbeTimeout)
 	writeDone := r.Clock.Now()
+	if validate.ConnectionLost(writeErr) {
+		// Not a copy that refuses writes: one that went away.
+		return conclude(r.databaseStopped(ctx, w, writeErr)), nil
+	}
 	if validate.Refused(writeErr) {
 		return conclude(verdict.Errored(verdict.ReasonCheckRefused, "the copy refused the write probe to %s: %v; the drill's database role must be a superuser (or may create a schema and hold pg_checkpoint)",
 			cfg.User, writeErr)), nil

@@ -3,6 +3,8 @@ package drill
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +169,12 @@ func TestValidatingReachesTheVerdict(t *testing.T) {
 			db:         fakeChecker{writeErr: errors.New(`CREATE TABLE: cannot execute CREATE TABLE in a read-only transaction (SQLSTATE 25006)`)},
 			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonNotWritable, wantInMsg: "the copy does not accept writes: CREATE TABLE: cannot execute",
 			wantRPO: 3 * 3600, wantBasis: drillsv1.RPOBasisSnapshot,
+		},
+		{
+			name:       "a copy that drops the connection during the checks stopped: it fails, as a database that failed, not one that refuses writes",
+			drill:      ordersDrill().Check(orders).Obj(),
+			db:         fakeChecker{writeErr: fmt.Errorf("write probe: BEGIN: %w", pgconn.ErrConnClosed)},
+			wantResult: drillsv1.ResultFailed, wantReason: verdict.ReasonDatabaseFailed, wantInMsg: "stopped during the checks: drillerd's connection was lost (write probe: BEGIN: conn closed)",
 		},
 		{
 			name:       "a role that may not write is the drill's fault, not the copy's",
@@ -450,5 +458,23 @@ func TestConnConfigReachesThePodOverTLSOnly(t *testing.T) {
 				t.Errorf("TLS config %+v: want the run's client certificate and its check of the server", tc)
 			}
 		})
+	}
+}
+
+// TestADatabaseThatStoppedSaysHow: when the pod's status already says the
+// database exited, the verdict says so.
+func TestADatabaseThatStoppedSaysHow(t *testing.T) {
+	run := validatingRun()
+	pod := databasePod(run)
+	pod.Status.Phase = corev1.PodFailed
+	pod.Status.ContainerStatuses[0].State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{Reason: "Error", ExitCode: 137}}
+	e := newEngine(t, interceptor.Funcs{}, ordersDrill().Obj(), run, pod)
+	e.clock.SetTime(t0.Add(30 * time.Second))
+	e.r.Database = (&fakeChecker{clock: e.clock, writeErr: fmt.Errorf("write probe: BEGIN: %w", io.ErrUnexpectedEOF)}).connect
+	e.mustReconcile("r1")
+	got := e.run("r1").Status
+	want := "stopped during the checks: drillerd's connection was lost (write probe: BEGIN: unexpected EOF): container database terminated: Error (exit code 137)"
+	if got.Result != drillsv1.ResultFailed || got.Reason != verdict.ReasonDatabaseFailed || !strings.Contains(got.Message, want) {
+		t.Errorf("verdict %s/%s %q, want Failed/DatabaseFailed saying %q", got.Result, got.Reason, got.Message, want)
 	}
 }

@@ -212,7 +212,8 @@ func withDetail(lines []string, i int) string {
 var turnedAwayFatals = []string{
 	"the database system is starting up", "the database system is not yet accepting connections",
 	"the database system is shutting down", "the database system is in recovery mode",
-	"password authentication failed", "no pg_hba.conf entry", "does not exist", "terminating connection",
+	"password authentication failed", "no pg_hba.conf entry", "pg_hba.conf rejects connection", "does not exist",
+	"terminating connection",
 }
 
 func turnedAway(line string) bool {

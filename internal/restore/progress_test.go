@@ -269,6 +269,15 @@ func TestWhyNotStarted(t *testing.T) {
 			newPod().Obj(), lines(startingUp, startingUp), "",
 		},
 		{
+			// The sandbox's pg_hba.conf admits only the run's certificate: a
+			// readiness probe's connection is turned away, which says
+			// nothing about the server.
+			"killed, only its probes turned away in the log: the state",
+			newPod().Terminated(db, "Error", 137, "").Obj(),
+			lines(`2026-11-30 03:00:05 UTC [517] FATAL:  pg_hba.conf rejects connection for host "127.0.0.1", user "postgres", database "postgres", no encryption`),
+			"container database terminated: Error (exit code 137)",
+		},
+		{
 			"restarted and waiting: the state with the log's FATAL",
 			newPod().Waiting(db, "CrashLoopBackOff", "back-off 40s restarting failed container").Obj(), lines(fatalLine, detail),
 			"container database is waiting: CrashLoopBackOff: " + fatalLine + " " + detail,

@@ -1,7 +1,7 @@
 // Package server is drillerd's HTTP API: start a drill, read a run; and
 // its status page.
 //
-//	POST /api/v1/namespaces/{ns}/restoredrills/{name}/runs   201 {namespace, name} + Location; 404; 409 while a run has no verdict yet
+//	POST /api/v1/namespaces/{ns}/restoredrills/{name}/runs   201 {namespace, name} + Location; 404; 409 while a run has no verdict yet, or when another request made it at the same instant (httpRunName)
 //	GET  /api/v1/namespaces/{ns}/drillruns/{name}            200 the DrillRun
 //	GET  /, /drills/{ns}/{name}, /runs/{ns}/{name}           the status page (page.go)
 //	POST /drills/{ns}/{name}/runs                            its "Run now" button (runnow.go)
@@ -19,13 +19,16 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,7 +74,7 @@ type Server struct {
 	// Clock times the failure limit and the page; nil is the real clock.
 	Clock clock.PassiveClock
 
-	mu sync.Mutex // serialises "is a run in progress? create one" per process
+	mu sync.Mutex // serialises "is a run in progress? create one" in this process (httpRunName does across replicas)
 
 	serving atomic.Bool // the listener is bound and served (ready.go)
 
@@ -264,13 +267,17 @@ func (s *Server) startRun(ctx context.Context, ref objectRef, user, snapshot str
 	}
 	run := &drillsv1.DrillRun{
 		ObjectMeta: metav1.ObjectMeta{
-			Namespace: ns, GenerateName: trimName(name) + "-http-",
+			Namespace: ns, Name: httpRunName(drill, runs.Items),
 			Labels:      map[string]string{drillsv1.LabelDrill: name},
 			Annotations: map[string]string{"drills.drillerd.dev/requested-by": user},
 		},
 		Spec: drillsv1.DrillRunSpec{DrillName: name, Trigger: drillsv1.TriggerHTTP, SnapshotName: snapshot},
 	}
-	if err := s.Client.Create(ctx, run); err != nil {
+	if err := s.Client.Create(ctx, run); apierrors.IsAlreadyExists(err) {
+		// Another request (on this replica or another) that saw the same
+		// runs made this one a moment ago.
+		return nil, http.StatusConflict, fmt.Sprintf("run %s of drill %s was requested at the same moment and is in progress", run.Name, name)
+	} else if err != nil {
 		return nil, http.StatusServiceUnavailable, "cannot create the DrillRun: " + err.Error()
 	}
 	s.Log.Info("run requested", "namespace", ns, "drill", name, "run", run.Name, "user", user)
@@ -290,6 +297,35 @@ func (s *Server) getRun(w http.ResponseWriter, r *http.Request, ref objectRef, _
 		run.ManagedFields = nil
 		writeJSON(w, http.StatusOK, run)
 	}
+}
+
+// httpRunName names the run a request creates after its drill and the
+// runs the request found: the newest ones, those created in the same
+// second as the newest (creation times have seconds). Two requests that
+// found the same runs, such as two replicas answering at the same
+// instant, ask the API server for the same name, and it creates one run:
+// the other request gets AlreadyExists. The run it made is among the
+// newest runs the next request finds, so that one names another.
+func httpRunName(drill *drillsv1.RestoreDrill, runs []drillsv1.DrillRun) string {
+	var newest time.Time
+	for _, r := range runs {
+		if t := r.CreationTimestamp.Time; t.After(newest) {
+			newest = t
+		}
+	}
+	var uids []string
+	for _, r := range runs {
+		if r.CreationTimestamp.Time.Equal(newest) {
+			uids = append(uids, string(r.UID))
+		}
+	}
+	sort.Strings(uids)
+	sum := sha256.New()
+	fmt.Fprintf(sum, "%s\n", drill.UID)
+	for _, uid := range uids {
+		fmt.Fprintf(sum, "%s\n", uid)
+	}
+	return trimName(drill.Name) + "-http-" + hex.EncodeToString(sum.Sum(nil))[:10]
 }
 
 func trimName(s string) string {

@@ -6,7 +6,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
@@ -141,5 +144,67 @@ func TestParseAudiences(t *testing.T) {
 				t.Errorf("%q, %v; want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestTwoReplicasAtTheSameInstant: two requests for the same drill, each
+// answered by a replica that found no run in progress (neither saw the
+// other's run yet), create one run: the API server refuses the second
+// name, and that request gets 409.
+func TestTwoReplicasAtTheSameInstant(t *testing.T) {
+	objs := func() []client.Object {
+		return []client.Object{newDrill("orders-db").UID("drill-uid").Obj(), newRun("old", "orders-db").In(drillsv1.PhaseDone).Result(drillsv1.ResultSucceeded).Obj()}
+	}
+	srv := newTestServer(t, objs()...)
+	// Both replicas read the runs before either created one.
+	srv.APIReader = newTestServer(t, objs()...).Client
+	runs := "/api/v1/namespaces/shop/restoredrills/orders-db/runs"
+	first := newRequest("POST", runs, "").Bearer("good").serve(srv)
+	second := newRequest("POST", runs, "").Bearer("good").serve(srv)
+	if first.Code != http.StatusCreated || second.Code != http.StatusConflict || !strings.Contains(second.Body.String(), "was requested at the same moment") {
+		t.Errorf("answers %d %s and %d %s, want 201 and 409", first.Code, first.Body, second.Code, second.Body)
+	}
+	list := &drillsv1.DrillRunList{}
+	if err := srv.Client.List(t.Context(), list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 2 {
+		t.Errorf("%d runs, want the old one and one new", len(list.Items))
+	}
+}
+
+func TestHTTPRunName(t *testing.T) {
+	t1 := metav1.NewTime(t0)
+	t2 := metav1.NewTime(t0.Add(time.Second))
+	run := func(uid string, created metav1.Time) drillsv1.DrillRun {
+		return drillsv1.DrillRun{ObjectMeta: metav1.ObjectMeta{UID: types.UID(uid), CreationTimestamp: created}}
+	}
+	drill := newDrill("orders-db").UID("d1").Obj()
+	base := httpRunName(drill, []drillsv1.DrillRun{run("a", t1), run("b", t2)})
+	tests := []struct {
+		name  string
+		drill *drillsv1.RestoreDrill
+		runs  []drillsv1.DrillRun
+		same  bool
+	}{
+		{"the same runs, listed in another order", drill, []drillsv1.DrillRun{run("b", t2), run("a", t1)}, true},
+		{"an older run gone (history pruned)", drill, []drillsv1.DrillRun{run("b", t2)}, true},
+		{"a run created since", drill, []drillsv1.DrillRun{run("a", t1), run("b", t2), run("c", metav1.NewTime(t0.Add(2*time.Second)))}, false},
+		{"a run created since, in the same second as the newest", drill, []drillsv1.DrillRun{run("a", t1), run("b", t2), run("c", t2)}, false},
+		{"the drill re-created under the same name", newDrill("orders-db").UID("d2").Obj(), []drillsv1.DrillRun{run("a", t1), run("b", t2)}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := httpRunName(tt.drill, tt.runs)
+			if (got == base) != tt.same {
+				t.Errorf("name %s, the first request's %s: want the same %v", got, base, tt.same)
+			}
+			if !strings.HasPrefix(got, "orders-db-http-") {
+				t.Errorf("name %s, want it after the drill", got)
+			}
+		})
+	}
+	if first := httpRunName(drill, nil); first == base || !strings.HasPrefix(first, "orders-db-http-") {
+		t.Errorf("a drill's first run: %s", first)
 	}
 }

@@ -5,7 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -124,6 +127,20 @@ func describeError(err error) string {
 func Refused(err error) bool {
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && (pg.Code == "42501" || pg.Code == "2F003")
+}
+
+// ConnectionLost reports whether err is drillerd's connection to the copy
+// going away under it: the server closed it (it crashed, was killed, or
+// shut down: SQLSTATE 57P01, 57P02 or class 08), or the socket ended in
+// the middle of a statement, or a statement was tried on a connection
+// already broken. A statement the copy answered with an error is not.
+func ConnectionLost(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "57P01" || pg.Code == "57P02" || strings.HasPrefix(pg.Code, "08")
+	}
+	return errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed)
 }
 
 // findingOf is the finding an error is: FindingDamaged when PostgreSQL

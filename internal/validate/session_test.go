@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,6 +97,32 @@ func TestErrorKinds(t *testing.T) {
 			}
 			if got := missingDatabase(tt.err); got != tt.missing {
 				t.Errorf("missingDatabase = %v, want %v", got, tt.missing)
+			}
+		})
+	}
+}
+
+func TestConnectionLost(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"the server killed: the socket ends mid-statement", fmt.Errorf("check slow: %w", io.ErrUnexpectedEOF), true},
+		{"a statement on a connection already broken", &probeError{statement: "BEGIN", err: fmt.Errorf("conn closed: %w", pgconn.ErrConnClosed)}, true},
+		{"the server shutting down (fast)", &pgconn.PgError{Code: "57P01", Message: "terminating connection due to administrator command"}, true},
+		{"another backend crashed", &pgconn.PgError{Code: "57P02", Message: "terminating connection because of crash of another server process"}, true},
+		{"a connection exception", &pgconn.PgError{Code: "08006"}, true},
+		{"reset by the peer", fmt.Errorf("read: %w", syscall.ECONNRESET), true},
+		{"the copy refused a write", &pgconn.PgError{Code: "25006", Message: "cannot execute CREATE TABLE in a read-only transaction"}, false},
+		{"a statement timeout", &pgconn.PgError{Code: "57014"}, false},
+		{"a damaged page", &pgconn.PgError{Code: "XX001"}, false},
+		{"no error", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ConnectionLost(tt.err); got != tt.want {
+				t.Errorf("ConnectionLost(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
 	}

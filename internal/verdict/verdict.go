@@ -7,7 +7,8 @@
 //     restored, data is missing or damaged, a check failed, a target was
 //     missed.
 //   - Error is a drill that could not judge: the API server refused or was
-//     unavailable, the drill's own configuration is wrong, drillerd stopped.
+//     unavailable, the cluster's snapshot controller did not run, the
+//     drill's own configuration is wrong, drillerd stopped.
 //
 // Every reason has a runbook entry in docs/runbooks.md.
 package verdict
@@ -46,6 +47,9 @@ const (
 	ReasonAPIError      = "APIError"
 	ReasonTimeout       = "Timeout"
 	ReasonInterrupted   = "Interrupted"
+	// ReasonSnapshotControllerUnavailable: no snapshot controller took the
+	// sandbox's VolumeSnapshot in hand within timeouts.volume.
+	ReasonSnapshotControllerUnavailable = "SnapshotControllerUnavailable"
 )
 
 // Verdict is a run's result with its reason and message.

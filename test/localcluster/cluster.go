@@ -61,15 +61,23 @@ type Info struct {
 	CSIStore      string `json:"csiStore"`
 	KubectlBinary string `json:"kubectl"`
 	StartedAt     string `json:"startedAt"`
+	// ControlSocket is where StopComponent and StartComponent reach the
+	// process that runs the cluster; empty when it has none.
+	ControlSocket string `json:"controlSocket,omitempty"`
 }
 
 // Cluster is a running local cluster.
 type Cluster struct {
 	Info
+	mu        sync.Mutex // processes
 	processes []*process
-	stopNode  context.CancelFunc
-	nodeDone  chan error
-	stopOnce  sync.Once
+	// ready tells, by component name, whether a (re)started component
+	// serves.
+	ready    map[string]func(context.Context) bool
+	control  io.Closer // the control socket's server
+	stopNode context.CancelFunc
+	nodeDone chan error
+	stopOnce sync.Once
 }
 
 // Files of the process that runs a cluster in the background; a fresh
@@ -167,7 +175,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 
 	step("starting etcd on %s", c.EtcdURL)
-	if err := c.start(logs, "etcd", filepath.Join(binDir, "etcd"),
+	if err := c.start(logs, Etcd, filepath.Join(binDir, "etcd"),
 		"--name=default",
 		"--data-dir="+filepath.Join(state, "etcd"),
 		"--listen-client-urls="+c.EtcdURL,
@@ -187,7 +195,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return c, err
 	}
 	step("starting kube-apiserver on %s", c.APIServerURL)
-	if err := c.start(logs, "kube-apiserver", filepath.Join(binDir, "kube-apiserver"),
+	if err := c.start(logs, KubeAPIServer, filepath.Join(binDir, "kube-apiserver"),
 		"--etcd-servers="+c.EtcdURL,
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
@@ -229,9 +237,17 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err != nil {
 		return c, err
 	}
+	c.ready = map[string]func(context.Context) bool{
+		KubeAPIServer: func(ctx context.Context) bool {
+			body, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+			return err == nil && string(body) == "ok"
+		},
+		KubeControllerManager: accepting(kcmPort),
+		KubeScheduler:         accepting(schedPort),
+		SnapshotController:    accepting(snapPort),
+	}
 	if err := c.waitFor(ctx, 90*time.Second, "kube-apiserver to be ready", func(ctx context.Context) (bool, error) {
-		body, err := client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		return err == nil && string(body) == "ok", nil
+		return c.ready[KubeAPIServer](ctx), nil
 	}); err != nil {
 		return c, err
 	}
@@ -242,7 +258,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 
 	step("starting kube-controller-manager, kube-scheduler and snapshot-controller")
-	if err := c.start(logs, "kube-controller-manager", filepath.Join(binDir, "kube-controller-manager"),
+	if err := c.start(logs, KubeControllerManager, filepath.Join(binDir, "kube-controller-manager"),
 		"--kubeconfig="+filepath.Join(state, "kube-controller-manager.kubeconfig"),
 		"--authentication-kubeconfig="+filepath.Join(state, "kube-controller-manager.kubeconfig"),
 		"--authorization-kubeconfig="+filepath.Join(state, "kube-controller-manager.kubeconfig"),
@@ -260,7 +276,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	); err != nil {
 		return c, err
 	}
-	if err := c.start(logs, "kube-scheduler", filepath.Join(binDir, "kube-scheduler"),
+	if err := c.start(logs, KubeScheduler, filepath.Join(binDir, "kube-scheduler"),
 		"--kubeconfig="+filepath.Join(state, "kube-scheduler.kubeconfig"),
 		"--authentication-kubeconfig="+filepath.Join(state, "kube-scheduler.kubeconfig"),
 		"--authorization-kubeconfig="+filepath.Join(state, "kube-scheduler.kubeconfig"),
@@ -271,7 +287,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	); err != nil {
 		return c, err
 	}
-	if err := c.start(logs, "snapshot-controller", filepath.Join(binDir, "snapshot-controller"),
+	if err := c.start(logs, SnapshotController, filepath.Join(binDir, "snapshot-controller"),
 		"--kubeconfig="+c.Kubeconfig,
 		"--leader-election=false",
 		fmt.Sprintf("--http-endpoint=127.0.0.1:%d", snapPort),
@@ -313,6 +329,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return c, err
 	}
 
+	if err := c.serveControl(); err != nil {
+		step("no component control (StopComponent, StartComponent): %v", err)
+	}
 	c.StartedAt = time.Now().UTC().Format(time.RFC3339)
 	if err := writeInfo(c.Info); err != nil {
 		return c, err
@@ -327,6 +346,9 @@ func (c *Cluster) Stop() error {
 	var errs []error
 	c.stopOnce.Do(func() {
 		_ = os.Remove(filepath.Join(c.StateDir, InfoFile))
+		if c.control != nil {
+			_ = c.control.Close()
+		}
 		if c.stopNode != nil {
 			c.stopNode()
 			select {
@@ -338,6 +360,8 @@ func (c *Cluster) Stop() error {
 				errs = append(errs, errors.New("node emulator did not stop within 60s"))
 			}
 		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		for i := len(c.processes) - 1; i >= 0; i-- {
 			if err := c.processes[i].stop(15 * time.Second); err != nil {
 				errs = append(errs, err)
@@ -350,11 +374,14 @@ func (c *Cluster) Stop() error {
 // Failed returns a non-nil error once a control-plane process has exited
 // on its own or the node emulator has stopped.
 func (c *Cluster) Failed() error {
+	c.mu.Lock()
 	for _, p := range c.processes {
 		if err := p.exited(); err != nil {
+			c.mu.Unlock()
 			return err
 		}
 	}
+	c.mu.Unlock()
 	select {
 	case err := <-c.nodeDone:
 		c.nodeDone <- err
@@ -369,7 +396,9 @@ func (c *Cluster) start(logDir, name, binary string, args ...string) error {
 	if err != nil {
 		return err
 	}
+	c.mu.Lock()
 	c.processes = append(c.processes, p)
+	c.mu.Unlock()
 	return nil
 }
 

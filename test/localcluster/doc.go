@@ -13,13 +13,16 @@
 //
 //	kubeconfig        admin kubeconfig (client certificate, group system:masters)
 //	cluster.json      ports, pid and paths of the running cluster; written when ready
+//	control.sock      where StopComponent and StartComponent reach the process that runs it
 //	pki/              CA, serving and client certificates, service-account key
 //	etcd/             etcd data
 //	logs/             one log per component, audit.log (JSON, level Metadata)
 //	node/             the node emulator's volumes, snapshots, pods and ground truth
 //
 // Start brings a fresh cluster up and returns when it can run pods; Stop
-// stops every process it started. Acquire gives a test binary a cluster:
+// stops every process it started. StopComponent and StartComponent stop a
+// control-plane component and start it again with the same flags, ports
+// and certificates, for outage tests (`localcluster stop-component`). Acquire gives a test binary a cluster:
 // the running one a developer started with `make cluster-up`, or a private
 // one it stops again at the end.
 package localcluster

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -19,6 +20,9 @@ type process struct {
 	log  *os.File
 	done chan struct{}
 	err  error
+	// stopped: stopped on purpose (StopComponent), so its exit is no
+	// failure of the cluster.
+	stopped atomic.Bool
 }
 
 func startProcess(logDir, name, binary string, args ...string) (*process, error) {
@@ -43,8 +47,28 @@ func startProcess(logDir, name, binary string, args ...string) (*process, error)
 	return p, nil
 }
 
-// exited reports an error if the process is no longer running.
+// restart starts the process again with the same binary, arguments and
+// log.
+func (p *process) restart() (*process, error) {
+	return startProcess(filepath.Dir(p.log.Name()), p.name, p.cmd.Path, p.cmd.Args[1:]...)
+}
+
+// running reports whether the process has not exited.
+func (p *process) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// exited reports an error if the process is no longer running and was not
+// stopped on purpose.
 func (p *process) exited() error {
+	if p.stopped.Load() {
+		return nil
+	}
 	select {
 	case <-p.done:
 		return fmt.Errorf("%s exited: %v (see %s)", p.name, p.err, p.log.Name())

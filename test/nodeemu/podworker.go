@@ -186,28 +186,41 @@ func (pw *podWorker) markDirty() {
 	}
 }
 
+// statusRetryPeriod is how long after a failed status write the pod's
+// status is written again: the kubelet's status manager syncs every pod
+// whose status the API server does not have yet every 10 seconds, so a
+// status that changed while the API server was away reaches it when it is
+// back.
+var statusRetryPeriod = 10 * time.Second
+
+// statusLoop writes the pod's status when it changed, and again after a
+// failed write until one succeeds.
 func (pw *podWorker) statusLoop(stop, done chan struct{}) {
 	defer close(done)
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-stop:
 			return
 		case <-pw.dirty:
 			time.Sleep(20 * time.Millisecond) // coalesce bursts
-			if pw.apiWrites.Load() {
-				pw.writeStatus()
-			}
+		case <-retry:
+		}
+		retry = nil
+		if pw.apiWrites.Load() && pw.writeStatus() != nil {
+			retry = time.After(statusRetryPeriod)
 		}
 	}
 }
 
-func (pw *podWorker) writeStatus() {
+func (pw *podWorker) writeStatus() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := pw.e.updatePodStatus(ctx, pw.pod.Namespace, pw.pod.Name, pw.pod.UID, pw.fillStatus)
 	if err != nil && pw.apiWrites.Load() {
 		pw.e.log.Printf("pod %s: status: %v", pw.key, err)
 	}
+	return err
 }
 
 // fillStatus computes the pod status from the containers' states, the way

@@ -1,6 +1,8 @@
 // Command localcluster runs drillerd's local Kubernetes cluster (see package
 // localcluster): `up` starts it in the background and returns when it is
-// ready, `down` stops it, `serve` runs it in the foreground.
+// ready, `down` stops it, `serve` runs it in the foreground, and
+// `stop-component` and `start-component` stop one of its control-plane
+// components and start it again, for outage tests.
 package main
 
 import (
@@ -57,6 +59,17 @@ func main() {
 		err = down(dir)
 	case "serve":
 		err = serve(dir, *binDir, defaults)
+	case "stop-component", "start-component":
+		if fs.NArg() != 1 {
+			fail(fmt.Errorf("%s takes one component: %s", cmd, strings.Join(localcluster.Stoppable, ", ")))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+		defer cancel()
+		if cmd == "stop-component" {
+			err = localcluster.StopComponent(ctx, dir, fs.Arg(0))
+		} else {
+			err = localcluster.StartComponent(ctx, dir, fs.Arg(0))
+		}
 	case "env":
 		info, err := localcluster.ReadInfo(dir)
 		if err != nil {
@@ -74,10 +87,15 @@ func main() {
 
 func usage() {
 	fmt.Fprintln(os.Stderr, `usage: localcluster up|down|serve|env [flags]
-  up      start the cluster in the background; returns when it is ready
-  down    stop the cluster and everything it started
-  serve   run the cluster in the foreground until SIGTERM
-  env     print shell lines that point KUBECONFIG and PATH (kubectl) at the cluster`)
+       localcluster stop-component|start-component [--state-dir DIR] COMPONENT
+  up               start the cluster in the background; returns when it is ready
+  down             stop the cluster and everything it started
+  serve            run the cluster in the foreground until SIGTERM
+  env              print shell lines that point KUBECONFIG and PATH (kubectl) at the cluster
+  stop-component   stop kube-apiserver, kube-controller-manager, kube-scheduler or
+                   snapshot-controller until start-component (an outage)
+  start-component  start it again with the same flags, ports and certificates;
+                   returns once it serves`)
 }
 
 func fail(err error) {
