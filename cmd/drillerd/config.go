@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/drillerd/drillerd/internal/follow"
+	"github.com/drillerd/drillerd/internal/restore"
 	"github.com/drillerd/drillerd/internal/scheduler"
 	"github.com/drillerd/drillerd/internal/server"
 )
@@ -31,6 +32,7 @@ type ServeConfig struct {
 	RetryPeriod            time.Duration
 	Namespace              string
 	PodLabels              string
+	SandboxLabels          string
 	MaxConcurrentDrills    int
 	LogFormat              string
 	LogLevel               string
@@ -100,6 +102,7 @@ func (c *ServeConfig) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RetryPeriod, "leader-election-retry-period", c.RetryPeriod, "how often replicas try to renew or acquire the Lease")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "namespace drillerd runs in (sandbox NetworkPolicies admit drillerd pods from it); default $POD_NAMESPACE")
 	fs.StringVar(&c.PodLabels, "pod-labels", c.PodLabels, "labels of drillerd's pods, key=value[,key=value], admitted by sandbox NetworkPolicies")
+	fs.StringVar(&c.SandboxLabels, "sandbox-labels", c.SandboxLabels, "labels added to every sandbox object (namespace, pod, claim, snapshot, content copy, restored volume...), key=value[,key=value]: for cost allocation or a policy engine's exemptions; drillerd's own keys and Pod Security labels are refused")
 	fs.IntVar(&c.MaxConcurrentDrills, "max-concurrent-drills", c.MaxConcurrentDrills, "how many drills progress at once")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "json or console")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info or error")
@@ -146,6 +149,9 @@ func (c *ServeConfig) Validate() error {
 	if _, err := parseLabels(c.PodLabels); err != nil {
 		errs = append(errs, fmt.Errorf("--pod-labels=%q: %v; use key=value[,key=value]", c.PodLabels, err))
 	}
+	if _, err := sandboxLabels(c.SandboxLabels); err != nil {
+		errs = append(errs, err)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "error":
 	default:
@@ -178,6 +184,21 @@ func parseLabels(s string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// sandboxLabels parses --sandbox-labels: none when empty.
+func sandboxLabels(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	labels, err := parseLabels(s)
+	if err != nil {
+		return nil, fmt.Errorf("--sandbox-labels=%q: %v; use key=value[,key=value]", s, err)
+	}
+	if err := restore.CheckExtraLabels(labels); err != nil {
+		return nil, fmt.Errorf("--sandbox-labels=%q: %w", s, err)
+	}
+	return labels, nil
 }
 
 // RunConfig is the configuration of `drillerd run`.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -51,5 +52,48 @@ func TestDefaultLeaderElectionOutlastsOutages(t *testing.T) {
 	}
 	if c.LeaseDuration > 2*time.Minute {
 		t.Errorf("a dead leader is replaced after %s, want at most 2m", c.LeaseDuration)
+	}
+}
+
+func TestSandboxLabels(t *testing.T) {
+	tests := []struct {
+		flag    string
+		want    map[string]string
+		wantErr []string // what the refusal must say
+	}{
+		{flag: "", want: nil},
+		{flag: "team=dba,cost-center=db-ops", want: map[string]string{"team": "dba", "cost-center": "db-ops"}},
+		{flag: "policy.example.com/exempt=restore-drills", want: map[string]string{"policy.example.com/exempt": "restore-drills"}},
+		{flag: "team", wantErr: []string{"--sandbox-labels", "key=value"}},
+		{flag: "team=d b a", wantErr: []string{"--sandbox-labels", "team"}},
+		{flag: "bad key=x", wantErr: []string{"--sandbox-labels", `"bad key"`}},
+		{flag: "drills.drillerd.dev/run=other", wantErr: []string{"--sandbox-labels", "drills.drillerd.dev/run", "choose another key"}},
+		{flag: "app.kubernetes.io/managed-by=helm", wantErr: []string{"app.kubernetes.io/managed-by", "choose another key"}},
+		{flag: "pod-security.kubernetes.io/enforce=privileged", wantErr: []string{"pod-security.kubernetes.io/enforce", "choose another key"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.flag, func(t *testing.T) {
+			c := DefaultServeConfig()
+			c.SandboxLabels = tt.flag
+			err := c.Validate()
+			got, parseErr := sandboxLabels(tt.flag)
+			if len(tt.wantErr) > 0 {
+				if err == nil || parseErr == nil {
+					t.Fatalf("Validate() = %v, sandboxLabels = %v; want a refusal", err, parseErr)
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("Validate() = %v; want it to say %s", err, w)
+					}
+				}
+				return
+			}
+			if err != nil || parseErr != nil {
+				t.Fatalf("Validate() = %v, sandboxLabels = %v; want no error", err, parseErr)
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("sandboxLabels(%q) = %v, want %v", tt.flag, got, tt.want)
+			}
+		})
 	}
 }

@@ -49,6 +49,7 @@ func serve(cfg ServeConfig) error {
 		return err
 	}
 	podLabels, _ := parseLabels(cfg.PodLabels)
+	extraLabels, _ := sandboxLabels(cfg.SandboxLabels)
 	clientset, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
 		return err
@@ -96,6 +97,7 @@ func serve(cfg ServeConfig) error {
 		Logs:              restore.PodLogs{Client: clientset},
 		DrillerdNamespace: cfg.Namespace,
 		DrillerdLabels:    podLabels,
+		SandboxLabels:     extraLabels,
 		MaxInFlight:       cfg.MaxConcurrentDrills,
 	}
 	if err := reconciler.SetupWithManager(mgr, cfg.MaxConcurrentDrills); err != nil {

@@ -43,6 +43,8 @@ type Reconciler struct {
 	// DrillerdNamespace and DrillerdLabels are what sandbox NetworkPolicies admit.
 	DrillerdNamespace string
 	DrillerdLabels    map[string]string
+	// SandboxLabels are added to every sandbox object (--sandbox-labels).
+	SandboxLabels map[string]string
 	// Gate, when set, holds reconciles back until Recovery has run.
 	Gate *Gate
 	// MaxInFlight bounds how many runs are past Pending at once; 0 = no bound.
@@ -96,7 +98,7 @@ func (r *Reconciler) load(ctx context.Context, req ctrl.Request) (*work, error) 
 		return nil, fmt.Errorf("while reading RestoreDrill %s: %w", run.Spec.DrillName, err)
 	}
 	w.drill = drill
-	w.sandbox = restore.Sandbox{Run: run, Drill: drill, DrillerdNamespace: r.DrillerdNamespace, DrillerdLabels: r.DrillerdLabels}
+	w.sandbox = restore.Sandbox{Run: run, Drill: drill, DrillerdNamespace: r.DrillerdNamespace, DrillerdLabels: r.DrillerdLabels, ExtraLabels: r.SandboxLabels}
 	return w, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"path"
 	"strings"
 
@@ -36,17 +37,24 @@ type Sandbox struct {
 	// NetworkPolicy admits.
 	DrillerdNamespace string
 	DrillerdLabels    map[string]string
+	// ExtraLabels are the cluster's own labels for every sandbox object
+	// (--sandbox-labels), checked by CheckExtraLabels.
+	ExtraLabels map[string]string
 }
 
-// Labels are the ownership labels of every sandbox object.
+// Labels are the labels of every sandbox object: the extra labels and
+// drillerd's ownership labels.
 func (s Sandbox) Labels() map[string]string {
-	return map[string]string{
+	labels := make(map[string]string, len(s.ExtraLabels)+5)
+	maps.Copy(labels, s.ExtraLabels)
+	maps.Copy(labels, map[string]string{
 		LabelManagedBy:    ManagedByValue,
 		LabelRun:          string(s.Run.UID),
 		LabelRunName:      s.Run.Name,
 		LabelRunNamespace: s.Run.Namespace,
 		LabelDrill:        clip(s.Drill.Name, 63),
-	}
+	})
+	return labels
 }
 
 // NamespaceName is drill-<drill>-<8 characters of the run's uid>.

@@ -346,3 +346,69 @@ func TestClip(t *testing.T) {
 		})
 	}
 }
+
+// TestExtraLabelsOnEverySandboxObject: a cluster's own labels
+// (--sandbox-labels) are on every object drillerd creates for a sandbox,
+// and drillerd's ownership labels are never overridden by them.
+func TestExtraLabelsOnEverySandboxObject(t *testing.T) {
+	sb := sandboxFor(orders().Obj())
+	sb.ExtraLabels = map[string]string{"team": "dba", "policy.example.com/exempt": "restore-drills"}
+	a := testAccess(t, sb)
+	source := builder.ForContent("snapcontent-prod").Driver("ebs.csi.aws.com").Obj()
+	claim := &corev1.PersistentVolumeClaim{Spec: corev1.PersistentVolumeClaimSpec{
+		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+		Resources:   corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("10Gi")}},
+	}}
+	objects := map[string]map[string]string{
+		"Namespace":             sb.Namespace().Labels,
+		"NetworkPolicy":         sb.NetworkPolicy().Labels,
+		"VolumeSnapshotContent": sb.ContentCopy(source, "snap-0123").Labels,
+		"VolumeSnapshot":        sb.SnapshotCopy().Labels,
+		"PersistentVolumeClaim": sb.Claim(claim, nil).Labels,
+		"Pod":                   sb.DatabasePod().Labels,
+		"Secret":                sb.TLSSecret(a).Labels,
+		"ConfigMap":             sb.HBAConfigMap(a).Labels,
+		"PersistentVolume":      sb.Labels(), // what drillerd adds to the restored volume
+	}
+	for kind, labels := range objects {
+		for k, v := range sb.ExtraLabels {
+			if labels[k] != v {
+				t.Errorf("%s: label %s=%q, want %q", kind, k, labels[k], v)
+			}
+		}
+		if labels[LabelRun] != string(sb.Run.UID) || labels[LabelManagedBy] != ManagedByValue {
+			t.Errorf("%s: labels %v lack the run's ownership labels", kind, labels)
+		}
+	}
+	if sb.Namespace().Labels["pod-security.kubernetes.io/enforce"] != "baseline" {
+		t.Error("the namespace no longer enforces the baseline Pod Security Standard")
+	}
+	// Were a reserved key to slip past CheckExtraLabels, drillerd's own
+	// value still wins.
+	sb.ExtraLabels = map[string]string{LabelManagedBy: "someone-else", LabelRun: "another-run"}
+	if l := sb.Labels(); l[LabelManagedBy] != ManagedByValue || l[LabelRun] != string(sb.Run.UID) {
+		t.Errorf("ownership labels overridden: %v", l)
+	}
+}
+
+func TestCheckExtraLabels(t *testing.T) {
+	for _, tc := range []struct {
+		labels map[string]string
+		want   string
+	}{
+		{map[string]string{"team": "dba", "example.com/cost-center": "42"}, ""},
+		{map[string]string{"drills.drillerd.dev/drill": "x"}, "drills.drillerd.dev/drill"},
+		{map[string]string{"pod-security.kubernetes.io/warn": "restricted"}, "pod-security.kubernetes.io/warn"},
+		{map[string]string{"kubernetes.io/metadata.name": "prod"}, "kubernetes.io/metadata.name"},
+		{map[string]string{"team": strings.Repeat("x", 64)}, "team"},
+		{map[string]string{"-team": "dba"}, "-team"},
+	} {
+		err := CheckExtraLabels(tc.labels)
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("CheckExtraLabels(%v) = %v, want nil", tc.labels, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("CheckExtraLabels(%v) = %v, want an error naming %s", tc.labels, err, tc.want)
+		}
+	}
+}

@@ -70,6 +70,11 @@ drillerd-api-tls
 {{- with .Values.logLevel }}
 - --log-level={{ . }}
 {{- end }}
+{{- with .Values.sandboxLabels }}
+{{- $labels := list }}
+{{- range $k, $v := . }}{{ $labels = append $labels (printf "%s=%s" $k $v) }}{{ end }}
+- --sandbox-labels={{ join "," $labels }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
 {{- end }}

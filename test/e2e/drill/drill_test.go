@@ -73,7 +73,7 @@ func TestDrills(t *testing.T) {
 	t.Run("freshness beyond the RPO target fails on RPO", p.freshnessBeyondRPO)
 	t.Run("image that cannot start fails within the database timeout", p.imageCannotStart)
 	t.Run("a sandbox the API server refuses ends APIError at once and is torn down", p.sandboxRefused)
-	t.Run("a failed sandbox is kept for keepOnFailure, admits nobody without the run's key, then is removed", p.keepOnFailure)
+	t.Run("a failed sandbox is kept for keepOnFailure with --sandbox-labels on each object, admits nobody without the run's key, then is removed", p.keepOnFailure)
 	t.Run("checks that reach past reading end CheckRefused naming each", p.checksThatReachPastReading)
 	t.Run("drillerd killed mid-drill: the run ends Interrupted and no sandbox remains", p.killedMidDrill)
 	t.Run("with no drillerd serving, drillerd run explains the wait and serve without its namespace stops", p.noDrillerdServing)
@@ -499,7 +499,12 @@ func restoredPV(t *testing.T, env *fixture.Env, run *drillsv1.DrillRun) string {
 	return ""
 }
 
+// sandboxLabels are the cluster's own labels the kept sandbox's drillerd
+// adds to every sandbox object (--sandbox-labels).
+var sandboxLabels = map[string]string{"team": "dba", "policy.example.com/exempt": "restore-drills"}
+
 func (p *production) keepOnFailure(t *testing.T) {
+	restartDrillerd(t, "--sandbox-labels=team=dba,policy.example.com/exempt=restore-drills")
 	d := p.newDrill("kept").keepOnFailure(fixture.Scaled(15*time.Second)).check("orders-exact", "SELECT count(*) FROM orders", drillsv1.Expectation{Equals: ptr.To("1")})
 	run, code := p.run(t, d)
 	if code != 1 || run.Status.Reason != "CheckFailed" || run.Status.SandboxExpiry == nil || run.Status.SandboxRemoved {
@@ -513,6 +518,7 @@ func (p *production) keepOnFailure(t *testing.T) {
 	if err != nil || pod.Status.PodIP == "" {
 		t.Fatalf("the kept sandbox's database is not running: %v", err)
 	}
+	t.Run("every sandbox object carries --sandbox-labels", func(t *testing.T) { p.assertSandboxLabels(t, run) })
 	t.Run("nobody gets in", func(t *testing.T) { p.keptSandboxAdmitsNobody(t, run) })
 	current := &drillsv1.DrillRun{}
 	p.env.WaitFor(fixture.Scaled(60*time.Second), "the kept sandbox to be removed after keepOnFailure", func(ctx context.Context) (bool, error) {
@@ -525,6 +531,58 @@ func (p *production) keepOnFailure(t *testing.T) {
 		t.Errorf("sandbox removed before its expiry %s", run.Status.SandboxExpiry.Time)
 	}
 	p.assertNoSandboxLeft(t, current)
+}
+
+// assertSandboxLabels: the objects of run's kept sandbox, each created (or,
+// for the restored volume, labelled) by drillerd through the admission
+// policies, carry sandboxLabels besides drillerd's ownership labels.
+func (p *production) assertSandboxLabels(t *testing.T, run *drillsv1.DrillRun) {
+	ns := run.Status.SandboxNamespace
+	labelsOf := map[string]func() (map[string]string, error){
+		"Namespace": func() (map[string]string, error) {
+			o, err := p.env.Client.CoreV1().Namespaces().Get(p.env.Ctx, ns, metav1.GetOptions{})
+			return o.GetLabels(), err
+		},
+		"Pod": func() (map[string]string, error) {
+			o, err := p.env.Client.CoreV1().Pods(ns).Get(p.env.Ctx, restore.DatabasePodName, metav1.GetOptions{})
+			return o.GetLabels(), err
+		},
+		"PersistentVolumeClaim": func() (map[string]string, error) {
+			o, err := p.env.Client.CoreV1().PersistentVolumeClaims(ns).Get(p.env.Ctx, restore.DataClaimName, metav1.GetOptions{})
+			return o.GetLabels(), err
+		},
+		"PersistentVolume": func() (map[string]string, error) {
+			o, err := p.env.Client.CoreV1().PersistentVolumes().Get(p.env.Ctx, run.Status.VolumeName, metav1.GetOptions{})
+			return o.GetLabels(), err
+		},
+		"Secret": func() (map[string]string, error) {
+			o, err := p.env.Client.CoreV1().Secrets(ns).Get(p.env.Ctx, restore.TLSSecretName, metav1.GetOptions{})
+			return o.GetLabels(), err
+		},
+		"VolumeSnapshot": func() (map[string]string, error) {
+			o, err := p.env.Snapshots.SnapshotV1().VolumeSnapshots(ns).Get(p.env.Ctx, restore.SourceSnapshotName, metav1.GetOptions{})
+			return o.GetLabels(), err
+		},
+		"VolumeSnapshotContent": func() (map[string]string, error) {
+			o, err := p.env.Snapshots.SnapshotV1().VolumeSnapshotContents().Get(p.env.Ctx, "drill-"+string(run.UID), metav1.GetOptions{})
+			return o.GetLabels(), err
+		},
+	}
+	for kind, get := range labelsOf {
+		labels, err := get()
+		if err != nil {
+			t.Errorf("%s of the kept sandbox: %v", kind, err)
+			continue
+		}
+		for k, v := range sandboxLabels {
+			if labels[k] != v {
+				t.Errorf("%s: label %s=%q, want %q (--sandbox-labels)", kind, k, labels[k], v)
+			}
+		}
+		if labels[restore.LabelRun] != string(run.UID) {
+			t.Errorf("%s: labels %v lack the run's ownership label", kind, labels)
+		}
+	}
 }
 
 func (p *production) killedMidDrill(t *testing.T) {
