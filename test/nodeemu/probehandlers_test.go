@@ -41,10 +41,10 @@ func TestTCPProbe(t *testing.T) {
 	closedPort := closed.Addr().(*net.TCPAddr).Port
 	closed.Close()
 
-	if out := tcpProbe("127.0.0.1", l.Addr().(*net.TCPAddr).Port, time.Second); out.result != resultSuccess {
+	if out := tcpProbe("127.0.0.1", l.Addr().(*net.TCPAddr).Port, 30*time.Second); out.result != resultSuccess {
 		t.Errorf("listening port: %+v, want success", out)
 	}
-	out := tcpProbe("127.0.0.1", closedPort, time.Second)
+	out := tcpProbe("127.0.0.1", closedPort, 30*time.Second)
 	if out.result != resultFailure || !strings.Contains(out.output, "connection refused") {
 		t.Errorf("closed port: %+v, want a failure saying connection refused", out)
 	}
@@ -89,7 +89,7 @@ func TestHTTPProbe(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// No host: the pod's IP.
-			out := httpProbe(&corev1.HTTPGetAction{Path: tt.path, Port: tt.port}, container, host, time.Second)
+			out := httpProbe(&corev1.HTTPGetAction{Path: tt.path, Port: tt.port}, container, host, 30*time.Second)
 			if tt.wantErr {
 				if out.err == nil {
 					t.Errorf("outcome %+v, want an error", out)
@@ -141,6 +141,7 @@ func TestExecProbe(t *testing.T) {
 		want       probeResult
 		wantOutput string
 		wantErr    string
+		timeout    time.Duration // default: long enough for any command here on a loaded machine
 	}{
 		{name: "exit 0", command: []string{"true"}, want: resultSuccess},
 		{name: "exit 1 with its output, stdout then stderr", command: []string{"sh", "-c", "echo to-stderr >&2; echo to-stdout; exit 1"}, want: resultFailure, wantOutput: "to-stdout\nto-stderr\n"},
@@ -148,12 +149,16 @@ func TestExecProbe(t *testing.T) {
 		{name: "container paths on a volume are translated", command: []string{"test", "-f", "/var/lib/postgresql/data/marker"}, want: resultSuccess},
 		{name: "PGDATA is the volume's directory", command: []string{"sh", "-c", `test "$PGDATA" = "$1/pgdata"`, "sh", "/var/lib/postgresql/data"}, want: resultSuccess},
 		{name: "the image's major version comes first in PATH", command: []string{"sh", "-c", `case "$PATH" in /usr/lib/postgresql/15/bin:*) exit 0;; esac; exit 1`}, want: resultSuccess},
-		{name: "timeout", command: []string{"sleep", "5"}, want: resultFailure, wantOutput: `command timed out: "sleep 5" timed out after 100ms`},
+		{name: "timeout", command: []string{"sleep", "60"}, timeout: 100 * time.Millisecond, want: resultFailure, wantOutput: `command timed out: "sleep 60" timed out after 100ms`},
 		{name: "no such command", command: []string{"no-such-command"}, wantErr: `exec: "no-such-command": executable file not found in $PATH`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out := view.execProbe(context.Background(), tt.command, 100*time.Millisecond)
+			timeout := tt.timeout
+			if timeout == 0 {
+				timeout = 30 * time.Second
+			}
+			out := view.execProbe(context.Background(), tt.command, timeout)
 			if tt.wantErr != "" {
 				if out.err == nil || !strings.Contains(out.err.Error(), tt.wantErr) {
 					t.Errorf("outcome %+v, want an error saying %q", out, tt.wantErr)
