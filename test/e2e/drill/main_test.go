@@ -167,7 +167,11 @@ func (d *drillerdProcess) start() error {
 		}
 	}
 	args := append([]string{"serve", "--kubeconfig", d.info.Kubeconfig, "--metrics-bind-address", d.metrics, "--api-bind-address", d.api,
-		"--health-probe-bind-address", "0", "--log-format", "console", "--max-concurrent-drills", "4", "--namespace", "drillerd-system"}, d.args...)
+		"--health-probe-bind-address", "0", "--log-format", "console", "--max-concurrent-drills", "4", "--namespace", "drillerd-system",
+		// client-go's common timings rather than drillerd's (which ride out
+		// a 45 s API server outage, test/e2e/faults): a drillerd killed here
+		// is succeeded 15 s later, not a minute.
+		"--leader-election-lease-duration=15s", "--leader-election-renew-deadline=10s", "--leader-election-retry-period=2s"}, d.args...)
 	cmd := exec.Command(drillerd, args...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
