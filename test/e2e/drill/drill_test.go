@@ -107,6 +107,15 @@ func drillClient(t *testing.T, env *fixture.Env) client.Client {
 	return c
 }
 
+// newProduction starts a PostgreSQL StatefulSet name in a new namespace
+// prefix-<random> and returns it with its Ready pod.
+func newProduction(t *testing.T, env *fixture.Env, prefix, name string) (*production, *corev1.Pod) {
+	t.Helper()
+	ns := env.Namespace(prefix)
+	p := &production{env: env, ns: ns, pg: fixture.NewPostgres(ns, name), c: drillClient(t, env)}
+	return p, env.CreatePostgres(p.pg)
+}
+
 func setUpProduction(t *testing.T, env *fixture.Env) *production {
 	c := drillClient(t, env)
 	ensureSlowClass(t, env)

@@ -34,9 +34,9 @@ func TestIdentityChanged(t *testing.T) {
 		t.Skip("end-to-end test: needs the local cluster")
 	}
 	env := fixture.New(t, cluster)
-	ns := env.Namespace("identity")
-	p := &production{env: env, ns: ns, pg: fixture.NewPostgres(ns, "ledger"), c: drillClient(t, env)}
-	firstID := fillLedger(t, env, env.CreatePostgres(p.pg))
+	p, pod := newProduction(t, env, "identity", "ledger")
+	ns := p.ns
+	firstID := fillLedger(t, env, pod)
 	env.CreateSnapshot(ns, "ledger-1", p.pg.ClaimName(), nil)
 
 	d := p.newDrill("ledger").check("entries", "SELECT count(*) FROM entries", drillsv1.Expectation{Equals: ptr.To(fmt.Sprint(ledgerEntries))}).
