@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -191,14 +190,7 @@ func TestBrokenBackupCorpus(t *testing.T) {
 // documents (values stored out of line in TOAST), and a second database
 // with a table.
 func setUpCorpus(t *testing.T, env *fixture.Env) *corpus {
-	scheme := runtime.NewScheme()
-	if err := drillsv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.New(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := drillClient(t, env)
 	ns := env.Namespace("corpus")
 	pg := fixture.NewPostgres(ns, "shop").WithImage(corpusImage)
 	sts := pg.Result()

@@ -93,7 +93,9 @@ func TestDrills(t *testing.T) {
 	t.Run("make demo's script drills the shop's database", p.demo)
 }
 
-func setUpProduction(t *testing.T, env *fixture.Env) *production {
+// drillClient is a client of the cluster that knows drillerd's kinds.
+func drillClient(t *testing.T, env *fixture.Env) client.Client {
+	t.Helper()
 	scheme := runtime.NewScheme()
 	if err := drillsv1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
@@ -102,6 +104,20 @@ func setUpProduction(t *testing.T, env *fixture.Env) *production {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// newProduction starts a PostgreSQL StatefulSet name in a new namespace
+// prefix-<random> and returns it with its Ready pod.
+func newProduction(t *testing.T, env *fixture.Env, prefix, name string) (*production, *corev1.Pod) {
+	t.Helper()
+	ns := env.Namespace(prefix)
+	p := &production{env: env, ns: ns, pg: fixture.NewPostgres(ns, name), c: drillClient(t, env)}
+	return p, env.CreatePostgres(p.pg)
+}
+
+func setUpProduction(t *testing.T, env *fixture.Env) *production {
+	c := drillClient(t, env)
 	ensureSlowClass(t, env)
 
 	ns := env.Namespace("prod")
@@ -220,6 +236,12 @@ func (p *production) runAs(t *testing.T, kubeconfig string, b *drill, args ...st
 		t.Fatalf("creating RestoreDrill: %v", err)
 	}
 	t.Cleanup(func() { _ = p.c.Delete(context.Background(), b.d) })
+	return p.runAgain(t, kubeconfig, b, args...)
+}
+
+// runAgain is runAs of a drill that exists already.
+func (p *production) runAgain(t *testing.T, kubeconfig string, b *drill, args ...string) (*drillsv1.DrillRun, int) {
+	t.Helper()
 	sources := p.sources(t)
 
 	run, code := drillerdRun(t, kubeconfig, p.ns, b.d, append([]string{"--timeout", "5m"}, args...)...)

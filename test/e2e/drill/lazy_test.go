@@ -14,9 +14,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 	"github.com/drillerd/drillerd/test/fixture"
@@ -63,14 +61,7 @@ func TestLazilyHydratedRestore(t *testing.T) {
 	env := fixture.New(t, cluster)
 	ensureLazyClass(t, env)
 
-	scheme := runtime.NewScheme()
-	if err := drillsv1.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := client.New(env.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := drillClient(t, env)
 	ns := env.Namespace("lazy")
 	pg := fixture.NewPostgres(ns, "shop").WithImage(corpusImage)
 	sts := pg.Result()

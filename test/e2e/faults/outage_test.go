@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -173,17 +172,8 @@ func (p *production) failedSnapshotClaim(t *testing.T) string {
 		c, err := env.Client.CoreV1().PersistentVolumeClaims(p.ns).Get(ctx, claim.Name, metav1.GetOptions{})
 		return err == nil && c.Status.Phase == corev1.ClaimBound, err
 	})
-	snap := snapshotOf(p.ns, "ledger-nightly", claim.Name, map[string]string{nodeemu.AnnotationSnapshotError: "the storage backend is out of snapshot space"})
-	if _, err := env.Snapshots.SnapshotV1().VolumeSnapshots(p.ns).Create(env.Ctx, snap, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	env.WaitFor(fixture.SnapshotReadyTimeout, "VolumeSnapshot ledger-nightly to fail", func(ctx context.Context) (bool, error) {
-		s, err := env.Snapshots.SnapshotV1().VolumeSnapshots(p.ns).Get(ctx, snap.Name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		return s.Status != nil && s.Status.Error != nil, nil
-	})
+	env.StartSnapshot(p.ns, "ledger-nightly", claim.Name, map[string]string{nodeemu.AnnotationSnapshotError: "the storage backend is out of snapshot space"})
+	env.WaitSnapshotFailed(p.ns, "ledger-nightly")
 	return claim.Name
 }
 
@@ -223,14 +213,6 @@ func (p *production) assertOnTime(t *testing.T, run *drillsv1.DrillRun) {
 	s := run.Status
 	if s.Deadline == nil || s.CompletionTime == nil || s.CompletionTime.After(s.Deadline.Time) {
 		t.Errorf("run %s completed at %v, its timeouts.total deadline is %v", run.Name, s.CompletionTime, s.Deadline)
-	}
-}
-
-// snapshotOf is a VolumeSnapshot of claim with the default class.
-func snapshotOf(namespace, name, claim string, annotations map[string]string) *snapshotv1.VolumeSnapshot {
-	return &snapshotv1.VolumeSnapshot{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Annotations: annotations},
-		Spec:       snapshotv1.VolumeSnapshotSpec{Source: snapshotv1.VolumeSnapshotSource{PersistentVolumeClaimName: ptr.To(claim)}},
 	}
 }
 
