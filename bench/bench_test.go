@@ -89,7 +89,9 @@ func TestBench(t *testing.T) {
 	env := fixture.New(t, cluster)
 	c := newClient(t, env)
 	res := results{Machine: machine(), Figures: map[string]float64{}}
-	defer func() {
+	// Each part's figures are written as soon as it ends, so a run stopped
+	// in a later part keeps them.
+	save := func() {
 		path := filepath.Join(root, "bench", "results.json")
 		data, err := json.Marshal(res)
 		if err != nil {
@@ -98,6 +100,9 @@ func TestBench(t *testing.T) {
 		if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	defer func() {
+		save()
 		printTable(res)
 	}()
 
@@ -113,10 +118,17 @@ func TestBench(t *testing.T) {
 	small := newSource(t, env, "small", smallMiB)
 	res.Databases = append(res.Databases, measureSize(t, env, c, "small", small, smallDrills))
 	setFigures(res.Figures, res.Databases[0])
+	save()
 
 	res.Figures["peer_ratio"] = peerRatio(t, env, c, small)
 	res.Figures["concurrent_drills_per_hour"] = concurrentDrills(t, env, c, small)
+	save()
 
+	loaded(t, env, c, res.Figures)
+	save()
+
+	// The large database comes last, the longest part: its drills run with
+	// the load's drills and runs still in the cluster.
 	if largeMiB > 0 {
 		large := newSource(t, env, "large", largeMiB)
 		db := measureSize(t, env, c, "large", large, largeDrills)
@@ -124,8 +136,6 @@ func TestBench(t *testing.T) {
 		res.Figures["tables_readable_ratio"] = db.TablesReadableRatio
 		res.Figures["amcheck_mib_per_s"] = db.AmcheckMiBPerS
 	}
-
-	loaded(t, env, c, res.Figures)
 }
 
 // setFigures takes the drill figures of db as the flat keys.
