@@ -328,6 +328,7 @@ type RPOMeasurement struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=dr,categories=drillerd
 // +kubebuilder:selectablefield:JSONPath=`.spec.drillName`
+// +kubebuilder:selectablefield:JSONPath=`.status.phase`
 // +kubebuilder:validation:XValidation:rule="size(self.metadata.name) <= 63",message="a DrillRun's name must be at most 63 characters: it labels the run's sandbox"
 // +kubebuilder:validation:XValidation:rule="self.spec == oldSelf.spec",message="spec is immutable: create a new DrillRun instead"
 // +kubebuilder:printcolumn:name="Drill",type=string,JSONPath=`.spec.drillName`

@@ -44,6 +44,11 @@ type ServeConfig struct {
 	TLSKeyFile             string
 	TLSMinVersion          string
 	APIAudiences           string
+	// KubeAPIQPS and KubeAPIBurst bound drillerd's requests to the API
+	// server (client-go's own defaults, 5 and 10, would make a hundred
+	// drills due in one minute start seconds late).
+	KubeAPIQPS   float64
+	KubeAPIBurst int
 }
 
 // Leader election timings. The leader renews its Lease every RetryPeriod
@@ -82,6 +87,8 @@ func DefaultServeConfig() ServeConfig {
 		LogFormat:              "json",
 		LogLevel:               "info",
 		SweepInterval:          10 * time.Minute,
+		KubeAPIQPS:             50,
+		KubeAPIBurst:           100,
 		StartingDeadline:       scheduler.DefaultStartingDeadline,
 		APIBindAddress:         ":8443",
 		Auth:                   "kubernetes",
@@ -112,6 +119,8 @@ func (c *ServeConfig) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "API serving key; default: self-signed")
 	fs.StringVar(&c.TLSMinVersion, "tls-min-version", c.TLSMinVersion, "lowest TLS version the API accepts: 1.2 or 1.3")
 	fs.StringVar(&c.APIAudiences, "api-audiences", c.APIAudiences, "audiences an API token must be valid for, comma-separated (kubectl create token SA --audience drillerd); a token for none of them is refused")
+	fs.Float64Var(&c.KubeAPIQPS, "kube-api-qps", c.KubeAPIQPS, "requests per second drillerd may make to the API server, on average")
+	fs.IntVar(&c.KubeAPIBurst, "kube-api-burst", c.KubeAPIBurst, "requests drillerd may make to the API server in a burst")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "how often orphaned sandboxes are looked for (also at start-up)")
 	fs.DurationVar(&c.StartingDeadline, "starting-deadline", c.StartingDeadline, "how late a schedule tick may still start its run, like a CronJob's startingDeadlineSeconds: a tick handled later (drillerd was down) starts no run and is skipped as MissedDeadline, so an outage does not fire a backlog")
 }
@@ -136,6 +145,12 @@ func (c *ServeConfig) Validate() error {
 	}
 	if c.LeaderElect {
 		errs = append(errs, validateLeaderElection(c.LeaseDuration, c.RenewDeadline, c.RetryPeriod))
+	}
+	if c.KubeAPIQPS <= 0 {
+		errs = append(errs, fmt.Errorf("--kube-api-qps=%g: must be positive", c.KubeAPIQPS))
+	}
+	if c.KubeAPIBurst < 1 {
+		errs = append(errs, fmt.Errorf("--kube-api-burst=%d: must be at least 1", c.KubeAPIBurst))
 	}
 	if c.SweepInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--sweep-interval=%s: must be positive", c.SweepInterval))

@@ -97,3 +97,22 @@ func TestSandboxLabels(t *testing.T) {
 		})
 	}
 }
+
+func TestKubeAPIRate(t *testing.T) {
+	for _, tc := range []struct {
+		qps     float64
+		burst   int
+		wantErr string
+	}{
+		{qps: 50, burst: 100},
+		{qps: 0, burst: 100, wantErr: "--kube-api-qps=0"},
+		{qps: 50, burst: 0, wantErr: "--kube-api-burst=0"},
+	} {
+		c := DefaultServeConfig()
+		c.KubeAPIQPS, c.KubeAPIBurst = tc.qps, tc.burst
+		err := c.Validate()
+		if (tc.wantErr == "") != (err == nil) || err != nil && !strings.Contains(err.Error(), tc.wantErr) {
+			t.Errorf("qps %g burst %d: Validate() = %v, want %q", tc.qps, tc.burst, err, tc.wantErr)
+		}
+	}
+}

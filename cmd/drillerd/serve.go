@@ -44,6 +44,7 @@ func serve(cfg ServeConfig) error {
 	if err != nil {
 		return fmt.Errorf("while loading the kubeconfig: %w", err)
 	}
+	restCfg.QPS, restCfg.Burst = float32(cfg.KubeAPIQPS), cfg.KubeAPIBurst
 	scheme, err := newScheme()
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -75,22 +76,33 @@ func (r *Reconciler) takeSlot(ctx context.Context, run *drillsv1.DrillRun) (bool
 	if err != nil {
 		return false, err
 	}
-	for _, runs := range []client.Reader{r.Client, r.APIReader} {
-		if free, err := r.slotFree(ctx, runs, run, standing); err != nil || !free {
-			return false, err
-		}
+	if free, err := r.slotFree(ctx, r.Client, run, standing); err != nil || !free {
+		return false, err
+	}
+	// The API server is asked for the runs not Done only: a cluster keeps
+	// thousands of finished runs, which hold no slot and wait for none.
+	if free, err := r.slotFree(ctx, r.APIReader, run, standing, notDone); err != nil || !free {
+		return false, err
 	}
 	r.slots.admitted[run.UID] = true
 	return true, nil
 }
 
+// PhaseField is the DrillRun CRD's selectable field status.phase.
+const PhaseField = "status.phase"
+
+// notDone lists the runs that are not Done (a field selector the API
+// server evaluates; a run without a status yet is among them).
+var notDone = client.MatchingFieldsSelector{Selector: fields.OneTermNotEqualSelector(PhaseField, string(drillsv1.PhaseDone))}
+
 // slotFree reports whether run may take a slot, with the runs as reader
-// lists them.
-func (r *Reconciler) slotFree(ctx context.Context, reader client.Reader, run *drillsv1.DrillRun, standing map[string]bool) (bool, error) {
+// lists them. A run Done holds no slot and waits for none, so a list may
+// leave those out.
+func (r *Reconciler) slotFree(ctx context.Context, reader client.Reader, run *drillsv1.DrillRun, standing map[string]bool, opts ...client.ListOption) (bool, error) {
 	// Only statuses are read: the cache's runs themselves, not a copy of
 	// each (a cluster may hold thousands).
 	all := &drillsv1.DrillRunList{}
-	if err := reader.List(ctx, all, client.UnsafeDisableDeepCopy); err != nil {
+	if err := reader.List(ctx, all, append(opts, client.UnsafeDisableDeepCopy)...); err != nil {
 		return false, fmt.Errorf("while counting runs in progress: %w", err)
 	}
 	statuses := make(map[types.UID]drillsv1.DrillRunStatus, len(all.Items))

@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/events"
@@ -95,7 +96,7 @@ func newEngine(t *testing.T, funcs interceptor.Funcs, objs ...client.Object) *en
 		WithIndex(&corev1.Event{}, "involvedObject.kind", func(o client.Object) []string { return []string{o.(*corev1.Event).InvolvedObject.Kind} }).
 		WithIndex(&corev1.Event{}, "involvedObject.name", func(o client.Object) []string { return []string{o.(*corev1.Event).InvolvedObject.Name} }).
 		Build()
-	wc := interceptor.NewClient(c, funcs)
+	wc := interceptor.NewClient(interceptor.NewClient(c, runFieldSelectors()), funcs)
 	clock := clocktesting.NewFakeClock(t0)
 	rec := events.NewFakeRecorder(100)
 	r := &Reconciler{Client: wc, APIReader: wc, Clock: clock, Recorder: rec,
@@ -179,4 +180,31 @@ func newRecovery(c client.Client) *Recovery {
 func renamed[T client.Object](obj T, name string) T {
 	obj.SetName(name)
 	return obj
+}
+
+// runFieldSelectors evaluates a field selector on DrillRuns as the API
+// server does with the CRD's selectable fields (status.phase!=Done), which
+// the fake client, limited to exact matches on indexes, cannot.
+func runFieldSelectors() interceptor.Funcs {
+	return interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		lo := (&client.ListOptions{}).ApplyOptions(opts)
+		runs, ok := list.(*drillsv1.DrillRunList)
+		if !ok || lo.FieldSelector == nil || lo.FieldSelector.Empty() {
+			return c.List(ctx, list, opts...)
+		}
+		selector := lo.FieldSelector
+		lo.FieldSelector = nil
+		if err := c.List(ctx, runs, lo); err != nil {
+			return err
+		}
+		kept := runs.Items[:0]
+		for _, run := range runs.Items {
+			if selector.Matches(fields.Set{PhaseField: string(run.Status.Phase), "spec.drillName": run.Spec.DrillName,
+				"metadata.name": run.Name, "metadata.namespace": run.Namespace}) {
+				kept = append(kept, run)
+			}
+		}
+		runs.Items = kept
+		return nil
+	}}
 }
