@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
@@ -385,5 +386,24 @@ func TestNewerSnapshotsThatFailedAreReported(t *testing.T) {
 	}
 	if ev := drainEvents(e); !strings.Contains(ev, "Warning SnapshotsSkipped restoring nightly; 2 newer snapshots were passed over: hourly-pending (NotReady), hourly-failed (Failed)") {
 		t.Errorf("events %q, want a SnapshotsSkipped warning", ev)
+	}
+}
+
+// TestADrillTheCacheDoesNotShowYetIsReadFromTheAPIServer: a run created a
+// moment after its drill may be reconciled before the cache shows the
+// drill; the API server has it, so the run starts instead of ending
+// DrillNotFound.
+func TestADrillTheCacheDoesNotShowYetIsReadFromTheAPIServer(t *testing.T) {
+	funcs := interceptor.Funcs{Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+		if _, ok := obj.(*drillsv1.RestoreDrill); ok {
+			return apierrors.NewNotFound(drillsv1.GroupVersion.WithResource("restoredrills").GroupResource(), key.Name)
+		}
+		return c.Get(ctx, key, obj, opts...)
+	}}
+	e := newEngine(t, funcs, append(source(), ordersDrill().Obj(), newRun("r1").Obj())...)
+	e.r.APIReader = fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(append(source(), ordersDrill().Obj())...).Build()
+	e.mustReconcile("r1")
+	if s := e.run("r1").Status; s.Result != "" || s.Phase != drillsv1.PhaseRestoringVolume {
+		t.Errorf("run %s/%s (%s) in %s, want it started and waiting in RestoringVolume", s.Result, s.Reason, s.Message, s.Phase)
 	}
 }

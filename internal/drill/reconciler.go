@@ -90,7 +90,14 @@ func (r *Reconciler) load(ctx context.Context, req ctrl.Request) (*work, error) 
 		log: ctrl.LoggerFrom(ctx).WithValues("run", run.Name, "drill", run.Spec.DrillName, "namespace", run.Namespace),
 	}
 	drill := &drillsv1.RestoreDrill{}
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: run.Namespace, Name: run.Spec.DrillName}, drill)
+	key := types.NamespacedName{Namespace: run.Namespace, Name: run.Spec.DrillName}
+	err := r.Client.Get(ctx, key, drill)
+	if apierrors.IsNotFound(err) {
+		// The cache may not show yet a drill created a moment before its
+		// run (kubectl create of both at once, drillerd run): whether the
+		// drill exists is the API server's to say.
+		err = r.APIReader.Get(ctx, key, drill)
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		return w, nil

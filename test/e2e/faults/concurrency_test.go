@@ -47,6 +47,8 @@ func TestConcurrency(t *testing.T) {
 	p := setUpProduction(t)
 	t.Run("ten drills asked for at once, three slots", p.tenAtOnce)
 	t.Run("one drill asked of two replicas at the same instant", p.twoReplicasOneDrill)
+	startDrillerd(t, "fresh", directKubeconfig)
+	p.finish(t)
 }
 
 func (p *production) tenAtOnce(t *testing.T) {

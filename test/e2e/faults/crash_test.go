@@ -212,6 +212,7 @@ func TestCrashAtEveryInstant(t *testing.T) {
 	next := p.create(t, p.newDrill("next"))
 	t.Run("at every phase boundary", func(t *testing.T) { p.crashAt(t, d, "at", boundaries, next) })
 	t.Run("inside every phase", func(t *testing.T) { p.crashAt(t, d, "in", insides, next) })
+	p.finish(t)
 }
 
 // crashAt runs one drill per point, kills d once every run is at its
@@ -381,4 +382,5 @@ func TestCrashEachInstantAlone(t *testing.T) {
 	for i, point := range append(slices.Clone(boundaries), insides...) {
 		t.Run(point.name, func(t *testing.T) { p.crashAt(t, d, fmt.Sprintf("alone-%d", i), []crashPoint{point}, next) })
 	}
+	p.finish(t)
 }

@@ -19,6 +19,7 @@ package faults_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -73,11 +74,21 @@ var drillerdUser = "system:serviceaccount:" + drillerdNamespace + ":" + drillerd
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard()) // the tests' controller-runtime clients log nothing
 	code := localcluster.TestMain(m, &cluster, setUp)
-	if n := drillsCreated.Load(); n > 0 {
-		fmt.Fprintf(os.Stderr, "faults: %d drills\n", n)
+	n := drillsCreated.Load()
+	if n > 0 {
+		fmt.Fprintf(os.Stderr, "faults: %d drills; the sources of %d production databases compared after their last drill\n", n, productionsFinished.Load())
+	}
+	// A whole soak shows that sources come through many drills and their
+	// faults.
+	if os.Getenv(soakEnv) != "" && flag.Lookup("test.run").Value.String() == "" && code == 0 && n < soakDrills {
+		fmt.Fprintf(os.Stderr, "faults: the soak ran %d drills, want at least %d\n", n, soakDrills)
+		code = 1
 	}
 	os.Exit(code)
 }
+
+// soakDrills is the fewest drills a soak (make soak) must run.
+const soakDrills = 50
 
 // setUp builds drillerd, installs the CRDs, gives drillerd its identity and
 // starts the gate. Each test starts the drillerd processes it needs.

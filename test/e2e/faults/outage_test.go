@@ -43,6 +43,7 @@ func TestOutages(t *testing.T) {
 	t.Run("the API server stopped for 15s while the database starts", func(t *testing.T) { p.apiServerOutage(t, d, next) })
 	t.Run("the snapshot controller stopped for a whole drill", func(t *testing.T) { p.snapshotControllerOutage(t, d, next) })
 	t.Run("a database that crashes during the checks, a restore slower than its timeout, a snapshot that fails", func(t *testing.T) { p.backupFaults(t, d) })
+	p.finish(t)
 }
 
 func (p *production) apiServerOutage(t *testing.T, d *drillerd, next *drillsv1.RestoreDrill) {

@@ -40,6 +40,10 @@ var (
 // drill against the production database (the figure make test reports).
 var drillsCreated atomic.Int64
 
+// productionsFinished counts the production databases whose sources were
+// compared after the last drill of their test (finish).
+var productionsFinished atomic.Int64
+
 // production is the database every drill of a test restores: a
 // PostgreSQL StatefulSet with an orders table and two snapshots, "older"
 // and "nightly" (the newest).
@@ -48,6 +52,9 @@ type production struct {
 	ns  string
 	pg  *fixture.PostgresStatefulSet
 	c   client.WithWatch
+	// whole are the sources as they were before the test's first drill,
+	// for finish.
+	whole *fixture.Sources
 }
 
 func setUpProduction(t *testing.T) *production {
@@ -75,7 +82,21 @@ func setUpProduction(t *testing.T) *production {
 		return time.Now().Truncate(time.Second).After(cut), nil
 	})
 	env.CreateSnapshot(ns, "nightly", pg.ClaimName(), nil)
-	return &production{env: env, ns: ns, pg: pg, c: c}
+	p := &production{env: env, ns: ns, pg: pg, c: c}
+	p.whole = p.sources(t)
+	return p
+}
+
+// finish ends a test: once every drill of it is over, whatever faults they
+// went through, a fresh drill of the production database passes (a
+// restore from its newest snapshot), and none of its source objects or
+// physical snapshots changed, nor did drillerd write to one, since before
+// the test's first drill. A drillerd must be running.
+func (p *production) finish(t *testing.T) {
+	t.Helper()
+	p.passes(t, p.create(t, p.newDrill("fresh")), "fresh")
+	p.whole.AssertUntouched(drillerdUser)
+	productionsFinished.Add(1)
 }
 
 // sources takes the production claim's source objects and physical
