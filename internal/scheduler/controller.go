@@ -17,12 +17,16 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 )
+
+// concurrentDrillReconciles is how many drills are reconciled at once.
+const concurrentDrillReconciles = 8
 
 // DrillNameField indexes DrillRuns by spec.drillName.
 const DrillNameField = "spec.drillName"
@@ -200,5 +204,9 @@ func (c *Controller) SetupWithManager(mgr ctrl.Manager) error {
 		Named("restoredrill").
 		For(&drillsv1.RestoreDrill{}).
 		Watches(&drillsv1.DrillRun{}, toDrill).
+		// Drills are independent and a reconcile holds no state of its
+		// own: many drills due at one minute are handled side by side,
+		// not one after the other.
+		WithOptions(controller.Options{MaxConcurrentReconciles: concurrentDrillReconciles}).
 		Complete(c)
 }
