@@ -197,8 +197,12 @@ var insides = []crashPoint{{
 	name:  "inside Done, the run counted in its drill's status but not marked so",
 	phase: drillsv1.PhaseDone,
 	arm: func(t *testing.T, c *crashCase) {
+		// The patch that counts this run (runCounts, lastRun naming it);
+		// the schedule's own patches of the drill's status are not it.
+		counted := []byte(fmt.Sprintf("%q:%q", "name", c.runName()))
 		c.holdAt(apigate.AfterServer, func(r apigate.Request) bool {
-			return r.Resource == "restoredrills" && r.Subresource == "status" && r.Namespace == c.p.ns && r.Name == c.drill.d.Name && r.Verb == "patch"
+			return r.Resource == "restoredrills" && r.Subresource == "status" && r.Namespace == c.p.ns && r.Name == c.drill.d.Name && r.Verb == "patch" &&
+				bytes.Contains(r.Body, []byte(`"runCounts"`)) && bytes.Contains(r.Body, counted)
 		})
 	},
 }}
