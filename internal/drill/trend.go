@@ -19,7 +19,11 @@ func recordTrend(drill *drillsv1.RestoreDrill, run *drillsv1.DrillRun) {
 	if s.CompletionTime == nil {
 		return
 	}
-	point := drillsv1.RunPoint{Name: run.Name, Result: s.Result, Reason: s.Reason, CompletionTime: *s.CompletionTime}
+	// The completion time as the API server keeps it (whole seconds): the
+	// forecast is the one anyone reading status.recentRuns would draw,
+	// whether this run's time came from memory or from the API server.
+	done := metav1.NewTime(s.CompletionTime.Truncate(time.Second))
+	point := drillsv1.RunPoint{Name: run.Name, Result: s.Result, Reason: s.Reason, CompletionTime: done}
 	if s.RTO != nil {
 		point.RTOSeconds = ptr.To(s.RTO.Seconds)
 	}

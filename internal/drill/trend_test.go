@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
 )
 
@@ -159,5 +161,26 @@ func TestRTOPerGiB(t *testing.T) {
 	run.Status.Size.DatabaseBytes = nil
 	if got := rtoPerGiB(run.Status); got != nil {
 		t.Errorf("RTO per GiB %v without a database size, want none", *got)
+	}
+}
+
+// TestTheForecastUsesTheStoredTimes: a run recorded straight from memory
+// (its completion time to the nanosecond) gets the forecast that its
+// stored point (whole seconds, as the API server keeps times) gives.
+func TestTheForecastUsesTheStoredTimes(t *testing.T) {
+	runs := nightlyRuns(60, 70, 80)
+	for i, r := range runs {
+		r.Status.CompletionTime = &metav1.Time{Time: t0.Add(time.Duration(i)*10*time.Second + 900*time.Millisecond)}
+	}
+	drill := ordersDrill().RTOTrendHorizon(2 * time.Minute).Obj()
+	status := recorded(drill, runs)
+	for _, p := range status.RecentRuns {
+		if p.CompletionTime.Nanosecond() != 0 {
+			t.Errorf("run %s stored at %s, not in whole seconds as the API server keeps it", p.Name, p.CompletionTime.Time)
+		}
+	}
+	stored := forecastRTO(status.RecentRuns, 2*time.Minute, nil)
+	if status.RTOForecast == nil || stored == nil || status.RTOForecast.Seconds != stored.Seconds {
+		t.Errorf("forecast %+v, want %+v: the one the stored points give", status.RTOForecast, stored)
 	}
 }
