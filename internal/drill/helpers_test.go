@@ -171,9 +171,10 @@ func phases(run *drillsv1.DrillRun) []drillsv1.Phase {
 	return out
 }
 
-// newRecovery is a Recovery at t0 on c.
-func newRecovery(c client.Client) *Recovery {
-	return &Recovery{Client: c, APIReader: c, Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate()}
+// newRecovery is a Recovery at t0 on c; its API reader evaluates field
+// selectors on DrillRuns as the API server does.
+func newRecovery(c client.WithWatch) *Recovery {
+	return &Recovery{Client: c, APIReader: interceptor.NewClient(c, runFieldSelectors()), Clock: clocktesting.NewFakePassiveClock(t0), Log: logr.Discard(), Gate: NewGate()}
 }
 
 // renamed is obj under another name.

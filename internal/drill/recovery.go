@@ -96,10 +96,13 @@ func (r *Recovery) Start(ctx context.Context) error {
 // MarkInterrupted ends every run that is past Pending but has no verdict.
 // A run whose status changed meanwhile (a conflict) is read again and
 // marked if it still needs it, until that is done or ctx ends: a run left
-// unmarked would resume with timings that include the outage.
+// unmarked would resume with timings that include the outage. Only the
+// runs not Done are listed: a cluster's finished runs, thousands of them,
+// need nothing, and reading them all would cost drillerd their whole list
+// in memory at every start.
 func (r *Recovery) MarkInterrupted(ctx context.Context) error {
 	runs := &drillsv1.DrillRunList{}
-	if err := r.APIReader.List(ctx, runs); err != nil {
+	if err := r.APIReader.List(ctx, runs, notDone); err != nil {
 		return fmt.Errorf("while listing DrillRuns: %w", err)
 	}
 	for i := range runs.Items {

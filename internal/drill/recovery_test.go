@@ -106,3 +106,37 @@ func TestMarkInterruptedStopsWithItsContext(t *testing.T) {
 		t.Errorf("error %v, want the context's", err)
 	}
 }
+
+func TestMarkInterruptedReadsNoFinishedRun(t *testing.T) {
+	runs := []client.Object{newRun("going").In(drillsv1.PhaseValidating).Obj()}
+	for _, name := range []string{"done-1", "done-2", "done-3"} {
+		runs = append(runs, newRun(name).In(drillsv1.PhaseDone).Result(drillsv1.ResultSucceeded).Obj())
+	}
+	base := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(runs...).WithStatusSubresource(&drillsv1.DrillRun{}).Build()
+	r := newRecovery(base)
+	var read []string
+	r.APIReader = interceptor.NewClient(interceptor.NewClient(base, runFieldSelectors()), interceptor.Funcs{
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			err := c.List(ctx, list, opts...)
+			if l, ok := list.(*drillsv1.DrillRunList); ok {
+				for _, run := range l.Items {
+					read = append(read, run.Name)
+				}
+			}
+			return err
+		},
+	})
+	if err := r.MarkInterrupted(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(read) != 1 || read[0] != "going" {
+		t.Errorf("start-up read runs %v from the API server, want only the one in progress", read)
+	}
+	got := &drillsv1.DrillRun{}
+	if err := base.Get(context.Background(), client.ObjectKey{Namespace: runs[0].GetNamespace(), Name: "going"}, got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Status.Reason != "Interrupted" {
+		t.Errorf("the run in progress ended %s/%s, want Interrupted", got.Status.Result, got.Status.Reason)
+	}
+}
