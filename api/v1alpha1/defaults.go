@@ -54,3 +54,10 @@ func (s DrillRunStatus) Concluded() bool {
 func (s DrillRunStatus) InFlight() bool {
 	return s.Phase != "" && s.Phase != PhasePending && !s.Concluded()
 }
+
+// Settled reports whether nothing is left to do for the run: it is Done,
+// counted in its drill's status, and its sandbox is gone or never was.
+// drillerd never writes a settled run again.
+func (s DrillRunStatus) Settled() bool {
+	return s.Phase == PhaseDone && s.Recorded && (s.SandboxRemoved || s.SandboxNamespace == "")
+}

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -54,10 +55,21 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	})
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("drillrun").
-		For(&drillsv1.DrillRun{}).
+		For(&drillsv1.DrillRun{}, builder.WithPredicates(UnsettledOnCreate())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers})
 	for _, obj := range sandboxKinds() {
 		b = b.Watches(obj, toRun, builder.WithPredicates(owned))
 	}
 	return b.Complete(r)
+}
+
+// UnsettledOnCreate lets through every event but the first sight of a
+// settled run (drillsv1.DrillRunStatus.Settled): at start, a cluster's
+// thousands of finished runs have nothing to do and are not reconciled one
+// by one. Their later changes and deletions still are.
+func UnsettledOnCreate() predicate.Predicate {
+	return predicate.Funcs{CreateFunc: func(e event.CreateEvent) bool {
+		run, ok := e.Object.(*drillsv1.DrillRun)
+		return !ok || !run.Status.Settled()
+	}}
 }
