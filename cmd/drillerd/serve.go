@@ -22,6 +22,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
@@ -104,8 +105,18 @@ func serve(cfg ServeConfig) error {
 	if err := reconciler.SetupWithManager(mgr, cfg.MaxConcurrentDrills); err != nil {
 		return err
 	}
+	// The scheduler writes through a client of its own, with its own
+	// request budget (--kube-api-qps and --kube-api-burst): the runs of
+	// the drills due at one minute are created at once, not queued behind
+	// the status writes of the runs in progress.
+	scheduleClient, err := client.New(rest.CopyConfig(restCfg), client.Options{
+		Scheme: scheme, Mapper: mgr.GetRESTMapper(), Cache: &client.CacheOptions{Reader: mgr.GetCache()},
+	})
+	if err != nil {
+		return fmt.Errorf("while creating the scheduler's API client: %w", err)
+	}
 	schedules := &scheduler.Controller{
-		Client:           mgr.GetClient(),
+		Client:           scheduleClient,
 		Clock:            clock.RealClock{},
 		Recorder:         mgr.GetEventRecorder("drillerd"),
 		StartingDeadline: cfg.StartingDeadline,
