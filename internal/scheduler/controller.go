@@ -26,7 +26,7 @@ import (
 )
 
 // concurrentDrillReconciles is how many drills are reconciled at once.
-const concurrentDrillReconciles = 8
+const concurrentDrillReconciles = 32
 
 // DrillNameField indexes DrillRuns by spec.drillName.
 const DrillNameField = "spec.drillName"
@@ -96,11 +96,20 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			after = status.LastScheduleTime.Time
 		}
 		if tick, due := sched.LatestTick(after, now); due {
-			status.LastScheduleTime = &metav1.Time{Time: tick}
-			if err := c.handleTick(ctx, drill, runs.Items, tick, now); err != nil {
+			created, err := c.handleTick(ctx, drill, runs.Items, tick, now)
+			if err != nil {
 				return ctrl.Result{}, err
 			}
-			log.Info("schedule tick handled", "tick", tick)
+			log.Info("schedule tick handled", "tick", tick, "runCreated", created)
+			if created {
+				// The run first, the drill's status after: of many drills
+				// due at one minute, every run is created before any of
+				// their statuses is written. The run's creation wakes
+				// the drill again, which then finds the run and records
+				// the tick.
+				return ctrl.Result{RequeueAfter: tickRecordRecheck}, nil
+			}
+			status.LastScheduleTime = &metav1.Time{Time: tick}
 		}
 		next := sched.Next(now)
 		status.NextScheduleTime = &metav1.Time{Time: next}
@@ -117,8 +126,14 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	return ctrl.Result{RequeueAfter: requeue}, nil
 }
 
-// handleTick starts the run of a tick, or records why it was skipped.
-func (c *Controller) handleTick(ctx context.Context, drill *drillsv1.RestoreDrill, runs []drillsv1.DrillRun, tick, now time.Time) error {
+// tickRecordRecheck is when a drill whose tick created a run looks again to
+// record the tick, should the run's creation not wake it first.
+const tickRecordRecheck = time.Second
+
+// handleTick starts the run of a tick, or records why it was skipped. It
+// reports whether it created the run; a run found already there (made by
+// an earlier attempt or another replica) is not.
+func (c *Controller) handleTick(ctx context.Context, drill *drillsv1.RestoreDrill, runs []drillsv1.DrillRun, tick, now time.Time) (bool, error) {
 	name := RunName(drill.Name, tick)
 	deadline := c.StartingDeadline
 	if deadline <= 0 {
@@ -133,17 +148,17 @@ func (c *Controller) handleTick(ctx context.Context, drill *drillsv1.RestoreDril
 	}
 	if now.Sub(tick) > deadline {
 		skip(SkipMissedDeadline, "the tick of %s was missed by %s (more than %s late)", tick.UTC().Format(time.RFC3339), now.Sub(tick).Round(time.Second), deadline)
-		return nil
+		return false, nil
 	}
 	for _, r := range runs {
 		if r.Name == name {
-			return nil // this tick's run exists: created by an earlier attempt or another replica
+			return false, nil // this tick's run exists: created by an earlier attempt or another replica
 		}
 	}
 	for _, r := range runs {
 		if !r.Status.Concluded() {
 			skip(SkipAlreadyRunning, "the tick of %s was skipped: run %s is still in progress", tick.UTC().Format(time.RFC3339), r.Name)
-			return nil
+			return false, nil
 		}
 	}
 	run := &drillsv1.DrillRun{
@@ -151,12 +166,15 @@ func (c *Controller) handleTick(ctx context.Context, drill *drillsv1.RestoreDril
 		Spec:       drillsv1.DrillRunSpec{DrillName: drill.Name, Trigger: drillsv1.TriggerSchedule, ScheduledTime: &metav1.Time{Time: tick}},
 	}
 	if err := controllerutil.SetControllerReference(drill, run, c.Client.Scheme()); err != nil {
-		return err
+		return false, err
 	}
-	if err := c.Client.Create(ctx, run); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("while creating scheduled run %s: %w", name, err)
+	switch err := c.Client.Create(ctx, run); {
+	case apierrors.IsAlreadyExists(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("while creating scheduled run %s: %w", name, err)
 	}
-	return nil
+	return true, nil
 }
 
 // pruneHistory deletes the oldest finished runs beyond spec.historyLimit.

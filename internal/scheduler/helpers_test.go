@@ -75,6 +75,21 @@ func (h *harness) reconcile(t *testing.T) (ctrl.Result, *drillsv1.RestoreDrill, 
 	return res, d, runs.Items
 }
 
+// reconcileAndWake reconciles prod/orders-db and, when that created a run,
+// once more, as the run's creation wakes the drill.
+func (h *harness) reconcileAndWake(t *testing.T) (ctrl.Result, *drillsv1.RestoreDrill, []drillsv1.DrillRun) {
+	t.Helper()
+	before := &drillsv1.DrillRunList{}
+	if err := h.c.List(context.Background(), before); err != nil {
+		t.Fatal(err)
+	}
+	res, d, runs := h.reconcile(t)
+	if len(runs) > len(before.Items) {
+		return h.reconcile(t)
+	}
+	return res, d, runs
+}
+
 // events drains the events recorded so far whose reason is reason.
 func (h *harness) events(reason string) []string {
 	var got []string
