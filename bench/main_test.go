@@ -11,9 +11,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -48,46 +46,17 @@ func setUp(info localcluster.Info) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	version = "bench"
-	describe := exec.Command("git", "describe", "--always", "--dirty")
-	describe.Dir = root
-	if out, err := describe.Output(); err == nil && len(strings.TrimSpace(string(out))) > 0 {
-		version = strings.TrimSpace(string(out))
-	}
+	version = fixture.DescribeVersion(root, "bench")
 	drillerd = filepath.Join(dir, "drillerd")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-X main.version="+version, "-o", drillerd, "./cmd/drillerd")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building drillerd: %v\n%s", err, out)
-	}
-	kubectl := func(args ...string) error {
-		cmd := exec.Command(info.KubectlBinary, append([]string{"--kubeconfig", info.Kubeconfig}, args...)...)
-		if out, err := cmd.CombinedOutput(); err != nil && !strings.Contains(string(out), "AlreadyExists") {
-			return fmt.Errorf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	if err := kubectl("apply", "--server-side", "--force-conflicts", "-k", filepath.Join(root, "deploy", "crds")); err != nil {
+	if err := fixture.BuildDrillerd(root, drillerd, []string{"CGO_ENABLED=0"}, "-trimpath", "-ldflags", "-X main.version="+version); err != nil {
 		return nil, err
 	}
-	if err := kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/restoredrills.drills.drillerd.dev", "crd/drillruns.drills.drillerd.dev"); err != nil {
+	if err := fixture.InstallCRDs(info, root, identity.Namespace, 60*time.Second); err != nil {
 		return nil, err
-	}
-	if err := kubectl("create", "namespace", "drillerd-system"); err != nil {
-		return nil, err
-	}
-	cfg, err := info.RestConfig()
-	if err != nil {
-		return nil, err
-	}
-	token, err := identity.Create(context.Background(), cfg, 24*time.Hour)
-	if err != nil {
-		return nil, fmt.Errorf("giving drillerd its own identity: %v", err)
 	}
 	kubeconfig := filepath.Join(dir, "drillerd.kubeconfig")
-	if err := fixture.WriteTokenKubeconfig(info.Kubeconfig, kubeconfig, token, identity.Namespace); err != nil {
-		return nil, err
+	if _, err := identity.Create(context.Background(), info, 24*time.Hour, kubeconfig); err != nil {
+		return nil, fmt.Errorf("giving drillerd its own identity: %v", err)
 	}
 	daemon = &fixture.Drillerd{
 		Name: "bench", Binary: drillerd, Kubeconfig: kubeconfig, API: "0", Health: "0",
@@ -97,7 +66,6 @@ func setUp(info localcluster.Info) (func(), error) {
 	if err := daemon.Start(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "drillerd serve: pid %d, log %s\n", daemon.PID(), daemon.LogPath)
 	return func() {
 		daemon.Stop()
 		if os.Getenv("BENCH_KEEP") == "" {

@@ -9,10 +9,8 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -41,50 +39,24 @@ func setUp(info localcluster.Info) (func(), error) {
 	}
 	drillerd = filepath.Join(dir, "drillerd")
 	// With its version, as make build sets it: its requests say it.
-	describe := exec.Command("git", "describe", "--always", "--dirty")
-	describe.Dir = root
-	version := "e2e"
-	if out, err := describe.Output(); err == nil && len(strings.TrimSpace(string(out))) > 0 {
-		version = strings.TrimSpace(string(out))
+	version := fixture.DescribeVersion(root, "e2e")
+	if err := fixture.BuildDrillerd(root, drillerd, nil, "-ldflags", "-X main.version="+version); err != nil {
+		return nil, err
 	}
-	build := exec.Command("go", "build", "-ldflags", "-X main.version="+version, "-o", drillerd, "./cmd/drillerd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building drillerd: %v\n%s", err, out)
-	}
-	apply := exec.Command(info.KubectlBinary, "--kubeconfig", info.Kubeconfig, "apply", "--server-side", "--force-conflicts", "-k", filepath.Join(root, "deploy", "crds"))
-	if out, err := apply.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("installing CRDs: %v\n%s", err, out)
-	}
-	wait := exec.Command(info.KubectlBinary, "--kubeconfig", info.Kubeconfig, "wait", "--for=condition=Established", "--timeout=30s",
-		"crd/restoredrills.drills.drillerd.dev", "crd/drillruns.drills.drillerd.dev")
-	if out, err := wait.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("waiting for CRDs: %v\n%s", err, out)
-	}
-	ns := exec.Command(info.KubectlBinary, "--kubeconfig", info.Kubeconfig, "create", "namespace", "drillerd-system")
-	if out, err := ns.CombinedOutput(); err != nil && !strings.Contains(string(out), "AlreadyExists") {
-		return nil, fmt.Errorf("creating drillerd-system: %v\n%s", err, out)
+	if err := fixture.InstallCRDs(info, root, drillerdIdentity.Namespace, 30*time.Second); err != nil {
+		return nil, err
 	}
 	// drillerd runs as its own ServiceAccount, so that the audit log tells
 	// its requests from the test's, the snapshot controller's and the node
 	// emulator's (which all use the admin kubeconfig).
-	cfg, err := info.RestConfig()
-	if err != nil {
-		return nil, err
-	}
-	token, err := drillerdIdentity.Create(context.Background(), cfg, 48*time.Hour)
-	if err != nil {
-		return nil, fmt.Errorf("giving drillerd its own identity: %v", err)
-	}
 	kubeconfig := filepath.Join(dir, "drillerd.kubeconfig")
-	if err := fixture.WriteTokenKubeconfig(info.Kubeconfig, kubeconfig, token, drillerdIdentity.Namespace); err != nil {
-		return nil, err
+	if _, err := drillerdIdentity.Create(context.Background(), info, 48*time.Hour, kubeconfig); err != nil {
+		return nil, fmt.Errorf("giving drillerd its own identity: %v", err)
 	}
 	daemon = newDrillerd("serve", kubeconfig, filepath.Join(dir, "drillerd.log"))
 	if err := daemon.Start(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(os.Stderr, "drillerd serve: pid %d, log %s\n", daemon.PID(), daemon.LogPath)
 	return func() {
 		daemon.Stop()
 		if os.Getenv("DRILLERD_KEEP_CLUSTER_STATE") == "" {

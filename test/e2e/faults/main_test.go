@@ -22,9 +22,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -92,44 +90,26 @@ func setUp(info localcluster.Info) (func(), error) {
 		return nil, err
 	}
 	drillerdBinary = filepath.Join(workDir, "drillerd")
-	build := exec.Command("go", "build", "-o", drillerdBinary, "./cmd/drillerd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building drillerd: %v\n%s", err, out)
-	}
-	kubectl := func(args ...string) error {
-		out, err := exec.Command(info.KubectlBinary, append([]string{"--kubeconfig", info.Kubeconfig}, args...)...).CombinedOutput()
-		if err != nil && !strings.Contains(string(out), "AlreadyExists") {
-			return fmt.Errorf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	if err := kubectl("apply", "--server-side", "--force-conflicts", "-k", filepath.Join(root, "deploy", "crds")); err != nil {
+	if err := fixture.BuildDrillerd(root, drillerdBinary, nil); err != nil {
 		return nil, err
 	}
-	if err := kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/restoredrills.drills.drillerd.dev", "crd/drillruns.drills.drillerd.dev"); err != nil {
+	if err := fixture.InstallCRDs(info, root, drillerdNamespace, 30*time.Second); err != nil {
 		return nil, err
 	}
-	if err := kubectl("create", "namespace", drillerdNamespace); err != nil {
-		return nil, err
+	directKubeconfig = filepath.Join(workDir, "drillerd.kubeconfig")
+	token, err := drillerdIdentity.Create(context.Background(), info, 48*time.Hour, directKubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("giving drillerd its own identity: %v", err)
 	}
 	cfg, err := info.RestConfig()
 	if err != nil {
 		return nil, err
-	}
-	token, err := drillerdIdentity.Create(context.Background(), cfg, 48*time.Hour)
-	if err != nil {
-		return nil, fmt.Errorf("giving drillerd its own identity: %v", err)
 	}
 	if gate, err = apigate.Start(cfg); err != nil {
 		return nil, err
 	}
 	gatedKubeconfig = filepath.Join(workDir, "drillerd-gated.kubeconfig")
 	if err := gate.WriteKubeconfig(gatedKubeconfig, token); err != nil {
-		return nil, err
-	}
-	directKubeconfig = filepath.Join(workDir, "drillerd.kubeconfig")
-	if err := fixture.WriteTokenKubeconfig(info.Kubeconfig, directKubeconfig, token, drillerdNamespace); err != nil {
 		return nil, err
 	}
 	return func() {
