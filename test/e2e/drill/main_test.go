@@ -53,7 +53,7 @@ func setUp(info localcluster.Info) (func(), error) {
 	if _, err := drillerdIdentity.Create(context.Background(), info, 48*time.Hour, kubeconfig); err != nil {
 		return nil, fmt.Errorf("giving drillerd its own identity: %v", err)
 	}
-	daemon = newDrillerd("serve", kubeconfig, filepath.Join(dir, "drillerd.log"))
+	daemon = newDrillerd("shared", kubeconfig, filepath.Join(dir, "drillerd.log"))
 	if err := daemon.Start(); err != nil {
 		return nil, err
 	}
