@@ -466,17 +466,7 @@ func secretReader(t *testing.T, p *production, sa *serviceAccountClients) {
 	writeTokenKubeconfig(t, kubeconfig, sa.token)
 
 	started := time.Now()
-	daemon.Stop()
-	defer func() {
-		if err := daemon.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	proc := newDrillerd("admission", kubeconfig, daemon.LogPath+".admission")
-	if err := proc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer proc.Stop()
+	proc := replaceDaemon(t, "admission", kubeconfig)
 
 	d := p.newDrill("admission-secret").secretAuth(secret.Name, "user", "password").
 		check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1000")})

@@ -94,17 +94,7 @@ func (p *production) serviceAccountDrill(t *testing.T) {
 	writeTokenKubeconfig(t, kubeconfig, tr.Status.Token)
 
 	started := time.Now()
-	daemon.Stop()
-	defer func() {
-		if err := daemon.Start(); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	sa := newDrillerd("serviceaccount", kubeconfig, daemon.LogPath+".serviceaccount")
-	if err := sa.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sa.Stop()
+	sa := replaceDaemon(t, "serviceaccount", kubeconfig)
 
 	d := p.newDrill("least-privilege").
 		check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1000")}).

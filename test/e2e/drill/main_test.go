@@ -87,6 +87,25 @@ func newDrillerd(name, kubeconfig, logPath string, extra ...string) *fixture.Dri
 	return &fixture.Drillerd{Name: name, Binary: drillerd, Kubeconfig: kubeconfig, Health: "0", Flags: flags, LogPath: logPath}
 }
 
+// replaceDaemon stops the shared `drillerd serve` and starts one named
+// name with the credentials in kubeconfig in its place until the test
+// ends, when it stops that one and starts the shared one again.
+func replaceDaemon(t *testing.T, name, kubeconfig string) *fixture.Drillerd {
+	t.Helper()
+	daemon.Stop()
+	replacement := newDrillerd(name, kubeconfig, daemon.LogPath+"."+name)
+	t.Cleanup(func() {
+		replacement.Stop()
+		if err := daemon.Start(); err != nil {
+			t.Errorf("restarting drillerd: %v", err)
+		}
+	})
+	if err := replacement.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return replacement
+}
+
 // restartDrillerd restarts `drillerd serve` with extra flags, and again
 // without them when the test ends.
 func restartDrillerd(t *testing.T, extra ...string) {
