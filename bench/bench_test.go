@@ -107,8 +107,8 @@ func TestBench(t *testing.T) {
 	}()
 
 	// Idle: drillerd with nothing to do.
-	time.Sleep(max(0, 20*time.Second-time.Since(daemon.started)))
-	idle, anon, err := daemon.memory()
+	time.Sleep(max(0, 20*time.Second-time.Since(daemon.StartTime())))
+	idle, anon, err := daemon.Memory()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +270,7 @@ func loaded(t *testing.T, env *fixture.Env, c client.WithWatch, f map[string]flo
 	// Past runs are made while drillerd is down: it would take a new run
 	// without status for one to start. It finds them all when it starts,
 	// as after an upgrade.
-	daemon.stop()
+	daemon.Stop()
 	start := time.Now()
 	var drills []*drillsv1.RestoreDrill
 	for i := range loadDrills {
@@ -287,14 +287,14 @@ func loaded(t *testing.T, env *fixture.Env, c client.WithWatch, f map[string]flo
 		return c.Status().Update(env.Ctx, run)
 	})
 	t.Logf("%d drills and %d runs created in %s", loadDrills, loadRuns, time.Since(start).Round(time.Second))
-	if err := daemon.start(); err != nil {
+	if err := daemon.Start(); err != nil {
 		t.Fatal(err)
 	}
 	// drillerd's cache fills as the objects come; its memory settles.
 	var rss, anon float64
 	for range 6 {
 		time.Sleep(5 * time.Second)
-		r, a, err := daemon.memory()
+		r, a, err := daemon.Memory()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -324,7 +324,7 @@ func loaded(t *testing.T, env *fixture.Env, c client.WithWatch, f map[string]flo
 	end := firstTick.Add(time.Duration(ticks-1)*time.Minute + 20*time.Second)
 	time.Sleep(time.Until(end))
 	var lateness []float64
-	audited(t, firstTick, end, func(ev auditEvent) {
+	audited(t, firstTick, end, func(ev fixture.AuditEvent) {
 		if ev.Verb != "create" || ev.Stage != "ResponseComplete" || ev.ObjectRef == nil || ev.ObjectRef.Resource != "drillruns" || !strings.HasPrefix(ev.ObjectRef.Name, "cron-") {
 			return
 		}

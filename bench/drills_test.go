@@ -3,11 +3,8 @@
 package bench
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -225,49 +222,11 @@ func drill(t *testing.T, env *fixture.Env, c client.WithWatch, d *drillsv1.Resto
 	return s
 }
 
-// auditEvent is what the benchmark reads of an audit log entry.
-type auditEvent struct {
-	AuditID   string `json:"auditID"`
-	Stage     string `json:"stage"`
-	Verb      string `json:"verb"`
-	UserAgent string `json:"userAgent"`
-	User      struct {
-		Username string `json:"username"`
-	} `json:"user"`
-	ObjectRef *struct {
-		Resource, Subresource, Namespace, Name string
-	} `json:"objectRef"`
-	StageTimestamp metav1.MicroTime `json:"stageTimestamp"`
-}
-
-// audited calls visit once for each of drillerd's requests completed in
-// [from, to) (to zero: no end).
-func audited(t *testing.T, from, to time.Time, visit func(auditEvent)) {
+// audited calls visit once for each of drillerd's requests whose response
+// the audit log has in [from, to) (to zero: no end).
+func audited(t *testing.T, from, to time.Time, visit func(fixture.AuditEvent)) {
 	t.Helper()
-	f, err := os.Open(cluster.AuditLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	seen := map[string]bool{}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var ev auditEvent
-		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.User.Username != user || seen[ev.AuditID] {
-			continue
-		}
-		if ev.Stage != "ResponseComplete" && ev.Stage != "ResponseStarted" {
-			continue
-		}
-		at := ev.StageTimestamp.Time
-		if at.Before(from) || !to.IsZero() && !at.Before(to) {
-			continue
-		}
-		seen[ev.AuditID] = true
-		visit(ev)
-	}
-	if err := sc.Err(); err != nil {
+	if err := fixture.AuditedResponses(cluster.AuditLog, []string{identity.User()}, from, to, fixture.OncePerRequest(visit)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -277,7 +236,7 @@ func audited(t *testing.T, from, to time.Time, visit func(auditEvent)) {
 // cluster-wide lists (the end-to-end test counts the same way).
 func drillRequests(t *testing.T, from, to time.Time) int {
 	n := 0
-	audited(t, from, to, func(ev auditEvent) {
+	audited(t, from, to, func(ev fixture.AuditEvent) {
 		if !strings.HasPrefix(ev.UserAgent, "drillerd/"+version+" (") {
 			t.Errorf("a request of drillerd's says %q, not its version %s", ev.UserAgent, version)
 		}

@@ -466,26 +466,14 @@ func secretReader(t *testing.T, p *production, sa *serviceAccountClients) {
 	writeTokenKubeconfig(t, kubeconfig, sa.token)
 
 	started := time.Now()
-	daemon.stop()
-	defer func() {
-		if err := daemon.start(); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	info := daemon.info
-	info.Kubeconfig = kubeconfig
-	proc := &drillerdProcess{info: info, logPath: daemon.logPath + ".admission"}
-	if err := proc.start(); err != nil {
-		t.Fatal(err)
-	}
-	defer proc.stop()
+	proc := replaceDaemon(t, "admission", kubeconfig)
 
 	d := p.newDrill("admission-secret").secretAuth(secret.Name, "user", "password").
 		check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1000")})
 	run, code := p.runAs(t, kubeconfig, d)
 	if code != 0 || run.Status.Result != drillsv1.ResultSucceeded {
 		t.Fatalf("exit %d, %s (%s: %s): want a passing drill with the Secret read through the RoleBinding (log %s)",
-			code, run.Status.Result, run.Status.Reason, run.Status.Message, proc.logPath)
+			code, run.Status.Result, run.Status.Reason, run.Status.Message, proc.LogPath)
 	}
 	requests, refused := auditOf(t, serviceAccount, started)
 	if requests < 20 {

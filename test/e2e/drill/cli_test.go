@@ -47,12 +47,12 @@ func (p *production) noDrillerdServing(t *testing.T) {
 	if err := p.c.Create(p.env.Ctx, d.d); err != nil {
 		t.Fatal(err)
 	}
-	daemon.stop() // gracefully: it releases the leader Lease
+	daemon.Stop() // gracefully: it releases the leader Lease
 	defer func() {
 		// Nothing of this test may be drilled once drillerd is back.
 		_ = p.c.DeleteAllOf(context.Background(), &drillsv1.DrillRun{}, client.InNamespace(p.ns), client.MatchingLabels{drillsv1.LabelDrill: d.d.Name})
 		_ = p.c.Delete(context.Background(), d.d)
-		if err := daemon.start(); err != nil {
+		if err := daemon.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}()

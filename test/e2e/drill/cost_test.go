@@ -76,13 +76,9 @@ func (p *production) apiCost(t *testing.T) {
 	// whatever the drills do) and not the periodic sweep's cluster-wide
 	// lists, which are no drill's.
 	perKind := map[string]int{}
-	seen := map[string]bool{}
 	requests, excluded := 0, 0
-	auditedRequests(t, drillerdUsers[0], start, func(ev auditEvent) {
-		if seen[ev.AuditID] {
-			return // a watch is logged when it starts and when it ends
-		}
-		seen[ev.AuditID] = true
+	// Once each: a watch is logged when it starts and when it ends.
+	auditedRequests(t, drillerdUsers[0], start, fixture.OncePerRequest(func(ev fixture.AuditEvent) {
 		if !strings.HasPrefix(ev.UserAgent, wantAgent) || !strings.Contains(ev.UserAgent, ") serve") {
 			t.Errorf("%s %s: user agent %q, want %q…) serve…", ev.Verb, ev.RequestURI, ev.UserAgent, wantAgent)
 		}
@@ -99,7 +95,7 @@ func (p *production) apiCost(t *testing.T) {
 		}
 		requests++
 		perKind[ev.Verb+" "+resource]++
-	})
+	}))
 	var breakdown []string
 	for k, n := range perKind {
 		breakdown = append(breakdown, fmt.Sprintf("%d %s", n, k))

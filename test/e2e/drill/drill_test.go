@@ -624,8 +624,8 @@ func (p *production) killedMidDrill(t *testing.T) {
 		err := p.c.Get(ctx, client.ObjectKeyFromObject(run), run)
 		return err == nil && run.Status.Phase == drillsv1.PhaseRestoringVolume, err
 	})
-	daemon.kill()
-	if err := daemon.start(); err != nil {
+	daemon.Kill()
+	if err := daemon.Start(); err != nil {
 		t.Fatal(err)
 	}
 	p.env.WaitFor(fixture.Scaled(90*time.Second), "the interrupted run to be Done", func(ctx context.Context) (bool, error) {
@@ -641,23 +641,23 @@ func (p *production) killedMidDrill(t *testing.T) {
 
 func (p *production) scheduleWithTwoReplicas(t *testing.T) {
 	// Only the two leader-electing replicas may run drills here.
-	daemon.stop()
+	daemon.Stop()
 	defer func() {
-		if err := daemon.start(); err != nil {
+		if err := daemon.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}()
-	var replicas []*drillerdProcess
+	var replicas []*fixture.Drillerd
 	for i := range 2 {
-		r := &drillerdProcess{info: daemon.info, logPath: fmt.Sprintf("%s.replica-%d", daemon.logPath, i), args: []string{"--leader-elect"}}
-		if err := r.start(); err != nil {
+		r := newDrillerd(fmt.Sprintf("replica-%d", i), daemon.Kubeconfig, fmt.Sprintf("%s.replica-%d", daemon.LogPath, i), "--leader-elect")
+		if err := r.Start(); err != nil {
 			t.Fatal(err)
 		}
 		replicas = append(replicas, r)
 	}
 	defer func() {
 		for _, r := range replicas {
-			r.stop()
+			r.Stop()
 		}
 	}()
 
@@ -710,7 +710,7 @@ func (p *production) scheduleWithTwoReplicas(t *testing.T) {
 	// other's none.
 	var verdicts []int
 	for _, r := range replicas {
-		log, err := os.ReadFile(r.logPath)
+		log, err := os.ReadFile(r.LogPath)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -771,7 +771,7 @@ func (p *production) metricsSurviveRestart(t *testing.T) {
 		series("drillerd_drill_last_run_timestamp_seconds", "metrics-fail"):     float64(failed.Status.CompletionTime.Unix()),
 	}
 	check := func(stage string) {
-		got := scrape(t, daemon.metrics)
+		got := scrape(t, daemon.Metrics)
 		for k, v := range want {
 			if g, ok := got[k]; !ok || g != v {
 				t.Errorf("%s: %s = %v (present %v), want %v", stage, k, g, ok, v)
@@ -785,12 +785,12 @@ func (p *production) metricsSurviveRestart(t *testing.T) {
 		}
 	}
 	check("before the restart")
-	daemon.kill()
-	if err := daemon.start(); err != nil {
+	daemon.Kill()
+	if err := daemon.Start(); err != nil {
 		t.Fatal(err)
 	}
 	p.env.WaitFor(fixture.ShortTimeout, "drillerd's metrics to be served again", func(ctx context.Context) (bool, error) {
-		_, err := tryScrape(daemon.metrics)
+		_, err := tryScrape(daemon.Metrics)
 		return err == nil, err
 	})
 	check("after the restart")
@@ -875,7 +875,7 @@ func (p *production) httpAPI(t *testing.T) {
 	httpc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	call := func(method, path, bearer string) (int, map[string]any, http.Header) {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(env.Ctx, method, "https://"+daemon.api+path, nil)
+		req, _ := http.NewRequestWithContext(env.Ctx, method, "https://"+daemon.API+path, nil)
 		if bearer != "" {
 			req.Header.Set("Authorization", "Bearer "+bearer)
 		}
@@ -971,7 +971,7 @@ func (p *production) statusPage(t *testing.T) {
 	passed, _ := p.run(t, good)
 	p.run(t, bad)
 
-	site := "https://" + daemon.api
+	site := "https://" + daemon.API
 	b := newBrowser(t)
 	if page := b.open(site + "/"); !strings.Contains(page, `<form id="login"`) || strings.Contains(page, "page-pass") {
 		t.Errorf("without a token the page is not the login form, or shows drills:\n%s", page)

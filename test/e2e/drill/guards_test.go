@@ -155,8 +155,8 @@ func (p *production) guards(t *testing.T) {
 	// orphans and nothing else. The content copy is the last kind it
 	// sweeps, so once the orphaned copy is gone the sweep went past every
 	// decoy.
-	daemon.kill()
-	if err := daemon.start(); err != nil {
+	daemon.Kill()
+	if err := daemon.Start(); err != nil {
 		t.Fatal(err)
 	}
 	env.WaitFor(fixture.Scaled(60*time.Second), "the start-up sweep to remove drillerd's orphans", func(ctx context.Context) (bool, error) {

@@ -1,9 +1,7 @@
 package drill_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -21,8 +19,6 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -98,19 +94,7 @@ func (p *production) serviceAccountDrill(t *testing.T) {
 	writeTokenKubeconfig(t, kubeconfig, tr.Status.Token)
 
 	started := time.Now()
-	daemon.stop()
-	defer func() {
-		if err := daemon.start(); err != nil {
-			t.Fatal(err)
-		}
-	}()
-	info := daemon.info
-	info.Kubeconfig = kubeconfig
-	sa := &drillerdProcess{info: info, logPath: daemon.logPath + ".serviceaccount"}
-	if err := sa.start(); err != nil {
-		t.Fatal(err)
-	}
-	defer sa.stop()
+	sa := replaceDaemon(t, "serviceaccount", kubeconfig)
 
 	d := p.newDrill("least-privilege").
 		check("orders-present", "SELECT count(*) FROM orders", drillsv1.Expectation{Min: ptr.To("1000")}).
@@ -118,7 +102,7 @@ func (p *production) serviceAccountDrill(t *testing.T) {
 		freshness("SELECT max(created_at) FROM orders").targets(15*time.Minute, 26*time.Hour)
 	run, code := p.runAs(t, kubeconfig, d)
 	if code != 0 || run.Status.Result != drillsv1.ResultSucceeded {
-		t.Fatalf("exit %d, %s (%s: %s): want a passing drill with the ServiceAccount's permissions (log %s)", code, run.Status.Result, run.Status.Reason, run.Status.Message, sa.logPath)
+		t.Fatalf("exit %d, %s (%s: %s): want a passing drill with the ServiceAccount's permissions (log %s)", code, run.Status.Result, run.Status.Reason, run.Status.Message, sa.LogPath)
 	}
 	if run.Status.Snapshot == nil || run.Status.SandboxNamespace == "" || run.Status.VolumeName == "" {
 		t.Errorf("status %+v: want the snapshot, the sandbox and the restored volume recorded", run.Status)
@@ -142,7 +126,7 @@ func (p *production) serviceAccountDrill(t *testing.T) {
 		t.Errorf("exit %d, %s/%s (%s): want Failed/DatabaseFailed naming %q", code, failed.Status.Result, failed.Status.Reason, failed.Status.Message, refusal)
 	}
 	logReads := 0
-	auditedRequests(t, serviceAccount, started, func(ev auditEvent) {
+	auditedRequests(t, serviceAccount, started, func(ev fixture.AuditEvent) {
 		if ev.Verb == "get" && ev.ObjectRef != nil && ev.ObjectRef.Resource == "pods" && ev.ObjectRef.Subresource == "log" &&
 			ev.ObjectRef.Namespace == failed.Status.SandboxNamespace && ev.ResponseStatus != nil && ev.ResponseStatus.Code == 200 {
 			logReads++
@@ -193,70 +177,17 @@ func (p *production) serviceAccountDrill(t *testing.T) {
 // authenticates with token only.
 func writeTokenKubeconfig(t *testing.T, path, token string) {
 	t.Helper()
-	if err := tokenKubeconfig(cluster.Kubeconfig, path, token); err != nil {
+	if err := fixture.WriteTokenKubeconfig(cluster.Kubeconfig, path, token, "drillerd-system"); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// tokenKubeconfig writes a kubeconfig for the cluster of the admin
-// kubeconfig that authenticates with token only.
-func tokenKubeconfig(adminKubeconfig, path, token string) error {
-	admin, err := clientcmd.LoadFromFile(adminKubeconfig)
-	if err != nil {
-		return err
-	}
-	ctx := admin.Contexts[admin.CurrentContext]
-	server := admin.Clusters[ctx.Cluster]
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["local"] = server
-	cfg.AuthInfos["drillerd"] = &clientcmdapi.AuthInfo{Token: token}
-	cfg.Contexts["drillerd"] = &clientcmdapi.Context{Cluster: "local", AuthInfo: "drillerd", Namespace: "drillerd-system"}
-	cfg.CurrentContext = "drillerd"
-	return clientcmd.WriteToFile(*cfg, path)
-}
-
-// auditEvent is what the tests read of an audit log entry.
-type auditEvent struct {
-	AuditID   string `json:"auditID"`
-	Stage     string `json:"stage"`
-	Verb      string `json:"verb"`
-	UserAgent string `json:"userAgent"`
-	User      struct {
-		Username string `json:"username"`
-	} `json:"user"`
-	ObjectRef *struct {
-		Resource, Subresource, Namespace, Name, APIGroup string
-	} `json:"objectRef"`
-	RequestURI     string `json:"requestURI"`
-	ResponseStatus *struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	} `json:"responseStatus"`
-	StageTimestamp metav1.MicroTime `json:"stageTimestamp"`
-}
-
-// auditedRequests calls visit for each of user's requests in the audit log
-// since since, once each (the stage that completed it).
-func auditedRequests(t *testing.T, user string, since time.Time, visit func(auditEvent)) {
+// auditedRequests calls visit for each event of a response to user in the
+// audit log since since: once for most requests, twice for a long-running
+// one (when its response started and when it completed).
+func auditedRequests(t *testing.T, user string, since time.Time, visit func(fixture.AuditEvent)) {
 	t.Helper()
-	f, err := os.Open(cluster.AuditLog)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var ev auditEvent
-		if json.Unmarshal(sc.Bytes(), &ev) != nil || ev.User.Username != user || ev.StageTimestamp.Before(&metav1.MicroTime{Time: since}) {
-			continue
-		}
-		if ev.Stage != "ResponseComplete" && ev.Stage != "ResponseStarted" {
-			continue
-		}
-		visit(ev)
-	}
-	if err := sc.Err(); err != nil {
+	if err := fixture.AuditedResponses(cluster.AuditLog, []string{user}, since, time.Time{}, visit); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -265,7 +196,7 @@ func auditedRequests(t *testing.T, user string, since time.Time, visit func(audi
 // those the API server refused with 401 or 403.
 func auditOf(t *testing.T, user string, since time.Time) (requests int, refused []string) {
 	t.Helper()
-	auditedRequests(t, user, since, func(ev auditEvent) {
+	auditedRequests(t, user, since, func(ev fixture.AuditEvent) {
 		requests++
 		if ev.ResponseStatus != nil && (ev.ResponseStatus.Code == 401 || ev.ResponseStatus.Code == 403) {
 			refused = append(refused, fmt.Sprintf("%s %s: %d %s", ev.Verb, ev.RequestURI, ev.ResponseStatus.Code, ev.ResponseStatus.Message))
@@ -284,7 +215,7 @@ func (p *production) alertsInPrometheus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prom := env.StartPrometheus("drillerd", []string{daemon.metrics}, rules)
+	prom := env.StartPrometheus("drillerd", []string{daemon.Metrics}, rules)
 
 	// alert-fail may go a second without a success, so it soon has gone
 	// longer; alert-pass has an hour and succeeds.
@@ -386,9 +317,9 @@ func (p *production) retainedVolumeIsRemoved(t *testing.T) {
 // report with a working status page link.
 func (p *production) demo(t *testing.T) {
 	env := p.env
-	daemon.stop() // the demo runs its own drillerd
+	daemon.Stop() // the demo runs its own drillerd
 	defer func() {
-		if err := daemon.start(); err != nil {
+		if err := daemon.Start(); err != nil {
 			t.Fatal(err)
 		}
 	}()

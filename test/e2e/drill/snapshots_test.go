@@ -64,7 +64,7 @@ func TestSkippedSnapshots(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prom := env.StartPrometheus("drillerd", []string{daemon.metrics}, ruleFile)
+	prom := env.StartPrometheus("drillerd", []string{daemon.Metrics}, ruleFile)
 	w := &snapshotWatch{p: p, prom: prom, rules: rules}
 
 	// Only good snapshots: nothing is skipped, nothing alerts.
@@ -130,7 +130,7 @@ func TestSkippedSnapshots(t *testing.T) {
 	t.Cleanup(func() { _ = p.c.Delete(context.Background(), stale.d) })
 	age := `drillerd_drill_newest_snapshot_age_seconds{drill=catalog-rpo,namespace=` + ns + `}`
 	env.WaitFor(fixture.Scaled(2*time.Minute), "drillerd to export a newest-snapshot age above catalog-rpo's RPO target", func(context.Context) (bool, error) {
-		got, err := tryScrape(daemon.metrics)
+		got, err := tryScrape(daemon.Metrics)
 		if err != nil {
 			return false, err
 		}
@@ -169,7 +169,7 @@ func (w *snapshotWatch) scraped(t *testing.T, drill string, skipped map[string]f
 	succeeded := series("drillerd_drill_runs_total", "result=Succeeded")
 	var got map[string]float64
 	env.WaitFor(fixture.ShortTimeout, "drillerd's metrics to count the runs of "+drill, func(context.Context) (bool, error) {
-		m, err := tryScrape(daemon.metrics)
+		m, err := tryScrape(daemon.Metrics)
 		got = m
 		return err == nil && m[succeeded] == runs, err
 	})

@@ -208,7 +208,7 @@ func (p *production) leakedSandbox(t *testing.T) {
 		}
 	}
 	leakedSeries := "drillerd_sandboxes_leaked{drill=" + drillName + ",namespace=" + p.ns + "}"
-	if got := scrape(t, daemon.metrics)[leakedSeries]; got != 2 {
+	if got := scrape(t, daemon.Metrics)[leakedSeries]; got != 2 {
 		t.Errorf("%s = %v, want 2", leakedSeries, got)
 	}
 
@@ -226,7 +226,7 @@ func (p *production) leakedSandbox(t *testing.T) {
 		}
 		p.assertNoSandboxLeft(t, run)
 	}
-	if got := scrape(t, daemon.metrics)[leakedSeries]; got != 0 {
+	if got := scrape(t, daemon.Metrics)[leakedSeries]; got != 0 {
 		t.Errorf("%s = %v once the sandboxes are gone, want 0", leakedSeries, got)
 	}
 	sources.AssertUntouched(drillerdUsers...)
@@ -259,7 +259,7 @@ func runOverHTTP(t *testing.T, p *production, drill string) string {
 	}
 	token := mintToken(t, env, p.ns, sa, apiAudience)
 	httpc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	req, _ := http.NewRequestWithContext(env.Ctx, http.MethodPost, "https://"+daemon.api+"/api/v1/namespaces/"+p.ns+"/restoredrills/"+drill+"/runs", nil)
+	req, _ := http.NewRequestWithContext(env.Ctx, http.MethodPost, "https://"+daemon.API+"/api/v1/namespaces/"+p.ns+"/restoredrills/"+drill+"/runs", nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := httpc.Do(req)
 	if err != nil {
@@ -299,10 +299,10 @@ func (p *production) readiness(t *testing.T) {
 		verbose = body
 		return code == http.StatusOK, err
 	})
-	if code, body, err := get("https://" + daemon.api + "/api/v1/namespaces/" + p.ns + "/drillruns/none"); err != nil || code != http.StatusUnauthorized {
+	if code, body, err := get("https://" + daemon.API + "/api/v1/namespaces/" + p.ns + "/drillruns/none"); err != nil || code != http.StatusUnauthorized {
 		t.Errorf("ready, but the API answered %d %s (%v), want 401 for a request without a token", code, body, err)
 	}
-	if code, _, err := get("http://" + daemon.metrics + "/metrics"); err != nil || code != http.StatusOK {
+	if code, _, err := get("http://" + daemon.Metrics + "/metrics"); err != nil || code != http.StatusOK {
 		t.Errorf("ready, but /metrics answered %d (%v)", code, err)
 	}
 	for _, check := range []string{"[+]api ok", "[+]metrics ok", "[+]caches ok"} {

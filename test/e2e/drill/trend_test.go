@@ -146,7 +146,7 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 
 		t.Errorf("forecast %+v: target or atRisk wrong for a 15m target", f)
 	}
 
-	got := scrape(t, daemon.metrics)
+	got := scrape(t, daemon.Metrics)
 	labels := "{drill=trend,horizon=" + horizon.String() + ",namespace=" + p.ns + "}"
 	for name, value := range map[string]float64{
 		"drillerd_drill_rto_forecast_seconds" + labels:                               f.Seconds,

@@ -201,7 +201,7 @@ func (p *production) twoReplicasOneDrill(t *testing.T) {
 	// The drill's claim has no snapshot: each run ends at once, Failed
 	// (NoReadySnapshot), and the next round can ask again.
 	drill := p.create(t, p.newDrill("race").source("data-nothing-0"))
-	replicas := []*drillerd{
+	replicas := []*fixture.Drillerd{
 		startDrillerd(t, "replica-0", gatedKubeconfig, "--leader-elect"),
 		startDrillerd(t, "replica-1", gatedKubeconfig, "--leader-elect"),
 	}
@@ -294,10 +294,10 @@ func (p *production) operator(t *testing.T) string {
 }
 
 // post asks drillerd's HTTP API for a run of drill.
-func (p *production) post(d *drillerd, drill, token string) (int, map[string]any) {
+func (p *production) post(d *fixture.Drillerd, drill, token string) (int, map[string]any) {
 	// drillerd's API certificate is self-signed here (no --tls-cert-file).
 	c := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	req, err := http.NewRequestWithContext(p.env.Ctx, http.MethodPost, "https://"+d.api+"/api/v1/namespaces/"+p.ns+"/restoredrills/"+drill+"/runs", nil)
+	req, err := http.NewRequestWithContext(p.env.Ctx, http.MethodPost, "https://"+d.API+"/api/v1/namespaces/"+p.ns+"/restoredrills/"+drill+"/runs", nil)
 	if err != nil {
 		return 0, map[string]any{"error": err.Error()}
 	}

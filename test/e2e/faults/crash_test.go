@@ -227,12 +227,12 @@ func TestCrashAtEveryInstant(t *testing.T) {
 
 // crashAt runs one drill per point, kills d once every run is at its
 // point, starts d again and judges.
-func (p *production) crashAt(t *testing.T, d *drillerd, prefix string, points []crashPoint, next *drillsv1.RestoreDrill) {
+func (p *production) crashAt(t *testing.T, d *fixture.Drillerd, prefix string, points []crashPoint, next *drillsv1.RestoreDrill) {
 	sources := p.sources(t)
 	cases := p.reach(t, prefix, points)
-	d.kill()
+	d.Kill()
 	gate.Disarm()
-	d.start(t)
+	startReady(t, d)
 	p.judge(t, cases)
 	p.passes(t, next, "next-"+prefix)
 	sources.AssertUntouched(drillerdUser)

@@ -36,7 +36,7 @@ func TestLeaderKilled(t *testing.T) {
 		t.Skip("end-to-end test: needs the local cluster")
 	}
 	p := setUpProduction(t)
-	replicas := []*drillerd{
+	replicas := []*fixture.Drillerd{
 		startDrillerd(t, "replica-0", directKubeconfig, "--leader-elect"),
 		startDrillerd(t, "replica-1", directKubeconfig, "--leader-elect"),
 	}
@@ -47,7 +47,7 @@ func TestLeaderKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leader.kill()
+	leader.Kill()
 	killed := time.Now()
 	lastRenew := before.Spec.RenewTime.Time
 	var after *coordinationv1.Lease
@@ -81,12 +81,12 @@ func TestLeaderKilled(t *testing.T) {
 
 // waitLeader waits until one of replicas says it acquired the Lease and
 // returns it.
-func (p *production) waitLeader(t *testing.T, replicas []*drillerd) *drillerd {
+func (p *production) waitLeader(t *testing.T, replicas []*fixture.Drillerd) *fixture.Drillerd {
 	t.Helper()
-	var leader *drillerd
+	var leader *fixture.Drillerd
 	p.env.WaitFor(fixture.Scaled(60*time.Second), "a replica to become the leader", func(context.Context) (bool, error) {
 		for _, r := range replicas {
-			log, err := os.ReadFile(r.logPath)
+			log, err := os.ReadFile(r.LogPath)
 			if err != nil {
 				return false, err
 			}

@@ -22,26 +22,15 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/utils/ptr"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/drillerd/drillerd/test/apigate"
+	"github.com/drillerd/drillerd/test/fixture"
 	"github.com/drillerd/drillerd/test/localcluster"
 )
 
@@ -66,10 +55,10 @@ const drillerdNamespace = "drillerd-system"
 // drillerdIdentity is the ServiceAccount drillerd runs as here, bound to
 // cluster-admin, so that the audit log tells its requests from the
 // test's, the controllers' and the node emulator's.
-const drillerdIdentity = "drillerd-faults"
+var drillerdIdentity = fixture.Identity{Namespace: drillerdNamespace, Name: "drillerd-faults"}
 
 // drillerdUser is the user drillerd's requests come from.
-var drillerdUser = "system:serviceaccount:" + drillerdNamespace + ":" + drillerdIdentity
+var drillerdUser = drillerdIdentity.User()
 
 func TestMain(m *testing.M) {
 	ctrllog.SetLogger(logr.Discard()) // the tests' controller-runtime clients log nothing
@@ -101,44 +90,26 @@ func setUp(info localcluster.Info) (func(), error) {
 		return nil, err
 	}
 	drillerdBinary = filepath.Join(workDir, "drillerd")
-	build := exec.Command("go", "build", "-o", drillerdBinary, "./cmd/drillerd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building drillerd: %v\n%s", err, out)
-	}
-	kubectl := func(args ...string) error {
-		out, err := exec.Command(info.KubectlBinary, append([]string{"--kubeconfig", info.Kubeconfig}, args...)...).CombinedOutput()
-		if err != nil && !strings.Contains(string(out), "AlreadyExists") {
-			return fmt.Errorf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-		return nil
-	}
-	if err := kubectl("apply", "--server-side", "--force-conflicts", "-k", filepath.Join(root, "deploy", "crds")); err != nil {
+	if err := fixture.BuildDrillerd(root, drillerdBinary, nil); err != nil {
 		return nil, err
 	}
-	if err := kubectl("wait", "--for=condition=Established", "--timeout=30s", "crd/restoredrills.drills.drillerd.dev", "crd/drillruns.drills.drillerd.dev"); err != nil {
+	if err := fixture.InstallCRDs(info, root, drillerdNamespace, 30*time.Second); err != nil {
 		return nil, err
 	}
-	if err := kubectl("create", "namespace", drillerdNamespace); err != nil {
-		return nil, err
+	directKubeconfig = filepath.Join(workDir, "drillerd.kubeconfig")
+	token, err := drillerdIdentity.Create(context.Background(), info, 48*time.Hour, directKubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("giving drillerd its own identity: %v", err)
 	}
 	cfg, err := info.RestConfig()
 	if err != nil {
 		return nil, err
-	}
-	token, err := ownIdentity(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("giving drillerd its own identity: %v", err)
 	}
 	if gate, err = apigate.Start(cfg); err != nil {
 		return nil, err
 	}
 	gatedKubeconfig = filepath.Join(workDir, "drillerd-gated.kubeconfig")
 	if err := gate.WriteKubeconfig(gatedKubeconfig, token); err != nil {
-		return nil, err
-	}
-	directKubeconfig = filepath.Join(workDir, "drillerd.kubeconfig")
-	if err := tokenKubeconfig(info.Kubeconfig, directKubeconfig, token); err != nil {
 		return nil, err
 	}
 	return func() {
@@ -149,47 +120,4 @@ func setUp(info localcluster.Info) (func(), error) {
 			fmt.Fprintf(os.Stderr, "drillerd's logs are kept in %s\n", workDir)
 		}
 	}, nil
-}
-
-// ownIdentity creates drillerd's ServiceAccount, binds it to
-// cluster-admin and returns a token for it that outlasts the tests.
-func ownIdentity(cfg *rest.Config) (string, error) {
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return "", err
-	}
-	ctx := context.Background()
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: drillerdNamespace, Name: drillerdIdentity}}
-	if _, err := cs.CoreV1().ServiceAccounts(sa.Namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", err
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: drillerdIdentity},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: sa.Namespace, Name: sa.Name}},
-	}
-	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return "", err
-	}
-	tr, err := cs.CoreV1().ServiceAccounts(sa.Namespace).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64((48 * time.Hour).Seconds()))},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return "", err
-	}
-	return tr.Status.Token, nil
-}
-
-// tokenKubeconfig writes a kubeconfig for the cluster of admin that
-// authenticates with token.
-func tokenKubeconfig(admin, path, token string) error {
-	cfg, err := clientcmd.LoadFromFile(admin)
-	if err != nil {
-		return err
-	}
-	cfg.AuthInfos = map[string]*clientcmdapi.AuthInfo{"drillerd": {Token: token}}
-	for _, c := range cfg.Contexts {
-		c.AuthInfo = "drillerd"
-	}
-	return clientcmd.WriteToFile(*cfg, path)
 }

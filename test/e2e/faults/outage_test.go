@@ -46,7 +46,7 @@ func TestOutages(t *testing.T) {
 	p.finish(t)
 }
 
-func (p *production) apiServerOutage(t *testing.T, d *drillerd, next *drillsv1.RestoreDrill) {
+func (p *production) apiServerOutage(t *testing.T, d *fixture.Drillerd, next *drillsv1.RestoreDrill) {
 	sources := p.sources(t)
 	b := p.newDrill("api-outage")
 	// The database's image takes a while to pull: the run waits in
@@ -59,12 +59,12 @@ func (p *production) apiServerOutage(t *testing.T, d *drillerd, next *drillsv1.R
 	stopped := time.Now()
 	select {
 	case <-time.After(apiOutage):
-	case <-d.done:
-		t.Fatalf("drillerd exited while the API server was stopped: %v", d.crashed())
+	case <-d.Exited():
+		t.Fatalf("drillerd exited while the API server was stopped: %v", d.Crashed())
 	}
 	startComponent(t, localcluster.KubeAPIServer)
 	t.Logf("the API server was stopped for %s", time.Since(stopped).Round(time.Millisecond))
-	if err := d.crashed(); err != nil {
+	if err := d.Crashed(); err != nil {
 		t.Fatalf("drillerd exited during the API server's outage: %v", err)
 	}
 	run = p.waitDone(t, run, drillTimeout)
@@ -80,7 +80,7 @@ func (p *production) apiServerOutage(t *testing.T, d *drillerd, next *drillsv1.R
 	sources.AssertUntouched(drillerdUser)
 }
 
-func (p *production) snapshotControllerOutage(t *testing.T, d *drillerd, next *drillsv1.RestoreDrill) {
+func (p *production) snapshotControllerOutage(t *testing.T, d *fixture.Drillerd, next *drillsv1.RestoreDrill) {
 	sources := p.sources(t)
 	b := p.newDrill("snapshot-controller-outage")
 	b.d.Spec.Timeouts.Volume = &metav1.Duration{Duration: 20 * time.Second}
@@ -97,7 +97,7 @@ func (p *production) snapshotControllerOutage(t *testing.T, d *drillerd, next *d
 	}
 	t.Logf("run %s: %s/%s: %s", run.Name, s.Result, s.Reason, s.Message)
 	p.assertSandboxGone(t, run)
-	if err := d.crashed(); err != nil {
+	if err := d.Crashed(); err != nil {
 		t.Fatal(err)
 	}
 	p.passes(t, next, "next-snapshot-controller-outage")
@@ -106,7 +106,7 @@ func (p *production) snapshotControllerOutage(t *testing.T, d *drillerd, next *d
 
 // backupFaults runs three drills at once, each with a fault of the backup
 // or its storage: each is Failed, naming what failed.
-func (p *production) backupFaults(t *testing.T, d *drillerd) {
+func (p *production) backupFaults(t *testing.T, d *fixture.Drillerd) {
 	sources := p.sources(t)
 	env := p.env
 
@@ -147,7 +147,7 @@ func (p *production) backupFaults(t *testing.T, d *drillerd) {
 		p.assertSandboxGone(t, run)
 	}
 	p.assertCrashedDuringChecks(t, runs[crash.d.Name])
-	if err := d.crashed(); err != nil {
+	if err := d.Crashed(); err != nil {
 		t.Fatal(err)
 	}
 	sources.AssertUntouched(drillerdUser)
