@@ -24,7 +24,7 @@ import (
 // reconcile, then again after readinessBackoff. The pod's Ready condition
 // comes only at the readiness probe's next period and is not waited for.
 const (
-	readinessBackoff = 50 * time.Millisecond
+	readinessBackoff = 25 * time.Millisecond
 	readinessWindow  = time.Second
 )
 
