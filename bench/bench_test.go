@@ -3,6 +3,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -39,6 +40,9 @@ var (
 	concurrent  = envInt("BENCH_CONCURRENT_DRILLS", 8)
 	scheduled   = envInt("BENCH_SCHEDULED_DRILLS", 100)
 	ticks       = envInt("BENCH_TICKS", 3)
+	// storageClass is the class the drills restore onto; empty: the source
+	// claim's (WaitForFirstConsumer).
+	storageClass = os.Getenv("BENCH_STORAGE_CLASS")
 )
 
 func envInt(name string, def int) int {
@@ -479,6 +483,7 @@ func machine() map[string]string {
 	m := map[string]string{
 		"cpus": strconv.Itoa(runtime.NumCPU()), "goos": runtime.GOOS, "goarch": runtime.GOARCH,
 		"drillerd": version, "date": time.Now().UTC().Format(time.RFC3339),
+		"storage_class": cmp.Or(storageClass, "the source claim's"),
 	}
 	if out, err := exec.Command("uname", "-r").Output(); err == nil {
 		m["kernel"] = strings.TrimSpace(string(out))

@@ -82,6 +82,10 @@ func newSource(t *testing.T, env *fixture.Env, name string, mib int) *source {
 // drillOf is a RestoreDrill of s named name with checks (none: the
 // built-ins).
 func (s *source) drillOf(name string, checks ...drillsv1.Check) *drillsv1.RestoreDrill {
+	var sandbox drillsv1.SandboxSpec
+	if storageClass != "" {
+		sandbox.StorageClassName = &storageClass
+	}
 	return &drillsv1.RestoreDrill{
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: name},
 		Spec: drillsv1.RestoreDrillSpec{
@@ -91,6 +95,7 @@ func (s *source) drillOf(name string, checks ...drillsv1.Check) *drillsv1.Restor
 				Auth: drillsv1.AuthSpec{Mode: drillsv1.AuthTrust, User: fixture.DBUser},
 			},
 			Checks:    checks,
+			Sandbox:   sandbox,
 			Freshness: &drillsv1.FreshnessSpec{SQL: "SELECT max(created_at) FROM orders"},
 			Timeouts: drillsv1.Timeouts{
 				Database: &metav1.Duration{Duration: 10 * time.Minute},
