@@ -99,6 +99,9 @@ func TestDrillerdSeesTheDatabaseReadyItself(t *testing.T) {
 	wrongPassword := &pgconn.PgError{Severity: "FATAL", Code: "28P01", Message: "password authentication failed for user \"postgres\""}
 	untrusted := fmt.Errorf("failed to connect to `user=postgres database=app`: 127.0.3.4:5432: tls error: %w",
 		fmt.Errorf("%w: it presented the certificate of %q, not this run's sandbox certificate", runcert.ErrUntrustedServer, "db"))
+	// More failed tries than one reconcile makes (one every
+	// readinessBackoff for readinessWindow).
+	moreThanAWindow := int(readinessWindow/readinessBackoff) + 10
 	running := readyPod("127.0.3.4")
 	running.Conditions = nil // the readiness probe has not run yet
 	tests := []struct {
@@ -109,8 +112,8 @@ func TestDrillerdSeesTheDatabaseReadyItself(t *testing.T) {
 		wantTries   int
 	}{
 		{"answers at the third try: on to Validating without the probe", []error{refused, refused, nil}, drillsv1.PhaseValidating, 0, 3},
-		{"still starting up: tries again shortly", repeat(startingUp, 30), drillsv1.PhaseStartingDatabase, readinessBackoff, 0},
-		{"not listening yet: tries again shortly", repeat(refused, 30), drillsv1.PhaseStartingDatabase, readinessBackoff, 0},
+		{"still starting up: tries again shortly", repeat(startingUp, moreThanAWindow), drillsv1.PhaseStartingDatabase, readinessBackoff, 0},
+		{"not listening yet: tries again shortly", repeat(refused, moreThanAWindow), drillsv1.PhaseStartingDatabase, readinessBackoff, 0},
 		{"refuses the credentials: it answered; Validating says why", []error{wrongPassword}, drillsv1.PhaseValidating, 0, 0},
 		{"not the run's server: it answered; Validating says why", []error{untrusted}, drillsv1.PhaseValidating, 0, 0},
 	}
