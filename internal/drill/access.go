@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
@@ -28,6 +29,10 @@ type runAccess struct {
 	// login is the database login auth.mode Secret named, read once per
 	// run: the readiness checks connect many times.
 	login *login
+	// claim is the restored claim Provisioning planned, created once the
+	// sandbox's VolumeSnapshot is ready; claimMade says it was.
+	claim     *corev1.PersistentVolumeClaim
+	claimMade bool
 }
 
 // login is a database user and password.
@@ -71,6 +76,40 @@ func (s *accessStore) rememberLogin(run *drillsv1.DrillRun, l login) {
 	key := types.NamespacedName{Namespace: run.Namespace, Name: run.Name}
 	if a, ok := s.runs[key]; ok && a.uid == run.UID {
 		a.login = &l
+		s.runs[key] = a
+	}
+}
+
+// planClaim keeps claim as the restored claim to create for run.
+func (s *accessStore) planClaim(run *drillsv1.DrillRun, claim *corev1.PersistentVolumeClaim) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := types.NamespacedName{Namespace: run.Namespace, Name: run.Name}
+	if a, ok := s.runs[key]; ok && a.uid == run.UID {
+		a.claim, a.claimMade = claim, false
+		s.runs[key] = a
+	}
+}
+
+// plannedClaim returns the restored claim planned for run and whether it
+// was created; ok is false when this process planned none.
+func (s *accessStore) plannedClaim(run *drillsv1.DrillRun) (claim *corev1.PersistentVolumeClaim, made, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, found := s.runs[types.NamespacedName{Namespace: run.Namespace, Name: run.Name}]
+	if !found || a.uid != run.UID || a.claim == nil {
+		return nil, false, false
+	}
+	return a.claim.DeepCopy(), a.claimMade, true
+}
+
+// claimCreated records that run's planned claim was created.
+func (s *accessStore) claimCreated(run *drillsv1.DrillRun) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := types.NamespacedName{Namespace: run.Namespace, Name: run.Name}
+	if a, ok := s.runs[key]; ok && a.uid == run.UID {
+		a.claimMade = true
 		s.runs[key] = a
 	}
 }

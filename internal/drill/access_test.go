@@ -3,6 +3,7 @@ package drill
 import (
 	"context"
 	"errors"
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	"strings"
 	"testing"
 	"time"
@@ -47,11 +48,11 @@ func TestARunWhoseKeyIsGoneEndsInterrupted(t *testing.T) {
 // Secrets, so a retried Provisioning takes the run's own TLS Secret as it
 // is, with the Access it was made from.
 func TestProvisioningAgainAdoptsTheTLSSecretUnread(t *testing.T) {
-	podFailures := 1
+	snapshotFailures := 1
 	funcs := interceptor.Funcs{
 		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-			if _, ok := obj.(*corev1.Pod); ok && podFailures > 0 {
-				podFailures--
+			if _, ok := obj.(*snapshotv1.VolumeSnapshot); ok && snapshotFailures > 0 {
+				snapshotFailures--
 				return apierrors.NewServiceUnavailable("etcd leader change")
 			}
 			return c.Create(ctx, obj, opts...)
@@ -66,7 +67,7 @@ func TestProvisioningAgainAdoptsTheTLSSecretUnread(t *testing.T) {
 	run := newRun("r1").Obj()
 	e := newEngine(t, funcs, append(source(), ordersDrill().Obj(), run)...)
 	if _, err := e.reconcile("r1"); err == nil {
-		t.Fatal("the pod's transient error must be retried")
+		t.Fatal("the snapshot's transient error must be retried")
 	}
 	before, ok := e.r.access.get(run)
 	if !ok {

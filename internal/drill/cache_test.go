@@ -192,6 +192,15 @@ func TestWhatIsRestoredFromTheCopyGoesWithIt(t *testing.T) {
 	e.mustReconcile("r1")
 	ns := sandboxOf(run)
 	copyName := restore.Sandbox{Run: run}.ContentName()
+	// The snapshot controller makes the sandbox's snapshot ready; the
+	// claim and the pod follow.
+	ready := &snapshotv1.VolumeSnapshot{}
+	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: restore.SourceSnapshotName}, ready); err != nil {
+		t.Fatal(err)
+	}
+	ready.Status = &snapshotv1.VolumeSnapshotStatus{ReadyToUse: ptrTo(true)}
+	e.update(ready)
+	e.mustReconcile("r1")
 	for _, obj := range []client.Object{&snapshotv1.VolumeSnapshot{}, &corev1.PersistentVolumeClaim{}, &corev1.Pod{}} {
 		name := map[string]string{"*v1.VolumeSnapshot": restore.SourceSnapshotName, "*v1.PersistentVolumeClaim": restore.DataClaimName, "*v1.Pod": restore.DatabasePodName}[typeName(obj)]
 		if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, obj); err != nil {

@@ -88,9 +88,16 @@ func TestADrillFromStartToFinish(t *testing.T) {
 		t.Fatalf("access %+v held %v; pg_ident.conf %q must map its client certificate to its check role", access, ok, hba.Data["pg_ident.conf"])
 	}
 
-	e.clock.Step(20 * time.Second) // the restore takes 20s
+	// The claim waits for its snapshot: a provisioner would refuse a claim
+	// of a snapshot not ready yet and look again only after a while.
+	claimKey := types.NamespacedName{Namespace: ns, Name: restore.DataClaimName}
+	if err := e.c.Get(context.Background(), claimKey, &corev1.PersistentVolumeClaim{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("the claim exists before its snapshot is ready (%v)", err)
+	}
 	copyOf.Status = &snapshotv1.VolumeSnapshotStatus{ReadyToUse: ptrTo(true)}
 	e.update(copyOf)
+	e.mustReconcile("r1")
+	e.clock.Step(20 * time.Second) // the restore takes 20s
 	claim := &corev1.PersistentVolumeClaim{}
 	if err := e.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: restore.DataClaimName}, claim); err != nil {
 		t.Fatal(err)
@@ -244,7 +251,7 @@ func TestPermanentErrorEndsTheRunAtOnce(t *testing.T) {
 
 func TestTransientErrorIsRetriedAndRemembered(t *testing.T) {
 	funcs := interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
-		if _, ok := obj.(*corev1.Pod); ok {
+		if _, ok := obj.(*snapshotv1.VolumeSnapshot); ok {
 			return apierrors.NewServiceUnavailable("etcd leader change")
 		}
 		return c.Create(ctx, obj, opts...)

@@ -17,8 +17,9 @@ import (
 
 // provision is the Provisioning step: it makes the run's Access and
 // creates the sandbox (namespace, NetworkPolicy, pg_hba ConfigMap, TLS
-// Secret, content copy, snapshot, claim, database pod). Its start is the
-// start of the RTO.
+// Secret, content copy, snapshot) and plans its claim, which
+// RestoringVolume creates with the database pod. Its start is the start
+// of the RTO.
 func (r *Reconciler) provision(ctx context.Context, w *work) (outcome, error) {
 	sb := w.sandbox
 	access, ok := r.access.get(w.run)
@@ -68,12 +69,26 @@ func (r *Reconciler) provision(ctx context.Context, w *work) (outcome, error) {
 	// copy in the foreground (teardown) has the garbage collector delete
 	// them at once, so that the namespace controller finds nothing held by
 	// a finalizer when it empties the sandbox.
-	for _, obj := range []client.Object{sb.SnapshotCopy(), sb.Claim(claim, snap.RestoreSize), sb.DatabasePod()} {
-		obj.SetOwnerReferences([]metav1.OwnerReference{restore.OwnedByContentCopy(content)})
-		if err := r.create(ctx, w, obj); err != nil {
-			return outcome{}, err
-		}
+	owned := []metav1.OwnerReference{restore.OwnedByContentCopy(content)}
+	snapshotCopy := sb.SnapshotCopy()
+	snapshotCopy.SetOwnerReferences(owned)
+	if err := r.create(ctx, w, snapshotCopy); err != nil {
+		return outcome{}, err
 	}
+	// The claim and the database pod follow in RestoringVolume, once the
+	// snapshot controller has made the VolumeSnapshot ready: a provisioner
+	// that sees a claim of a snapshot not ready yet refuses it and looks
+	// again only after its retry interval. A pod the API server would
+	// refuse (invalid, over a quota, denied by admission) is found now,
+	// with a dry run, before anything is restored.
+	pod := sb.DatabasePod()
+	pod.SetOwnerReferences(owned)
+	if err := r.Client.Create(ctx, pod, client.DryRunAll); err != nil && !apierrors.IsAlreadyExists(err) {
+		return outcome{}, fmt.Errorf("while checking sandbox %T %s with the API server: %w", pod, pod.Name, err)
+	}
+	restored := sb.Claim(claim, snap.RestoreSize)
+	restored.SetOwnerReferences(owned)
+	r.access.planClaim(w.run, restored)
 	w.log.Info("sandbox provisioned", "sandbox", sb.NamespaceName())
 	return nextPhase(), nil
 }

@@ -6,6 +6,7 @@ import (
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -15,7 +16,9 @@ import (
 )
 
 // restoreVolume is the RestoringVolume step: it waits until the sandbox's
-// snapshot copy is ready and its claim bound, at most timeouts.volume.
+// snapshot copy is ready, then creates the claim restored from it and the
+// database pod, and waits until the claim is bound, at most
+// timeouts.volume.
 func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (outcome, error) {
 	ns := w.sandbox.NamespaceName()
 	timeout := durationOr(w.drill.Spec.Timeouts.Volume, drillsv1.DefaultVolumeTimeout)
@@ -30,8 +33,20 @@ func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (outcome, error
 		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshot %s/%s failed: %s", ns, restore.SourceSnapshotName, failure)), nil
 	}
 	pvc := &corev1.PersistentVolumeClaim{}
-	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DataClaimName}, pvc); client.IgnoreNotFound(err) != nil {
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DataClaimName}, pvc)
+	if client.IgnoreNotFound(err) != nil {
 		return outcome{}, err
+	}
+	if apierrors.IsNotFound(err) && ready {
+		planned, made, ok := r.access.plannedClaim(w.run)
+		if !ok {
+			return conclude(accessLost(w.run.Status.Phase)), nil
+		}
+		if !made {
+			if err := r.createClaimAndPod(ctx, w, planned); err != nil {
+				return outcome{}, err
+			}
+		}
 	}
 	bound := restore.ClaimBound(pvc)
 	if bound {
@@ -80,5 +95,21 @@ func (r *Reconciler) labelVolume(ctx context.Context, run *drillsv1.DrillRun, la
 	if err := r.Client.Patch(ctx, pv, client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("while labelling the restored volume %s: %w", pv.Name, err)
 	}
+	return nil
+}
+
+// createClaimAndPod creates the planned claim and the database pod, owned
+// by the content copy as the claim is. The pod is created with the claim:
+// on a class that waits for the first consumer, it is what has the claim
+// provisioned.
+func (r *Reconciler) createClaimAndPod(ctx context.Context, w *work, claim *corev1.PersistentVolumeClaim) error {
+	pod := w.sandbox.DatabasePod()
+	pod.SetOwnerReferences(claim.OwnerReferences)
+	for _, obj := range []client.Object{claim, pod} {
+		if err := r.create(ctx, w, obj); err != nil {
+			return err
+		}
+	}
+	r.access.claimCreated(w.run)
 	return nil
 }
