@@ -37,15 +37,16 @@ func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (outcome, error
 	if client.IgnoreNotFound(err) != nil {
 		return outcome{}, err
 	}
-	if apierrors.IsNotFound(err) && ready {
-		planned, made, ok := r.access.plannedClaim(w.run)
-		if !ok {
-			return conclude(accessLost(w.run.Status.Phase)), nil
-		}
-		if !made {
+	if ready {
+		switch planned, made, ok := r.access.plannedClaim(w.run); {
+		case ok && !made:
+			// The claim and the pod, once the snapshot is ready; again
+			// after a failure between the two.
 			if err := r.createClaimAndPod(ctx, w, planned); err != nil {
 				return outcome{}, err
 			}
+		case !ok && apierrors.IsNotFound(err):
+			return conclude(accessLost(w.run.Status.Phase)), nil
 		}
 	}
 	bound := restore.ClaimBound(pvc)

@@ -1,6 +1,10 @@
 package drill
 
 import (
+	"context"
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"strings"
 	"testing"
 	"time"
@@ -131,3 +135,40 @@ var errStopHere = &stopHere{}
 type stopHere struct{}
 
 func (*stopHere) Error() string { return "not reached in this test" }
+
+// TestAPodRefusedAfterItsClaimIsCreatedOnTheNextTry: a transient failure
+// between the claim and the pod does not leave the claim without the pod
+// that has it provisioned.
+func TestAPodRefusedAfterItsClaimIsCreatedOnTheNextTry(t *testing.T) {
+	podFailures := 1
+	funcs := interceptor.Funcs{Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+		dryRun := len((&client.CreateOptions{}).ApplyOptions(opts).DryRun) > 0
+		if _, ok := obj.(*corev1.Pod); ok && !dryRun && podFailures > 0 {
+			podFailures--
+			return apierrors.NewServiceUnavailable("etcd leader change")
+		}
+		return c.Create(ctx, obj, opts...)
+	}}
+	run := newRun("r1").Obj()
+	e := newEngine(t, funcs, append(source(), ordersDrill().Obj(), run)...)
+	e.r.Database = (&fakeChecker{clock: e.clock, connectErr: errStopHere}).connect
+	e.mustReconcile("r1")
+	ns := sandboxOf(run)
+	ctx := context.Background()
+	snapshotCopy := &snapshotv1.VolumeSnapshot{}
+	if err := e.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.SourceSnapshotName}, snapshotCopy); err != nil {
+		t.Fatal(err)
+	}
+	snapshotCopy.Status = &snapshotv1.VolumeSnapshotStatus{ReadyToUse: ptrTo(true)}
+	e.update(snapshotCopy)
+	if _, err := e.reconcile("r1"); err == nil {
+		t.Fatal("the pod's transient error must be returned for a retry")
+	}
+	if err := e.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DataClaimName}, &corev1.PersistentVolumeClaim{}); err != nil {
+		t.Fatalf("the claim was not created before the pod's failure: %v", err)
+	}
+	e.mustReconcile("r1")
+	if err := e.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DatabasePodName}, &corev1.Pod{}); err != nil {
+		t.Fatalf("the database pod was not created on the next try: %v", err)
+	}
+}
