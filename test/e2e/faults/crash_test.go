@@ -137,12 +137,12 @@ var insides = []crashPoint{{
 		})
 	},
 }, {
-	name:  "inside Provisioning, the namespace, content copy and VolumeSnapshot made, the claim not yet",
+	name:  "inside Provisioning, the namespace and content copy made, the VolumeSnapshot not yet",
 	phase: drillsv1.PhaseProvisioning,
 	arm: func(t *testing.T, c *crashCase) {
 		prefix := restore.NamespacePrefix + c.drill.d.Name + "-"
 		c.holdAt(apigate.BeforeServer, func(r apigate.Request) bool {
-			return r.Verb == "create" && r.Resource == "persistentvolumeclaims" && strings.HasPrefix(r.Namespace, prefix)
+			return r.Verb == "create" && r.Resource == "volumesnapshots" && strings.HasPrefix(r.Namespace, prefix)
 		})
 	},
 }, {
