@@ -14,8 +14,9 @@ import (
 	"github.com/drillerd/drillerd/internal/rto"
 )
 
-// Text writes the run's report: snapshot, phases, checks, RTO and RPO
-// against their targets, and the verdict.
+// Text writes the run's report: snapshot and the newer ones passed over,
+// sandbox, phases, checks, RTO and RPO against their targets, and the
+// verdict.
 func Text(w io.Writer, drill *drillsv1.RestoreDrill, run *drillsv1.DrillRun) {
 	s := run.Status
 	fmt.Fprintf(w, "Drill %s/%s, run %s (trigger %s)\n", run.Namespace, run.Spec.DrillName, run.Name, run.Spec.Trigger)
@@ -31,6 +32,9 @@ func Text(w io.Writer, drill *drillsv1.RestoreDrill, run *drillsv1.DrillRun) {
 			line += ", restore size " + sn.RestoreSize.String()
 		}
 		fmt.Fprintln(w, line)
+	}
+	for _, sk := range s.SkippedSnapshots {
+		fmt.Fprintf(w, "Skipped   %s\n", skippedLine(sk))
 	}
 	if s.SandboxNamespace != "" {
 		state := "removed"
@@ -103,6 +107,21 @@ func Text(w io.Writer, drill *drillsv1.RestoreDrill, run *drillsv1.DrillRun) {
 		verdict += " (" + s.Reason + ")"
 	}
 	fmt.Fprintf(w, "Verdict   %s: %s\n", verdict, s.Message)
+}
+
+// skippedLine says of a snapshot newer than the restored one why it was
+// passed over, with the snapshot controller's error where there is one.
+func skippedLine(sk drillsv1.SkippedSnapshot) string {
+	line := sk.Name + ", newer, " + sk.Reason
+	if sk.Message != "" {
+		line += ": " + firstLine(sk.Message)
+	}
+	return line
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
 }
 
 // bases shows both RPO bases when both are known.

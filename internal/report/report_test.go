@@ -1,6 +1,7 @@
 package report
 
 import (
+	"strings"
 	"testing"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
@@ -27,5 +28,29 @@ func TestSizeLine(t *testing.T) {
 				t.Errorf("sizeLine = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestTextListsSkippedSnapshots(t *testing.T) {
+	run := &drillsv1.DrillRun{Status: drillsv1.DrillRunStatus{
+		Snapshot: &drillsv1.SnapshotRef{Name: "orders-0300"},
+		SkippedSnapshots: []drillsv1.SkippedSnapshot{
+			{Name: "orders-0500", Reason: drillsv1.SnapshotNotReady},
+			{Name: "orders-0400", Reason: drillsv1.SnapshotFailed, Message: "rpc error: code = ResourceExhausted desc = no space left\nsecond line"},
+		},
+	}}
+	var out strings.Builder
+	Text(&out, &drillsv1.RestoreDrill{}, run)
+	want := "Snapshot  orders-0300\n" +
+		"Skipped   orders-0500, newer, NotReady\n" +
+		"Skipped   orders-0400, newer, Failed: rpc error: code = ResourceExhausted desc = no space left\n"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("report:\n%s\nwant it to contain:\n%s", out.String(), want)
+	}
+	run.Status.SkippedSnapshots = nil
+	out.Reset()
+	Text(&out, &drillsv1.RestoreDrill{}, run)
+	if strings.Contains(out.String(), "Skipped") {
+		t.Errorf("with no snapshot skipped, the report says:\n%s", out.String())
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/report"
 	"github.com/drillerd/drillerd/test/fixture"
 	"github.com/drillerd/drillerd/test/nodeemu"
 )
@@ -104,6 +105,17 @@ func TestSkippedSnapshots(t *testing.T) {
 	if slow, failed := skipped["catalog-slow"], skipped["catalog-failed"]; len(s.SkippedSnapshots) != 2 || slow.Reason != drillsv1.SnapshotNotReady ||
 		failed.Reason != drillsv1.SnapshotFailed || !strings.Contains(failed.Message, snapshotSpaceError) {
 		t.Errorf("status.skippedSnapshots %+v: want catalog-slow NotReady and catalog-failed Failed with the driver's error", s.SkippedSnapshots)
+	}
+	// drillerd run's report names both, the failed one with its driver's error.
+	var text strings.Builder
+	report.Text(&text, d.d, skipping)
+	for _, line := range []string{"Skipped   catalog-slow, newer, NotReady\n", "Skipped   catalog-failed, newer, Failed: "} {
+		if !strings.Contains(text.String(), line) {
+			t.Errorf("drillerd run's report lacks %q:\n%s", line, text.String())
+		}
+	}
+	if !strings.Contains(text.String(), snapshotSpaceError) {
+		t.Errorf("drillerd run's report does not say why catalog-failed failed (%q):\n%s", snapshotSpaceError, text.String())
 	}
 	for _, text := range []string{"catalog-slow (NotReady)", "catalog-failed (Failed)"} {
 		if !env.HasWarning(ns, "DrillRun", skipping.Name, "SnapshotsSkipped", text) {
