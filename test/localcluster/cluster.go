@@ -595,5 +595,10 @@ omitStages: ["RequestReceived"]
 rules:
 - level: None
   nonResourceURLs: ["/healthz*", "/readyz*", "/livez*", "/version"]
+- level: RequestResponse
+  verbs: ["update", "patch"]
+  resources:
+  - group: snapshot.storage.k8s.io
+    resources: ["volumesnapshots/status"]
 - level: Metadata
 `

@@ -16,7 +16,8 @@
 //	control.sock      where StopComponent and StartComponent reach the process that runs it
 //	pki/              CA, serving and client certificates, service-account key
 //	etcd/             etcd data
-//	logs/             one log per component, audit.log (JSON, level Metadata)
+//	logs/             one log per component, audit.log (JSON, level Metadata;
+//	                  RequestResponse for the status writes of VolumeSnapshots)
 //	node/             the node emulator's volumes, snapshots, pods and ground truth
 //
 // Start brings a fresh cluster up and returns when it can run pods; Stop

@@ -2,8 +2,10 @@ package drill_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -23,7 +25,8 @@ const maxRequestsPerDrill = 30
 
 // apiCost runs one passing drill and reads in the API server's audit log
 // what it cost drillerd: at most maxRequestsPerDrill requests, each saying
-// in its user agent which drillerd made it.
+// in its user agent which drillerd made it; and that the restored claim
+// was asked for only once its snapshot was ready.
 func (p *production) apiCost(t *testing.T) {
 	env := p.env
 	d := p.newDrill("api-cost").
@@ -107,5 +110,54 @@ func (p *production) apiCost(t *testing.T) {
 	}
 	if requests < 10 {
 		t.Errorf("the audit log shows only %d requests of %s for the drill: was it drillerd's?", requests, drillerdUsers[0])
+	}
+	claimWaitsForItsSnapshot(t, run, start)
+}
+
+// claimWaitsForItsSnapshot reads in the API server's audit log that
+// drillerd asked for the run's restored claim only once the snapshot
+// controller had written the sandbox's VolumeSnapshot ready. A CSI
+// provisioner that sees a claim of a snapshot not yet ready refuses it and
+// tries again only after its back-off, which the run's RTO would pay.
+func claimWaitsForItsSnapshot(t *testing.T, run *drillsv1.DrillRun, since time.Time) {
+	t.Helper()
+	sandbox := run.Status.SandboxNamespace
+	if sandbox == "" {
+		t.Fatalf("run %s names no sandbox namespace", run.Name)
+	}
+	var ready, claimAsked time.Time // the first status write saying readyToUse; drillerd's request for the claim
+	readyBy := ""
+	err := fixture.AuditedResponses(cluster.AuditLog, nil, since, time.Time{}, func(ev fixture.AuditEvent) {
+		ref := ev.ObjectRef
+		if ev.Stage != "ResponseComplete" || ref == nil || ref.Namespace != sandbox || ev.ResponseStatus == nil || ev.ResponseStatus.Code >= 300 {
+			return
+		}
+		switch {
+		case ref.Resource == "volumesnapshots" && ref.Subresource == "status" && ready.IsZero():
+			var vs struct {
+				Status struct {
+					ReadyToUse *bool `json:"readyToUse"`
+				} `json:"status"`
+			}
+			if json.Unmarshal(ev.ResponseObject, &vs) == nil && vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse {
+				ready, readyBy = ev.StageTimestamp.Time, ev.User.Username
+			}
+		case ref.Resource == "persistentvolumeclaims" && ref.Subresource == "" && ev.Verb == "create" && slices.Contains(drillerdUsers, ev.User.Username):
+			claimAsked = ev.RequestReceivedTimestamp.Time
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch {
+	case ready.IsZero():
+		t.Errorf("the audit log has no status write making a VolumeSnapshot in %s ready", sandbox)
+	case claimAsked.IsZero():
+		t.Errorf("the audit log has no request of drillerd's creating a claim in %s", sandbox)
+	case claimAsked.Before(ready):
+		t.Errorf("drillerd asked for the restored claim in %s at %s, %s before %s wrote its VolumeSnapshot ready",
+			sandbox, claimAsked.Format(time.StampMicro), ready.Sub(claimAsked), readyBy)
+	default:
+		t.Logf("the claim in %s was asked for %s after its VolumeSnapshot was written ready", sandbox, claimAsked.Sub(ready))
 	}
 }

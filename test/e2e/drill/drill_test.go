@@ -66,7 +66,7 @@ func TestDrills(t *testing.T) {
 	p := setUpProduction(t, env)
 
 	t.Run("passing drill measures the real RTO and RPO", p.passingDrill)
-	t.Run("a passing drill costs drillerd at most 30 API requests, each naming its version", p.apiCost)
+	t.Run("a passing drill costs drillerd at most 30 API requests, each naming its version, and asks for its claim once its snapshot is ready", p.apiCost)
 	t.Run("wrong expected count fails naming the check", p.failingCheck)
 	t.Run("snapshot whose data lacks a table fails", p.snapshotLackingTable)
 	t.Run("no ready snapshot", p.noReadySnapshot)
