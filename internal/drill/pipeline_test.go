@@ -193,8 +193,8 @@ func TestADrillFromStartToFinish(t *testing.T) {
 		"Normal RestoringVolume Provisioning done in 0.0s; RestoringVolume",
 		"Normal StartingDatabase RestoringVolume done in 20.0s; StartingDatabase",
 		"Normal Validating StartingDatabase done in 5.0s; Validating",
-		"Normal Succeeded Succeeded: 1 checks passed",
-		"Normal RunSucceeded run r1: Succeeded: 1 checks passed",
+		"Normal Succeeded Succeeded: 1 check passed",
+		"Normal RunSucceeded run r1: Succeeded: 1 check passed",
 	} {
 		if !strings.Contains(ev, want) {
 			t.Errorf("events %q, want %q", ev, want)

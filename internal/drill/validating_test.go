@@ -161,7 +161,7 @@ func TestValidatingReachesTheVerdict(t *testing.T) {
 			drill: ordersDrill().Check(orders).Freshness("SELECT max(created_at) FROM orders").Targets(time.Minute, 4*time.Hour).Obj(),
 			db:    fakeChecker{took: 4 * time.Second, writeTook: 2 * time.Second, newest: t0.Add(-4 * time.Hour), freshTook: 30 * time.Second},
 			// provisioning started at t0+10s; checks done at t0+30s+4s, the write at +2s
-			wantResult: drillsv1.ResultSucceeded, wantInMsg: "1 checks passed", wantRTO: 26, wantRPO: 4 * 3600, wantBasis: drillsv1.RPOBasisData,
+			wantResult: drillsv1.ResultSucceeded, wantInMsg: "1 check passed", wantRTO: 26, wantRPO: 4 * 3600, wantBasis: drillsv1.RPOBasisData,
 		},
 		{
 			name:       "a copy that reads but refuses writes fails, and has no RTO",

@@ -188,6 +188,9 @@ func Decide(status drillsv1.DrillRunStatus, extra Findings) Verdict {
 	all = append(all, findingsOf(ReasonCheckRefused, refused)...)
 	if len(all) == 0 {
 		msg := fmt.Sprintf("%d checks passed", len(status.Checks))
+		if len(status.Checks) == 1 {
+			msg = "1 check passed"
+		}
 		if status.RTO != nil {
 			msg += fmt.Sprintf("; RTO %s", rto.Human(status.RTO.Seconds))
 		}

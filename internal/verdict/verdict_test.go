@@ -25,7 +25,7 @@ func TestDecide(t *testing.T) {
 		wantReason   string
 		wantMentions []string
 	}{
-		{"everything held", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMet}, Findings{}, drillsv1.ResultSucceeded, "", []string{"1 checks passed", "RTO 1m00s", "RPO 1h00m (Data)"}},
+		{"everything held", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMet}, Findings{}, drillsv1.ResultSucceeded, "", []string{"1 check passed", "RTO 1m00s", "RPO 1h00m (Data)"}},
 		{"a failed check names the check", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{failed}, RTO: rtoMet, RPO: rpoMet}, Findings{}, drillsv1.ResultFailed, ReasonCheckFailed, []string{"check orders-present failed", `got "999", want >= 1000`}},
 		{"missed RPO", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMet, RPO: rpoMissed}, Findings{}, drillsv1.ResultFailed, ReasonRPOTargetMissed, []string{"RPO 27h46m (basis Data) exceeds the target 26h00m"}},
 		{"missed RTO", drillsv1.DrillRunStatus{Checks: []drillsv1.CheckResult{passed}, RTO: rtoMissed, RPO: rpoMet}, Findings{}, drillsv1.ResultFailed, ReasonRTOTargetMissed, []string{"RTO 16m40s exceeds the target 15m00s"}},
