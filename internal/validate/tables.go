@@ -77,11 +77,14 @@ func (s *Session) tablesReadable(ctx context.Context, timeout time.Duration) out
 			return nil
 		}
 		for _, t := range tables {
-			var chars int64
-			// Casting the whole row to text detoasts every column; ONLY
-			// reads this table's file alone, not inheriting children too.
-			q := "SELECT count(*), coalesce(sum(length(t::text)), 0) FROM ONLY " + t.rel.String() + " t"
-			err := inSavepoint(ctx, tx, func(tx pgx.Tx) error { return tx.QueryRow(ctx, q).Scan(&t.count.Rows, &chars) })
+			var bytes int64
+			// Casting the whole row to text detoasts and decompresses every
+			// column and runs its type's output function; octet_length
+			// then only reads the text's header (length would count its
+			// characters, a second pass as long as the first). ONLY reads
+			// this table's file alone, not inheriting children too.
+			q := "SELECT count(*), coalesce(sum(octet_length(t::text)), 0) FROM ONLY " + t.rel.String() + " t"
+			err := inSavepoint(ctx, tx, func(tx pgx.Tx) error { return tx.QueryRow(ctx, q).Scan(&t.count.Rows, &bytes) })
 			if err != nil {
 				o.problems = append(o.problems, problem{text: "table " + t.rel.display() + in + ": " + describeError(err), finding: findingOf(err)})
 				if !isServerError(err) || tx.Conn().IsClosed() {

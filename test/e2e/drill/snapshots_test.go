@@ -109,7 +109,7 @@ func TestSkippedSnapshots(t *testing.T) {
 	// drillerd run's report names both, the failed one with its driver's error.
 	var text strings.Builder
 	report.Text(&text, d.d, skipping)
-	for _, line := range []string{"Skipped   catalog-slow, newer, NotReady\n", "Skipped   catalog-failed, newer, Failed: "} {
+	for _, line := range []string{"Skipped   catalog-slow, newer, NotReady", "Skipped   catalog-failed, newer, Failed: "} {
 		if !strings.Contains(text.String(), line) {
 			t.Errorf("drillerd run's report lacks %q:\n%s", line, text.String())
 		}
