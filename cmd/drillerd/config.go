@@ -45,8 +45,9 @@ type ServeConfig struct {
 	TLSMinVersion          string
 	APIAudiences           string
 	// KubeAPIQPS and KubeAPIBurst bound drillerd's requests to the API
-	// server (client-go's own defaults, 5 and 10, would make a hundred
-	// drills due in one minute start seconds late).
+	// server for each kind of object, and again the scheduler's
+	// (client-go's own defaults, 5 and 10, would make a hundred drills due
+	// in one minute start seconds late).
 	KubeAPIQPS   float64
 	KubeAPIBurst int
 }
@@ -119,8 +120,8 @@ func (c *ServeConfig) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "API serving key; default: self-signed")
 	fs.StringVar(&c.TLSMinVersion, "tls-min-version", c.TLSMinVersion, "lowest TLS version the API accepts: 1.2 or 1.3")
 	fs.StringVar(&c.APIAudiences, "api-audiences", c.APIAudiences, "audiences an API token must be valid for, comma-separated (kubectl create token SA --audience drillerd); a token for none of them is refused")
-	fs.Float64Var(&c.KubeAPIQPS, "kube-api-qps", c.KubeAPIQPS, "requests per second drillerd may make to the API server, on average")
-	fs.IntVar(&c.KubeAPIBurst, "kube-api-burst", c.KubeAPIBurst, "requests drillerd may make to the API server in a burst")
+	fs.Float64Var(&c.KubeAPIQPS, "kube-api-qps", c.KubeAPIQPS, "requests per second drillerd may make to the API server for each kind of object, on average (the scheduler has a budget of its own)")
+	fs.IntVar(&c.KubeAPIBurst, "kube-api-burst", c.KubeAPIBurst, "requests drillerd may make to the API server for each kind of object in a burst")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", c.SweepInterval, "how often orphaned sandboxes are looked for (also at start-up)")
 	fs.DurationVar(&c.StartingDeadline, "starting-deadline", c.StartingDeadline, "how late a schedule tick may still start its run, like a CronJob's startingDeadlineSeconds: a tick handled later (drillerd was down) starts no run and is skipped as MissedDeadline, so an outage does not fire a backlog")
 }
