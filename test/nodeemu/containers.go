@@ -489,6 +489,7 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 		// The entrypoint ran, said why on its output and exited 1: the
 		// kubelet reports what the termination message policy gives.
 		run.closeLog()
+		pw.k.awaitRelist(pw.ctx) // when the kubelet sees it exited
 		return pw.containerExited(cs, containerID, 1, "Error", terminationMessage(c, run, 1)), false
 	}
 	// The server's own word for the moment it accepts connections is its
@@ -503,22 +504,14 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 	run.proc = proc
 	started := metav1.NewTime(proc.StartedAt())
 	pw.mu.Lock()
-	cs.run = run
-	cs.containerID = containerID
-	cs.results = map[probeKind]probeResult{}
-	cs.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}
+	cs.run = run // the runtime's: a paused node pauses it
 	pw.truth.Processes = append(pw.truth.Processes, ProcessTruth{Container: c.Name, Started: proc.StartedAt()})
 	truthIndex := len(pw.truth.Processes) - 1
-	startedNow := cs.isStarted()
 	pw.mu.Unlock()
 	pw.writeTruth()
-	pw.markDirty()
 	pw.containerEvent(cs, corev1.EventTypeNormal, "Created", "Created container: %s", c.Name)
 	pw.containerEvent(cs, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
 	pw.e.log.Printf("pod %s: started %s (pid %d, PostgreSQL %s) on %s:%d", pw.key, c.Name, proc.Pid(), major, pw.ip, port)
-	if startedNow {
-		pw.triggerReadiness(cs)
-	}
 
 	truthCtx, stopTruth := context.WithCancel(pw.ctx)
 	defer stopTruth()
@@ -530,11 +523,45 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 		}
 	}
 
-	select {
-	case <-proc.Done():
-	case <-pw.ctx.Done():
+	// The kubelet learns of the container at its next relist: the pod's
+	// status names it Running, and its probes begin, only then. A process
+	// that exited before is seen exited, never running.
+	exited := false
+	relisted := pw.k.awaitRelist(pw.ctx)
+	pw.mu.Lock()
+	cs.containerID = containerID
+	pw.mu.Unlock()
+	if relisted {
+		select {
+		case <-proc.Done():
+			exited = true
+		default:
+			pw.mu.Lock()
+			cs.results = map[probeKind]probeResult{}
+			cs.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}
+			startedNow := cs.isStarted()
+			pw.mu.Unlock()
+			pw.markDirty()
+			if startedNow {
+				pw.triggerReadiness(cs)
+			}
+		}
+	}
+
+	switch {
+	case exited:
+	case pw.ctx.Err() != nil:
 		pw.containerEvent(cs, corev1.EventTypeNormal, "Killing", "Stopping container %s", c.Name)
 		_ = proc.Stop(time.Duration(pw.grace.Load()))
+	default:
+		select {
+		case <-proc.Done():
+			// Exited on its own: the kubelet sees it at its next relist.
+			pw.k.awaitRelist(pw.ctx)
+		case <-pw.ctx.Done():
+			pw.containerEvent(cs, corev1.EventTypeNormal, "Killing", "Stopping container %s", c.Name)
+			_ = proc.Stop(time.Duration(pw.grace.Load()))
+		}
 	}
 	stopTruth()
 	code := int32(proc.ExitCode())
@@ -580,6 +607,7 @@ func (pw *podWorker) refuseDataDir(cs *containerState, run *containerRun, contai
 	pw.containerEvent(cs, corev1.EventTypeNormal, "Created", "Created container: %s", cs.spec.Name)
 	pw.containerEvent(cs, corev1.EventTypeNormal, "Started", "Started container %s", cs.spec.Name)
 	pw.e.log.Printf("pod %s: %s: the server of %s refuses its data directory", pw.key, cs.spec.Name, cs.spec.Image)
+	pw.k.awaitRelist(pw.ctx) // when the kubelet sees it exited
 	pw.finishRun(cs, run, 1, started)
 	return 1
 }

@@ -33,6 +33,27 @@ type kubelet struct {
 	// the worker saw its deletion (a deletion with no grace period): the
 	// kubelet stops such a pod's containers with what that state says.
 	removed map[string]*corev1.Pod
+	// relistStart is when the kubelet began relisting containers, every
+	// Defaults.RelistPeriod.
+	relistStart time.Time
+}
+
+// awaitRelist waits for the kubelet's next relist, when it learns of a
+// container that started or exited since the last one; false when ctx
+// ended first.
+func (k *kubelet) awaitRelist(ctx context.Context) bool {
+	period := k.e.cfg.Defaults.RelistPeriod
+	if period <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(period - time.Since(k.relistStart)%period)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 func (e *Emulator) runKubelet(ctx context.Context) error {
@@ -44,7 +65,7 @@ func (e *Emulator) runKubelet(ctx context.Context) error {
 	h := fnv.New32a()
 	h.Write([]byte(e.cfg.StateDir))
 	k := &kubelet{e: e, pods: informer.GetIndexer(), workers: map[string]*podWorker{}, usedIPs: map[string]bool{},
-		ipBase: 10 + int(h.Sum32()%200), removed: map[string]*corev1.Pod{}}
+		ipBase: 10 + int(h.Sum32()%200), removed: map[string]*corev1.Pod{}, relistStart: time.Now()}
 	e.setKubelet(k)
 	w := e.newWorker("pod", k.syncPod)
 	w.watchNoting(informer, k.noteRemoved)

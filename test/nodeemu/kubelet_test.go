@@ -1,6 +1,7 @@
 package nodeemu
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -69,5 +70,30 @@ func TestReadyWatcherNotesTheServersReadyLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestContainerChangesWaitForTheNextRelist: the kubelet learns of a
+// container's start or exit at its relist, every RelistPeriod from its
+// start, never before; a pod that goes away ends the wait.
+func TestContainerChangesWaitForTheNextRelist(t *testing.T) {
+	const period = 300 * time.Millisecond
+	k := &kubelet{e: &Emulator{cfg: Config{Defaults: Defaults{RelistPeriod: period}}}, relistStart: time.Now()}
+	for relist := 1; relist <= 2; relist++ {
+		if !k.awaitRelist(t.Context()) {
+			t.Fatal("awaitRelist reports that its context ended; it did not")
+		}
+		if since := time.Since(k.relistStart); since < time.Duration(relist)*period {
+			t.Errorf("relist %d came %s after the kubelet started, before its period %s had passed", relist, since, time.Duration(relist)*period)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if k.awaitRelist(ctx) {
+		t.Error("awaitRelist on an ended context reports a relist")
+	}
+	k.e.cfg.Defaults.RelistPeriod = -1
+	if !k.awaitRelist(t.Context()) {
+		t.Error("with a negative period, awaitRelist reports no relist")
 	}
 }

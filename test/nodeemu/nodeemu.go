@@ -177,6 +177,12 @@ type Defaults struct {
 	// RestartBackoff is the first crash-loop back-off; default 10s as the
 	// kubelet's, doubling up to 5 minutes.
 	RestartBackoff time.Duration
+	// RelistPeriod is how often the kubelet lists the runtime's containers
+	// to learn which started and which exited on their own (its pod
+	// lifecycle event generator; default 1s as the kubelet's generic
+	// relist): such a change reaches the pod's status, and starts the
+	// container's probes, only at the relist after it. Negative: at once.
+	RelistPeriod time.Duration
 }
 
 // Config configures an Emulator.
@@ -231,6 +237,9 @@ func New(cfg Config) (*Emulator, error) {
 	}
 	if cfg.Defaults.RestartBackoff == 0 {
 		cfg.Defaults.RestartBackoff = 10 * time.Second
+	}
+	if cfg.Defaults.RelistPeriod == 0 {
+		cfg.Defaults.RelistPeriod = time.Second
 	}
 	u, err := user.Lookup(cfg.RunAs)
 	if err != nil {

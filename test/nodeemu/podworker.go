@@ -139,10 +139,16 @@ func (pw *podWorker) run() {
 	pw.markDirty()
 
 	if err := pw.mountVolumes(); err == nil {
-		pw.mu.Lock()
-		pw.sandboxUp = true
-		pw.mu.Unlock()
-		pw.markDirty()
+		// The pod's IP reaches its status when the kubelet's relist
+		// finds the sandbox; its containers start meanwhile.
+		go func() {
+			if pw.k.awaitRelist(pw.ctx) {
+				pw.mu.Lock()
+				pw.sandboxUp = true
+				pw.mu.Unlock()
+				pw.markDirty()
+			}
+		}()
 		if pw.runInitContainers() {
 			pw.mu.Lock()
 			pw.initDone = true
