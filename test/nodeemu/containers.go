@@ -539,8 +539,10 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 			pw.mu.Lock()
 			cs.results = map[probeKind]probeResult{}
 			cs.state = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: started}}
+			pw.truth.Processes[truthIndex].Reported = time.Now()
 			startedNow := cs.isStarted()
 			pw.mu.Unlock()
+			pw.writeTruth()
 			pw.markDirty()
 			if startedNow {
 				pw.triggerReadiness(cs)

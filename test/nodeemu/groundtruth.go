@@ -32,6 +32,9 @@ type ProcessTruth struct {
 	Started   time.Time `json:"started"`
 	// FirstAccepting is when it first accepted connections; zero if never.
 	FirstAccepting time.Time `json:"firstAccepting,omitzero"`
+	// Reported is when the kubelet learned that it runs (its relist) and
+	// so the pod's status came to say Running; zero if never.
+	Reported time.Time `json:"reported,omitzero"`
 	Exited         time.Time `json:"exited,omitzero"`
 	ExitCode       int       `json:"exitCode,omitempty"`
 }
