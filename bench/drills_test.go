@@ -172,7 +172,7 @@ type sample struct {
 	// ownLagMS is drillerd's part of it: from the later of the first
 	// accepting connection and the kubelet's report that the container
 	// runs (ground truth) to drillerd's "database ready".
-	ownLagMS float64
+	ownLagMS       float64
 	teardown       float64
 	tablesReadable float64 // seconds of TablesReadable, every database
 	amcheck        float64 // seconds of Amcheck, every database

@@ -35,8 +35,8 @@ type ProcessTruth struct {
 	// Reported is when the kubelet learned that it runs (its relist) and
 	// so the pod's status came to say Running; zero if never.
 	Reported time.Time `json:"reported,omitzero"`
-	Exited         time.Time `json:"exited,omitzero"`
-	ExitCode       int       `json:"exitCode,omitempty"`
+	Exited   time.Time `json:"exited,omitzero"`
+	ExitCode int       `json:"exitCode,omitempty"`
 }
 
 // PodTruth records what the node did for one pod.
