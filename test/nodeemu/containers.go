@@ -513,6 +513,11 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 	pw.containerEvent(cs, corev1.EventTypeNormal, "Started", "Started container %s", c.Name)
 	pw.e.log.Printf("pod %s: started %s (pid %d, PostgreSQL %s) on %s:%d", pw.key, c.Name, proc.Pid(), major, pw.ip, port)
 
+	exitedAt := make(chan time.Time, 1) // when the process exited, whenever the kubelet learns of it
+	go func() {
+		<-proc.Done()
+		exitedAt <- time.Now()
+	}()
 	truthCtx, stopTruth := context.WithCancel(pw.ctx)
 	defer stopTruth()
 	go pw.recordFirstAccepting(truthCtx, truthIndex, net.JoinHostPort(pw.ip, strconv.Itoa(port)), ready)
@@ -570,8 +575,9 @@ func (pw *podWorker) startAndWait(cs *containerState) (int32, bool) {
 	if proc.ExitSignal() != "" {
 		code = 137
 	}
+	exitTime := <-exitedAt
 	pw.mu.Lock()
-	pw.truth.Processes[truthIndex].Exited = time.Now()
+	pw.truth.Processes[truthIndex].Exited = exitTime
 	pw.truth.Processes[truthIndex].ExitCode = int(code)
 	killed := run.killedByProbe
 	pw.mu.Unlock()
