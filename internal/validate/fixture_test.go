@@ -24,11 +24,16 @@ var damage struct {
 		block, offset int
 		xmin          uint32
 	}
-	toast struct {
-		index string // the damaged TOAST index, schema-qualified
-		table string // its TOAST table, unqualified
-		value uint32 // the value whose chunks it finds out of order
-	}
+	toast       toastDamage // notes'
+	toastAsText toastDamage // permits', a table TablesReadable reads as text
+}
+
+// toastDamage is a TOAST index whose leaf has two items swapped.
+type toastDamage struct {
+	index string // the damaged TOAST index, schema-qualified
+	table string // its TOAST table, unqualified
+	value uint32 // the value whose chunks it finds out of order
+	file  string // the index's file, as pg_relation_filepath names it
 }
 
 // ordersTable makes table orders of n rows with a primary key, VACUUMed and
@@ -43,7 +48,8 @@ func ordersTable(n int) []string {
 
 // setupPrimary builds, on a cluster without data checksums:
 //   - drill: 1000 orders with an out-of-line TOASTed note, a partitioned
-//     table, materialized views, an oddly named table and a large object;
+//     table with a column of a type without a binary form, materialized
+//     views, an oddly named table of several types and a large object;
 //     role nopriv may read orders only;
 //   - noext: an empty database; private: an empty one nopriv may not
 //     connect to;
@@ -52,8 +58,8 @@ func ordersTable(n int) []string {
 //   - heapdamage: orders, where one tuple in the middle of its first page
 //     gets an xmin from the future;
 //   - indexdamage: orders, where two items of its primary key's leaf page
-//     swap places, and notes, where two items of its TOAST table's index
-//     do.
+//     swap places, and notes and permits, where two items of their TOAST
+//     tables' indexes do.
 func setupPrimary() (*cluster, error) {
 	c, err := newCluster()
 	if err != nil {
@@ -79,7 +85,8 @@ func setupPrimary() (*cluster, error) {
 		        timestamptz '2026-11-20 10:00:00+00' + g * interval '1 minute'
 		 FROM generate_series(1, 1000) g`,
 		`CREATE TABLE empty_events (at timestamptz)`,
-		`CREATE TABLE events (id int, at date) PARTITION BY RANGE (at)`,
+		// aclitem has no binary form: TablesReadable reads events as text.
+		`CREATE TABLE events (id int, at date, granted aclitem NOT NULL DEFAULT 'postgres=r/postgres') PARTITION BY RANGE (at)`,
 		`CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`,
 		`CREATE INDEX events_id ON events (id)`, // partitioned index on the parent, a real one on the partition
 		`INSERT INTO events SELECT g, date '2026-03-01' + g FROM generate_series(1, 10) g`,
@@ -87,8 +94,10 @@ func setupPrimary() (*cluster, error) {
 		`CREATE UNIQUE INDEX order_days_day ON order_days (day)`,
 		`CREATE MATERIALIZED VIEW never_refreshed AS SELECT 1 AS one WITH NO DATA`,
 		`CREATE SCHEMA "Sales Data"`,
-		`CREATE TABLE "Sales Data"."odd ""name""" (x int)`,
-		`INSERT INTO "Sales Data"."odd ""name""" VALUES (1), (2)`,
+		`CREATE TYPE mood AS ENUM ('calm', 'busy')`,
+		`CREATE TABLE "Sales Data"."odd ""name""" (x int, m mood, doc json, tags jsonb, amounts numeric[], at timestamptz, span tstzrange)`,
+		`INSERT INTO "Sales Data"."odd ""name""" VALUES
+		 (1, 'calm', '{"a": 1}', '["x"]', '{1.5, 2}', '2026-11-20 10:00:00+00', '[2026-11-20, 2026-11-21)'), (2, NULL, NULL, NULL, NULL, NULL, NULL)`,
 		`SELECT lo_from_bytea(0, convert_to('a large object', 'UTF8'))`,
 		`VACUUM ANALYZE`,
 		`GRANT SELECT ON orders TO nopriv`,
@@ -130,25 +139,28 @@ func setupPrimary() (*cluster, error) {
 		return c, err
 	}
 	// 20 notes of 6400 hardly compressible bytes: four TOAST chunks each.
+	// permits has them too, next to a column of a type without a binary
+	// form.
 	if err := c.exec("indexdamage",
 		`CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL)`,
 		`INSERT INTO notes SELECT g, (SELECT string_agg(md5(g || '-' || i), '') FROM generate_series(1, 200) i) FROM generate_series(1, 20) g`,
-		`VACUUM ANALYZE notes`); err != nil {
+		`CREATE TABLE permits (id int PRIMARY KEY, body text NOT NULL, grant_ aclitem NOT NULL)`,
+		`INSERT INTO permits SELECT id, body, 'postgres=r/postgres' FROM notes`,
+		`VACUUM ANALYZE notes, permits`); err != nil {
 		return c, err
 	}
-	var toastIndexFile string
-	td := &damage.toast
-	if err := c.query("indexdamage", `SELECT pg_relation_filepath(i.indexrelid), i.indexrelid::regclass::text, t.relname FROM pg_index i
-		JOIN pg_class t ON t.oid = i.indrelid WHERE t.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = 'notes'::regclass)`,
-		&toastIndexFile, &td.index, &td.table); err != nil {
-		return c, err
+	for table, td := range map[string]*toastDamage{"notes": &damage.toast, "permits": &damage.toastAsText} {
+		if err := c.query("indexdamage", `SELECT pg_relation_filepath(i.indexrelid), i.indexrelid::regclass::text, t.relname FROM pg_index i
+			JOIN pg_class t ON t.oid = i.indrelid WHERE t.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = '`+table+`'::regclass)`,
+			&td.file, &td.index, &td.table); err != nil {
+			return c, err
+		}
+		// The index's leaf, block 1, lists four chunks a value in order:
+		// items 9 to 12 are the third value's.
+		if err := c.query("indexdamage", "SELECT DISTINCT chunk_id::bigint FROM pg_toast."+td.table+" ORDER BY 1 OFFSET 2 LIMIT 1", &td.value); err != nil {
+			return c, err
+		}
 	}
-	// The index's leaf, block 1, lists four chunks a value in order: items
-	// 9 to 12 are the third value's.
-	if err := c.query("indexdamage", "SELECT DISTINCT chunk_id::bigint FROM pg_toast."+td.table+" ORDER BY 1 OFFSET 2 LIMIT 1", &td.value); err != nil {
-		return c, err
-	}
-
 	if err := c.stop(); err != nil {
 		return c, err
 	}
@@ -168,8 +180,10 @@ func setupPrimary() (*cluster, error) {
 	if err := swapItems(c.file(indexFile), 1, 10, 11); err != nil {
 		return c, err
 	}
-	if err := swapItems(c.file(toastIndexFile), 1, 10, 11); err != nil {
-		return c, err
+	for _, td := range []toastDamage{damage.toast, damage.toastAsText} {
+		if err := swapItems(c.file(td.file), 1, 10, 11); err != nil {
+			return c, err
+		}
 	}
 	return c, c.start()
 }

@@ -2,10 +2,12 @@ package validate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // userTables lists ordinary tables and populated materialized views outside
@@ -40,6 +42,41 @@ ORDER BY n.nspname, i.relname`
 const readLargeObjects = `
 SELECT count(*), coalesce(sum(octet_length(pg_catalog.lo_get(oid))), 0)
 FROM pg_catalog.pg_largeobject_metadata`
+
+// readRows reads every row of a table in its binary form, as a client of
+// the binary protocol receives it: record_send runs each column's send
+// function, which fetches and decompresses every TOASTed and compressed
+// value. octet_length then reads only the result's header. ONLY reads this
+// table's file alone, not inheriting children too.
+const readRows = "SELECT count(*), coalesce(sum(octet_length(pg_catalog.record_send(t))), 0) FROM ONLY %s t"
+
+// readRowsAsText reads every row of a table as text, for a table with a
+// column whose type has no binary form (no send function, such as
+// aclitem): casting the row to text runs each column's output function
+// instead, which reads as much but formats every value, several times
+// slower.
+const readRowsAsText = "SELECT count(*), coalesce(sum(octet_length(t::text)), 0) FROM ONLY %s t"
+
+// undefinedFunction is the SQLSTATE of "no binary output function available
+// for type".
+const undefinedFunction = "42883"
+
+// readTable reads t end to end, each statement in a savepoint of its own,
+// and sets the rows it read.
+func readTable(ctx context.Context, tx pgx.Tx, t *catalogTable) error {
+	var bytes int64
+	read := func(query string) error {
+		return inSavepoint(ctx, tx, func(tx pgx.Tx) error {
+			return tx.QueryRow(ctx, fmt.Sprintf(query, t.rel.String())).Scan(&t.count.Rows, &bytes)
+		})
+	}
+	err := read(readRows)
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == undefinedFunction {
+		err = read(readRowsAsText)
+	}
+	return err
+}
 
 // relation is a schema-qualified table or index name.
 type relation struct{ Schema, Name string }
@@ -77,14 +114,7 @@ func (s *Session) tablesReadable(ctx context.Context, timeout time.Duration) out
 			return nil
 		}
 		for _, t := range tables {
-			var bytes int64
-			// Casting the whole row to text detoasts and decompresses every
-			// column and runs its type's output function; octet_length
-			// then only reads the text's header (length would count its
-			// characters, a second pass as long as the first). ONLY reads
-			// this table's file alone, not inheriting children too.
-			q := "SELECT count(*), coalesce(sum(octet_length(t::text)), 0) FROM ONLY " + t.rel.String() + " t"
-			err := inSavepoint(ctx, tx, func(tx pgx.Tx) error { return tx.QueryRow(ctx, q).Scan(&t.count.Rows, &bytes) })
+			err := readTable(ctx, tx, t)
 			if err != nil {
 				o.problems = append(o.problems, problem{text: "table " + t.rel.display() + in + ": " + describeError(err), finding: findingOf(err)})
 				if !isServerError(err) || tx.Conn().IsClosed() {

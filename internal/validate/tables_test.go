@@ -44,10 +44,13 @@ func TestTablesReadable(t *testing.T) {
 		// Reading cannot see a tuple header from the future on an
 		// all-visible page: Amcheck's verify_heapam does.
 		{db: "heapdamage", value: "1 tables, 1000 rows, 0 large objects", tables: 1},
-		// A value is read through its TOAST table's index: chunks out of order there are found.
+		// A value is read through its TOAST table's index: chunks out of
+		// order there are found, whether the row is read in its binary
+		// form (notes) or as text (permits).
 		{db: "indexdamage", value: "1 tables, 100 rows, 0 large objects", tables: 1, finding: FindingDamaged,
-			message: fmt.Sprintf("table public.notes in database indexdamage: unexpected chunk number 2 (expected 1) for toast value %d in %s (SQLSTATE XX001)",
-				damage.toast.value, damage.toast.table)},
+			message: fmt.Sprintf("table public.notes in database indexdamage: unexpected chunk number 2 (expected 1) for toast value %d in %s (SQLSTATE XX001); "+
+				"table public.permits in database indexdamage: unexpected chunk number 2 (expected 1) for toast value %d in %s (SQLSTATE XX001)",
+				damage.toast.value, damage.toast.table, damage.toastAsText.value, damage.toastAsText.table)},
 		{db: "noext", value: "0 tables, 0 rows, 0 large objects"},
 		{db: "postgres", value: "0 tables, 0 rows, 0 large objects"},
 		{db: "private", value: "0 tables, 0 rows, 0 large objects"},

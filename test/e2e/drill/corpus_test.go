@@ -188,7 +188,7 @@ func TestBrokenBackupCorpus(t *testing.T) {
 // setUpCorpus starts the production database with data checksums and
 // fills it: orders (20000 rows, a primary key and an index on created_at),
 // documents (values stored out of line in TOAST), and a second database
-// with a table.
+// with a table TablesReadable reads as text.
 func setUpCorpus(t *testing.T, env *fixture.Env) *corpus {
 	cl := drillClient(t, env)
 	ns := env.Namespace("corpus")
@@ -221,7 +221,8 @@ func setUpCorpus(t *testing.T, env *fixture.Env) *corpus {
 		env.Exec(c.app, sql)
 	}
 	c.inventory = connectTo(t, env, pod, "inventory")
-	env.Exec(c.inventory, `CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL)`)
+	// aclitem has no binary form: TablesReadable reads items as text.
+	env.Exec(c.inventory, `CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, owner aclitem NOT NULL DEFAULT makeaclitem(10, 10, 'SELECT', false))`)
 	env.Exec(c.inventory, fmt.Sprintf(`INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, %d) g`, corpusItems))
 	// The catalog knows what each table holds (as autovacuum would soon
 	// make it), and every hint bit is set, so that reading a table after
