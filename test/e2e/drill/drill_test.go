@@ -841,24 +841,9 @@ func tryScrape(addr string) (map[string]float64, error) {
 
 func (p *production) httpAPI(t *testing.T) {
 	env := p.env
-	for _, sa := range []string{"operator", "intern"} {
-		if _, err := env.Client.CoreV1().ServiceAccounts(p.ns).Create(env.Ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "drill-runner"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"drills.drillerd.dev"}, Resources: []string{"drillruns"}, Verbs: []string{"create", "get"}}},
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "operator-runs-drills"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "operator", Namespace: p.ns}},
-	}
-	if _, err := env.Client.RbacV1().Roles(p.ns).Create(env.Ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil {
+	env.GrantRole(t, p.ns, "operator", "drill-runner",
+		rbacv1.PolicyRule{APIGroups: []string{drillsv1.GroupVersion.Group}, Resources: []string{"drillruns"}, Verbs: []string{"create", "get"}})
+	if _, err := env.Client.CoreV1().ServiceAccounts(p.ns).Create(env.Ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "intern"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	operator, intern := mintToken(t, env, p.ns, "operator", apiAudience), mintToken(t, env, p.ns, "intern", apiAudience)
@@ -945,24 +930,8 @@ func (p *production) httpAPI(t *testing.T) {
 
 func (p *production) statusPage(t *testing.T) {
 	env := p.env
-	if _, err := env.Client.CoreV1().ServiceAccounts(p.ns).Create(env.Ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "viewer"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "drill-viewer"},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"drills.drillerd.dev"}, Resources: []string{"restoredrills", "drillruns"}, Verbs: []string{"get", "list"}}},
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "viewer-sees-drills"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "viewer", Namespace: p.ns}},
-	}
-	if _, err := env.Client.RbacV1().Roles(p.ns).Create(env.Ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env.GrantRole(t, p.ns, "viewer", "drill-viewer",
+		rbacv1.PolicyRule{APIGroups: []string{drillsv1.GroupVersion.Group}, Resources: []string{"restoredrills", "drillruns"}, Verbs: []string{"get", "list"}})
 	viewer, stranger := mintToken(t, env, p.ns, "viewer", apiAudience), mintToken(t, env, p.ns, "default", apiAudience)
 	viewerForAPIServer := mintToken(t, env, p.ns, "viewer")
 
@@ -1060,24 +1029,9 @@ func (p *production) statusPage(t *testing.T) {
 
 	// Someone who may start runs presses Run now: the run is created with
 	// their name and the browser lands on its page, which links to the drill.
-	runnerRole := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "drill-starter"},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{"drills.drillerd.dev"}, Resources: []string{"restoredrills", "drillruns"}, Verbs: []string{"get", "list"}},
-			{APIGroups: []string{"drills.drillerd.dev"}, Resources: []string{"drillruns"}, Verbs: []string{"create"}}},
-	}
-	if _, err := env.Client.CoreV1().ServiceAccounts(p.ns).Create(env.Ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "runner"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Client.RbacV1().Roles(p.ns).Create(env.Ctx, runnerRole, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "runner-starts-drills"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: runnerRole.Name},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: "runner", Namespace: p.ns}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	env.GrantRole(t, p.ns, "runner", "drill-starter",
+		rbacv1.PolicyRule{APIGroups: []string{drillsv1.GroupVersion.Group}, Resources: []string{"restoredrills", "drillruns"}, Verbs: []string{"get", "list"}},
+		rbacv1.PolicyRule{APIGroups: []string{drillsv1.GroupVersion.Group}, Resources: []string{"drillruns"}, Verbs: []string{"create"}})
 	b.signIn(site, mintToken(t, env, p.ns, "runner", apiAudience))
 	runPage := b.submit("#" + p.ns + "-page-pass form.run-now button")
 	name := regexp.MustCompile(`Run ` + regexp.QuoteMeta(p.ns) + `/(page-pass-http-[a-z0-9]+)`).FindStringSubmatch(runPage)

@@ -37,41 +37,9 @@ const holdFinalizer = "e2e.drillerd.dev/hold"
 func holdSandboxesOf(t *testing.T, env *fixture.Env, drill string) {
 	t.Helper()
 	name := "e2e-hold-sandboxes-of-" + drill
-	policy := &admissionregistrationv1.MutatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{restore.LabelDrill: drill}},
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"configmaps"}},
-				}}},
-			},
-			FailurePolicy:      ptr.To(admissionregistrationv1.Fail),
-			ReinvocationPolicy: admissionregistrationv1.NeverReinvocationPolicy,
-			Mutations: []admissionregistrationv1.Mutation{{
-				PatchType: admissionregistrationv1.PatchTypeApplyConfiguration,
-				ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{
-					Expression: fmt.Sprintf(`Object{metadata: Object.metadata{finalizers: [%q]}}`, holdFinalizer),
-				},
-			}},
-		},
-	}
-	binding := &admissionregistrationv1.MutatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: name},
-	}
-	policies := env.Client.AdmissionregistrationV1()
-	if _, err := policies.MutatingAdmissionPolicies().Create(env.Ctx, policy, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := policies.MutatingAdmissionPolicyBindings().Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = policies.MutatingAdmissionPolicyBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
-		_ = policies.MutatingAdmissionPolicies().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
+	env.MutateOnCreate(t, name, "configmaps",
+		admissionregistrationv1.MatchResources{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{restore.LabelDrill: drill}}},
+		fmt.Sprintf(`Object{metadata: Object.metadata{finalizers: [%q]}}`, holdFinalizer))
 	// The policy applies once the API server has loaded it: a ConfigMap
 	// made in a namespace labelled like the sandboxes gets the finalizer.
 	probe := env.Namespace("hold-probe")
@@ -239,24 +207,8 @@ func runOverHTTP(t *testing.T, p *production, drill string) string {
 	t.Helper()
 	env := p.env
 	const sa = "leak-operator"
-	if _, err := env.Client.CoreV1().ServiceAccounts(p.ns).Create(env.Ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	role := &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: sa},
-		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"drills.drillerd.dev"}, Resources: []string{"drillruns"}, Verbs: []string{"create", "get"}}},
-	}
-	binding := &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: sa},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: sa},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: sa, Namespace: p.ns}},
-	}
-	if _, err := env.Client.RbacV1().Roles(p.ns).Create(env.Ctx, role, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
-	if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		t.Fatal(err)
-	}
+	env.GrantRole(t, p.ns, sa, sa,
+		rbacv1.PolicyRule{APIGroups: []string{drillsv1.GroupVersion.Group}, Resources: []string{"drillruns"}, Verbs: []string{"create", "get"}})
 	token := mintToken(t, env, p.ns, sa, apiAudience)
 	httpc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	req, _ := http.NewRequestWithContext(env.Ctx, http.MethodPost, "https://"+daemon.API+"/api/v1/namespaces/"+p.ns+"/restoredrills/"+drill+"/runs", nil)

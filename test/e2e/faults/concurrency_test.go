@@ -265,26 +265,8 @@ func (p *production) operator(t *testing.T) string {
 	t.Helper()
 	env := p.env
 	name := "operator"
-	if _, err := env.Client.CoreV1().ServiceAccounts(p.ns).Get(env.Ctx, name, metav1.GetOptions{}); err != nil {
-		if _, err := env.Client.CoreV1().ServiceAccounts(p.ns).Create(env.Ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		role := &rbacv1.Role{
-			ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "drill-runner"},
-			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{drillsv1.GroupVersion.Group}, Resources: []string{"drillruns"}, Verbs: []string{"create", "get"}}},
-		}
-		binding := &rbacv1.RoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Namespace: p.ns, Name: "operator-runs-drills"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: name, Namespace: p.ns}},
-		}
-		if _, err := env.Client.RbacV1().Roles(p.ns).Create(env.Ctx, role, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	env.GrantRole(t, p.ns, name, "drill-runner",
+		rbacv1.PolicyRule{APIGroups: []string{drillsv1.GroupVersion.Group}, Resources: []string{"drillruns"}, Verbs: []string{"create", "get"}})
 	tr, err := env.Client.CoreV1().ServiceAccounts(p.ns).CreateToken(env.Ctx, name,
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"drillerd"}}}, metav1.CreateOptions{})
 	if err != nil {

@@ -324,38 +324,8 @@ func releaseSandboxesOf(t *testing.T, env *fixture.Env, drill string) {
 func admit(t *testing.T, env *fixture.Env, name, drill, resource, expression string, applied func(context.Context) (bool, error)) {
 	t.Helper()
 	name = "faults-" + name
-	policy := &admissionregistrationv1.MutatingAdmissionPolicy{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: admissionregistrationv1.MutatingAdmissionPolicySpec{
-			MatchConstraints: &admissionregistrationv1.MatchResources{
-				ObjectSelector: &metav1.LabelSelector{MatchLabels: map[string]string{restore.LabelDrill: drill}},
-				ResourceRules: []admissionregistrationv1.NamedRuleWithOperations{{RuleWithOperations: admissionregistrationv1.RuleWithOperations{
-					Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
-					Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{resource}},
-				}}},
-			},
-			FailurePolicy:      ptr.To(admissionregistrationv1.Fail),
-			ReinvocationPolicy: admissionregistrationv1.NeverReinvocationPolicy,
-			Mutations: []admissionregistrationv1.Mutation{{
-				PatchType:          admissionregistrationv1.PatchTypeApplyConfiguration,
-				ApplyConfiguration: &admissionregistrationv1.ApplyConfiguration{Expression: expression},
-			}},
-		},
-	}
-	binding := &admissionregistrationv1.MutatingAdmissionPolicyBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec:       admissionregistrationv1.MutatingAdmissionPolicyBindingSpec{PolicyName: name},
-	}
-	policies := env.Client.AdmissionregistrationV1()
-	if _, err := policies.MutatingAdmissionPolicies().Create(env.Ctx, policy, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := policies.MutatingAdmissionPolicyBindings().Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = policies.MutatingAdmissionPolicyBindings().Delete(context.Background(), name, metav1.DeleteOptions{})
-		_ = policies.MutatingAdmissionPolicies().Delete(context.Background(), name, metav1.DeleteOptions{})
-	})
+	env.MutateOnCreate(t, name, resource,
+		admissionregistrationv1.MatchResources{ObjectSelector: &metav1.LabelSelector{MatchLabels: map[string]string{restore.LabelDrill: drill}}},
+		expression)
 	env.WaitFor(fixture.ShortTimeout, "the API server to apply the MutatingAdmissionPolicy "+name, applied)
 }
