@@ -177,6 +177,14 @@ func (b *ContentBuilder) Ready() *ContentBuilder {
 	return b
 }
 
+// Failed makes the content not ready, with status.error saying msg, as
+// the CSI snapshotter sidecar writes a driver's refusal.
+func (b *ContentBuilder) Failed(msg string) *ContentBuilder {
+	st := b.status()
+	st.ReadyToUse, st.Error = ptr.To(false), &snapshotv1.VolumeSnapshotError{Message: &msg}
+	return b
+}
+
 // status is the content's status, made if it has none yet.
 func (b *ContentBuilder) status() *snapshotv1.VolumeSnapshotContentStatus {
 	if b.c.Status == nil {

@@ -53,6 +53,14 @@ func TestRestoringVolumeWaitsAndTimesOut(t *testing.T) {
 	const volumeTimeout = 10 * time.Minute
 	ns := sandboxOf(newRun("r1").Obj())
 	copyOf := func() *builder.SnapshotBuilder { return builder.ForSnapshot(ns, restore.SourceSnapshotName) }
+	// The content copy as provisioning made it, and as the CSI snapshotter
+	// sidecar marks a driver's refusal.
+	copyContent := func() *snapshotv1.VolumeSnapshotContent { return contentCopy(restoringRun(t0)) }
+	refusedContent := func(msg string) *snapshotv1.VolumeSnapshotContent {
+		c := copyContent()
+		c.Status = builder.ForContent(c.Name).Failed(msg).Obj().Status
+		return c
+	}
 	tests := []struct {
 		name        string
 		at          time.Duration // since the phase started
@@ -73,8 +81,22 @@ func TestRestoringVolumeWaitsAndTimesOut(t *testing.T) {
 			objects:   []client.Object{copyOf().ReadyAt(t0).Obj(), boundClaim(ns, "pv-1")},
 			wantPhase: drillsv1.PhaseStartingDatabase},
 		{name: "the copy failed: Failed at once with the controller's words", at: time.Minute, total: time.Hour,
+			objects: []client.Object{copyOf().Failed("snapshot handle snap-1 not found").Obj(), pendingClaim(ns),
+				refusedContent("snapshot handle snap-1 not found")},
+			// The verdict is in; the content copy is being deleted.
+			wantPhase: drillsv1.PhaseTearingDown, wantReason: verdict.ReasonRestoreFailed, wantInMsg: "failed: snapshot handle snap-1 not found"},
+		// The snapshot controller's cache has not seen the copy yet: it
+		// says so, and tries again.
+		{name: "the snapshot controller cannot find the content copy yet: waits", at: time.Minute, total: time.Hour,
+			objects:   []client.Object{copyOf().Failed("VolumeSnapshotContent is missing").Obj(), pendingClaim(ns), copyContent()},
+			wantPhase: drillsv1.PhaseRestoringVolume, wantRequeue: 9 * time.Minute},
+		{name: "drillerd's cache has not seen the copy's refusal yet: waits", at: time.Minute, total: time.Hour,
 			objects:   []client.Object{copyOf().Failed("snapshot handle snap-1 not found").Obj(), pendingClaim(ns)},
-			wantPhase: drillsv1.PhaseDone, wantReason: verdict.ReasonRestoreFailed, wantInMsg: "failed: snapshot handle snap-1 not found"},
+			wantPhase: drillsv1.PhaseRestoringVolume, wantRequeue: 9 * time.Minute},
+		{name: "the snapshot controller's error at the volume timeout: Failed, naming it", at: volumeTimeout, total: time.Hour,
+			objects:   []client.Object{copyOf().Failed("VolumeSnapshotContent is missing").Obj(), pendingClaim(ns), copyContent()},
+			wantPhase: drillsv1.PhaseTearingDown, wantReason: verdict.ReasonRestoreFailed,
+			wantInMsg: "VolumeSnapshot " + ns + "/source not ready after 10m0s: the snapshot controller says: VolumeSnapshotContent is missing"},
 		{name: "copy not ready at the volume timeout: Failed, naming the last warning", at: volumeTimeout, total: time.Hour,
 			objects: []client.Object{copyOf().NotReady().Obj(), pendingClaim(ns),
 				warning(ns, "VolumeSnapshot", restore.SourceSnapshotName, "SnapshotContentCheckandUpdateFailed", "driver busy", t0)},
