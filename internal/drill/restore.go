@@ -28,16 +28,18 @@ func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (outcome, error
 	if err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.SourceSnapshotName}, vs); client.IgnoreNotFound(err) != nil {
 		return outcome{}, err
 	}
-	ready, failure := restore.SnapshotCopyReady(vs)
-	if failure != "" {
-		final, err := r.copyRefused(ctx, w)
-		if err != nil {
-			return outcome{}, err
-		}
-		if final {
-			return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshot %s/%s failed: %s", ns, restore.SourceSnapshotName, failure)), nil
-		}
+	content := &snapshotv1.VolumeSnapshotContent{}
+	switch err := r.Client.Get(ctx, types.NamespacedName{Name: w.sandbox.ContentName()}, content); {
+	case apierrors.IsNotFound(err):
+		content = nil
+	case err != nil:
+		return outcome{}, err
 	}
+	copied := restore.SnapshotCopyReady(vs, content)
+	if copied.Refused != "" {
+		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshot %s/%s failed: %s", ns, restore.SourceSnapshotName, copied.Refused)), nil
+	}
+	ready := copied.Ready
 	pvc := &corev1.PersistentVolumeClaim{}
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DataClaimName}, pvc)
 	if client.IgnoreNotFound(err) != nil {
@@ -73,33 +75,14 @@ func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (outcome, error
 		return conclude(verdict.Errored(verdict.ReasonSnapshotControllerUnavailable,
 			"VolumeSnapshot %s/%s has no status after %s: no snapshot controller took it in hand; is the external-snapshotter's snapshot-controller running?",
 			ns, restore.SourceSnapshotName, timeout)), nil
-	case !ready && failure != "":
-		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshot %s/%s not ready after %s: the snapshot controller says: %s", ns, restore.SourceSnapshotName, timeout, failure)), nil
 	case !ready:
-		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "%s", withEvent(fmt.Sprintf("VolumeSnapshot %s/%s not ready after %s", ns, restore.SourceSnapshotName, timeout), r.lastEvent(ctx, vs, "VolumeSnapshot")))), nil
+		why := "the snapshot controller says: " + copied.Retrying
+		if copied.Retrying == "" {
+			why = r.lastEvent(ctx, vs, "VolumeSnapshot")
+		}
+		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "%s", withEvent(fmt.Sprintf("VolumeSnapshot %s/%s not ready after %s", ns, restore.SourceSnapshotName, timeout), why))), nil
 	}
 	return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "%s", withEvent(fmt.Sprintf("PVC %s/%s not bound after %s", ns, restore.DataClaimName, timeout), r.lastEvent(ctx, pvc, "PersistentVolumeClaim")))), nil
-}
-
-// copyRefused says whether the error on the sandbox's VolumeSnapshot is
-// final: whether the content copy it stands on carries an error too, which
-// is the CSI side's answer about the snapshot (the sidecar writes it, the
-// snapshot controller repeats it on the VolumeSnapshot). An error on the
-// VolumeSnapshot alone is the snapshot controller's own, about binding the
-// two, such as "VolumeSnapshotContent is missing" while its cache has not
-// seen the copy drillerd made yet (after an API server outage, say): the
-// controller tries again, and so the run waits for it, until the volume
-// timeout names the error.
-func (r *Reconciler) copyRefused(ctx context.Context, w *work) (bool, error) {
-	content := &snapshotv1.VolumeSnapshotContent{}
-	err := r.Client.Get(ctx, types.NamespacedName{Name: w.sandbox.ContentName()}, content)
-	if apierrors.IsNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	return content.Status != nil && content.Status.Error != nil, nil
 }
 
 // labelVolume gives the restored volume the sandbox's ownership labels, so

@@ -10,19 +10,38 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// SnapshotCopyReady reports whether the sandbox's VolumeSnapshot is ready,
-// and the snapshot-controller's error when it failed.
-func SnapshotCopyReady(vs *snapshotv1.VolumeSnapshot) (ready bool, failure string) {
-	if vs.Status == nil {
-		return false, ""
+// SnapshotCopy is what the sandbox's VolumeSnapshot and its content copy
+// say about the snapshot the drill restores from.
+type SnapshotCopy struct {
+	// Ready: the snapshot controller wrote the VolumeSnapshot readyToUse.
+	Ready bool
+	// Refused is the error that ends the run: the snapshot controller's
+	// error on the VolumeSnapshot while the content copy carries an error
+	// too, which is the CSI side's answer about the snapshot (the sidecar
+	// writes it; the controller repeats it).
+	Refused string
+	// Retrying is an error on the VolumeSnapshot alone: the snapshot
+	// controller's own, about binding the two, such as "VolumeSnapshotContent
+	// is missing" while its cache has not yet seen the copy drillerd made
+	// (after an API server outage, say). The controller tries again, so the
+	// run waits for it, and the volume timeout's message names this error.
+	Retrying string
+}
+
+// SnapshotCopyReady reads the sandbox's VolumeSnapshot and its content copy
+// (nil when the copy is not known yet).
+func SnapshotCopyReady(vs *snapshotv1.VolumeSnapshot, content *snapshotv1.VolumeSnapshotContent) SnapshotCopy {
+	switch {
+	case vs.Status == nil:
+		return SnapshotCopy{}
+	case vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse:
+		return SnapshotCopy{Ready: true}
+	case vs.Status.Error == nil || vs.Status.Error.Message == nil || *vs.Status.Error.Message == "":
+		return SnapshotCopy{}
+	case content != nil && content.Status != nil && content.Status.Error != nil:
+		return SnapshotCopy{Refused: *vs.Status.Error.Message}
 	}
-	if vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse {
-		return true, ""
-	}
-	if vs.Status.Error != nil && vs.Status.Error.Message != nil {
-		return false, *vs.Status.Error.Message
-	}
-	return false, ""
+	return SnapshotCopy{Retrying: *vs.Status.Error.Message}
 }
 
 // ClaimBound reports whether the restored claim is bound to a volume.

@@ -21,23 +21,35 @@ func copyOf() *builder.SnapshotBuilder { return builder.ForSnapshot(sandboxNS, S
 func TestSnapshotCopyReady(t *testing.T) {
 	errorWithoutMessage := copyOf().NotReady().Obj()
 	errorWithoutMessage.Status.Error = &snapshotv1.VolumeSnapshotError{Time: &metav1.Time{Time: t0}}
+	content := func() *builder.ContentBuilder {
+		return builder.ForContent("drillerd-copy").BoundTo(sandboxNS, SourceSnapshotName)
+	}
 	tests := []struct {
-		name        string
-		given       *snapshotv1.VolumeSnapshot
-		wantReady   bool
-		wantFailure string
+		name    string
+		vs      *snapshotv1.VolumeSnapshot
+		content *snapshotv1.VolumeSnapshotContent
+		want    SnapshotCopy
 	}{
-		{"no status yet", copyOf().Obj(), false, ""},
-		{"not ready", copyOf().NotReady().Obj(), false, ""},
-		{"ready", copyOf().ReadyAt(t0).Obj(), true, ""},
-		{"error with a message", copyOf().Failed("handle snap-0abc not found").Obj(), false, "handle snap-0abc not found"},
-		{"error without a message", errorWithoutMessage, false, ""},
+		{"no status yet", copyOf().Obj(), nil, SnapshotCopy{}},
+		{"not ready", copyOf().NotReady().Obj(), content().Obj(), SnapshotCopy{}},
+		{"ready", copyOf().ReadyAt(t0).Obj(), content().Ready().Obj(), SnapshotCopy{Ready: true}},
+		{"error on both: the CSI side refused the snapshot",
+			copyOf().Failed("handle snap-0abc not found").Obj(), content().Failed("handle snap-0abc not found").Obj(),
+			SnapshotCopy{Refused: "handle snap-0abc not found"}},
+		{"error on the VolumeSnapshot alone: the controller tries again",
+			copyOf().Failed("VolumeSnapshotContent is missing").Obj(), content().Obj(),
+			SnapshotCopy{Retrying: "VolumeSnapshotContent is missing"}},
+		{"error while the copy is not known yet",
+			copyOf().Failed("VolumeSnapshotContent is missing").Obj(), nil,
+			SnapshotCopy{Retrying: "VolumeSnapshotContent is missing"}},
+		{"error without a message", errorWithoutMessage, content().Failed("refused").Obj(), SnapshotCopy{}},
+		{"an error on the copy not yet repeated on the VolumeSnapshot",
+			copyOf().NotReady().Obj(), content().Failed("refused").Obj(), SnapshotCopy{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ready, failure := SnapshotCopyReady(tt.given)
-			if ready != tt.wantReady || failure != tt.wantFailure {
-				t.Errorf("SnapshotCopyReady = %v, %q; want %v, %q", ready, failure, tt.wantReady, tt.wantFailure)
+			if got := SnapshotCopyReady(tt.vs, tt.content); got != tt.want {
+				t.Errorf("SnapshotCopyReady = %+v, want %+v", got, tt.want)
 			}
 		})
 	}
