@@ -39,6 +39,10 @@ func (r *Reconciler) restoreVolume(ctx context.Context, w *work) (outcome, error
 	if copied.Refused != "" {
 		return conclude(verdict.Failed(verdict.ReasonRestoreFailed, "VolumeSnapshot %s/%s failed: %s", ns, restore.SourceSnapshotName, copied.Refused)), nil
 	}
+	if copied.Retrying != "" {
+		// It holds the run up: the run's status says so while it waits.
+		w.run.Status.LastError = boundMessage(fmt.Sprintf("VolumeSnapshot %s/%s: the snapshot controller says: %s", ns, restore.SourceSnapshotName, copied.Retrying))
+	}
 	ready := copied.Ready
 	pvc := &corev1.PersistentVolumeClaim{}
 	err := r.Client.Get(ctx, types.NamespacedName{Namespace: ns, Name: restore.DataClaimName}, pvc)

@@ -70,6 +70,8 @@ func TestRestoringVolumeWaitsAndTimesOut(t *testing.T) {
 		wantRequeue time.Duration
 		wantReason  string
 		wantInMsg   string
+		// wantLastError is status.lastError while the run waits.
+		wantLastError string
 	}{
 		{name: "copy not ready: waits until the volume timeout", at: time.Minute, total: time.Hour,
 			objects:   []client.Object{copyOf().NotReady().Obj(), pendingClaim(ns)},
@@ -89,10 +91,12 @@ func TestRestoringVolumeWaitsAndTimesOut(t *testing.T) {
 		// says so, and tries again.
 		{name: "the snapshot controller cannot find the content copy yet: waits", at: time.Minute, total: time.Hour,
 			objects:   []client.Object{copyOf().Failed("VolumeSnapshotContent is missing").Obj(), pendingClaim(ns), copyContent()},
-			wantPhase: drillsv1.PhaseRestoringVolume, wantRequeue: 9 * time.Minute},
+			wantPhase: drillsv1.PhaseRestoringVolume, wantRequeue: 9 * time.Minute,
+			wantLastError: "VolumeSnapshot " + ns + "/source: the snapshot controller says: VolumeSnapshotContent is missing"},
 		{name: "drillerd's cache has not seen the copy's refusal yet: waits", at: time.Minute, total: time.Hour,
 			objects:   []client.Object{copyOf().Failed("snapshot handle snap-1 not found").Obj(), pendingClaim(ns)},
-			wantPhase: drillsv1.PhaseRestoringVolume, wantRequeue: 9 * time.Minute},
+			wantPhase: drillsv1.PhaseRestoringVolume, wantRequeue: 9 * time.Minute,
+			wantLastError: "VolumeSnapshot " + ns + "/source: the snapshot controller says: snapshot handle snap-1 not found"},
 		{name: "the snapshot controller's error at the volume timeout: Failed, naming it", at: volumeTimeout, total: time.Hour,
 			objects:   []client.Object{copyOf().Failed("VolumeSnapshotContent is missing").Obj(), pendingClaim(ns), copyContent()},
 			wantPhase: drillsv1.PhaseTearingDown, wantReason: verdict.ReasonRestoreFailed,
@@ -134,6 +138,9 @@ func TestRestoringVolumeWaitsAndTimesOut(t *testing.T) {
 			}
 			if got.Phase != tt.wantPhase || got.Reason != tt.wantReason || !strings.Contains(got.Message, tt.wantInMsg) {
 				t.Errorf("phase %s, %s %q; want %s, %s mentioning %q", got.Phase, got.Reason, got.Message, tt.wantPhase, tt.wantReason, tt.wantInMsg)
+			}
+			if got.Phase == drillsv1.PhaseRestoringVolume && got.LastError != tt.wantLastError {
+				t.Errorf("lastError %q while waiting, want %q", got.LastError, tt.wantLastError)
 			}
 			if tt.wantRequeue != 0 && res.RequeueAfter != tt.wantRequeue {
 				t.Errorf("requeue after %s, want %s", res.RequeueAfter, tt.wantRequeue)

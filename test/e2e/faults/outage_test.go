@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v8/apis/volumesnapshot/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	drillsv1 "github.com/drillerd/drillerd/api/v1alpha1"
+	"github.com/drillerd/drillerd/internal/restore"
 	"github.com/drillerd/drillerd/test/fixture"
 	"github.com/drillerd/drillerd/test/localcluster"
 	"github.com/drillerd/drillerd/test/nodeemu"
@@ -42,6 +44,7 @@ func TestOutages(t *testing.T) {
 	next := p.create(t, p.newDrill("next"))
 	t.Run("the API server stopped for 15s while the database starts", func(t *testing.T) { p.apiServerOutage(t, d, next) })
 	t.Run("the snapshot controller stopped for a whole drill", func(t *testing.T) { p.snapshotControllerOutage(t, d, next) })
+	t.Run("the snapshot controller's cache behind drillerd's content copy", func(t *testing.T) { p.snapshotControllerBehind(t, d) })
 	t.Run("a database that crashes during the checks, a restore slower than its timeout, a snapshot that fails", func(t *testing.T) { p.backupFaults(t, d) })
 	p.finish(t)
 }
@@ -101,6 +104,60 @@ func (p *production) snapshotControllerOutage(t *testing.T, d *fixture.Drillerd,
 		t.Fatal(err)
 	}
 	p.passes(t, next, "next-snapshot-controller-outage")
+	sources.AssertUntouched(drillerdUser)
+}
+
+// snapshotControllerBehind drills through the snapshot controller's error
+// on the sandbox's VolumeSnapshot while its cache has not yet seen the
+// content copy drillerd made ("VolumeSnapshotContent is missing", which it
+// writes, and then tries again, when its watch of contents lags behind,
+// as after an API server outage). The controller is stopped while drillerd
+// makes the copy, and the test writes that error as the controller does.
+// The run waits, says why in status.lastError, and passes once the
+// controller, started again, binds the two.
+func (p *production) snapshotControllerBehind(t *testing.T, d *fixture.Drillerd) {
+	const missing = "VolumeSnapshotContent is missing"
+	sources := p.sources(t)
+	drill := p.create(t, p.newDrill("snapshot-controller-behind"))
+	stopComponent(t, localcluster.SnapshotController)
+	run := p.waitPhase(t, p.startRun(t, drill, "snapshot-controller-behind-1", ""), drillsv1.PhaseRestoringVolume, drillTimeout)
+	snapshots := p.env.Snapshots.SnapshotV1().VolumeSnapshots(run.Status.SandboxNamespace)
+	var vs *snapshotv1.VolumeSnapshot
+	p.env.WaitFor(holdTimeout, "the sandbox's VolumeSnapshot", func(ctx context.Context) (bool, error) {
+		var err error
+		vs, err = snapshots.Get(ctx, restore.SourceSnapshotName, metav1.GetOptions{})
+		return err == nil, err
+	})
+	if vs.Status != nil {
+		t.Fatalf("VolumeSnapshot %s/%s has a status while no snapshot controller runs: %+v", vs.Namespace, vs.Name, vs.Status)
+	}
+	vs.Status = &snapshotv1.VolumeSnapshotStatus{
+		ReadyToUse: ptr.To(false),
+		Error:      &snapshotv1.VolumeSnapshotError{Time: &metav1.Time{Time: time.Now()}, Message: ptr.To(missing)},
+	}
+	if _, err := snapshots.UpdateStatus(p.env.Ctx, vs, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("writing the snapshot controller's error on VolumeSnapshot %s/%s: %v", vs.Namespace, vs.Name, err)
+	}
+	p.env.WaitFor(holdTimeout, "run "+run.Name+" to record the snapshot controller's error", func(ctx context.Context) (bool, error) {
+		got, err := p.get(ctx, run)
+		if err != nil {
+			return false, err
+		}
+		if got.Status.Result != "" {
+			t.Fatalf("run %s ended on the snapshot controller's passing error: %s/%s (%s)", run.Name, got.Status.Result, got.Status.Reason, got.Status.Message)
+		}
+		return strings.Contains(got.Status.LastError, missing), fmt.Errorf("phase %s, lastError %q", got.Status.Phase, got.Status.LastError)
+	})
+	startComponent(t, localcluster.SnapshotController)
+	run = p.waitDone(t, run, drillTimeout)
+	p.assertOnTime(t, run)
+	if s := run.Status; s.Result != drillsv1.ResultSucceeded || s.LastError != "" {
+		t.Errorf("run %s: %s/%s (%s), lastError %q; want Succeeded with no error left", run.Name, s.Result, s.Reason, s.Message, s.LastError)
+	}
+	p.assertSandboxGone(t, run)
+	if err := d.Crashed(); err != nil {
+		t.Fatal(err)
+	}
 	sources.AssertUntouched(drillerdUser)
 }
 
