@@ -85,8 +85,9 @@ func setupPrimary() (*cluster, error) {
 		        timestamptz '2026-11-20 10:00:00+00' + g * interval '1 minute'
 		 FROM generate_series(1, 1000) g`,
 		`CREATE TABLE empty_events (at timestamptz)`,
-		// aclitem has no binary form: TablesReadable reads events as text.
-		`CREATE TABLE events (id int, at date, granted aclitem NOT NULL DEFAULT 'postgres=r/postgres') PARTITION BY RANGE (at)`,
+		// aclitem has no binary form: TablesReadable reads the array in
+		// events as text.
+		`CREATE TABLE events (id int, at date, granted aclitem[] NOT NULL DEFAULT '{postgres=r/postgres}') PARTITION BY RANGE (at)`,
 		`CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`,
 		`CREATE INDEX events_id ON events (id)`, // partitioned index on the parent, a real one on the partition
 		`INSERT INTO events SELECT g, date '2026-03-01' + g FROM generate_series(1, 10) g`,
@@ -95,9 +96,10 @@ func setupPrimary() (*cluster, error) {
 		`CREATE MATERIALIZED VIEW never_refreshed AS SELECT 1 AS one WITH NO DATA`,
 		`CREATE SCHEMA "Sales Data"`,
 		`CREATE TYPE mood AS ENUM ('calm', 'busy')`,
-		`CREATE TABLE "Sales Data"."odd ""name""" (x int, m mood, doc json, tags jsonb, amounts numeric[], at timestamptz, span tstzrange)`,
+		// A single aclitem is stored in the row: it needs no binary form.
+		`CREATE TABLE "Sales Data"."odd ""name""" (x int, m mood, doc json, tags jsonb, amounts numeric[], at timestamptz, span tstzrange, acl aclitem)`,
 		`INSERT INTO "Sales Data"."odd ""name""" VALUES
-		 (1, 'calm', '{"a": 1}', '["x"]', '{1.5, 2}', '2026-11-20 10:00:00+00', '[2026-11-20, 2026-11-21)'), (2, NULL, NULL, NULL, NULL, NULL, NULL)`,
+		 (1, 'calm', '{"a": 1}', '["x"]', '{1.5, 2}', '2026-11-20 10:00:00+00', '[2026-11-20, 2026-11-21)', 'postgres=r/postgres'), (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`,
 		`SELECT lo_from_bytea(0, convert_to('a large object', 'UTF8'))`,
 		`VACUUM ANALYZE`,
 		`GRANT SELECT ON orders TO nopriv`,
@@ -139,13 +141,13 @@ func setupPrimary() (*cluster, error) {
 		return c, err
 	}
 	// 20 notes of 6400 hardly compressible bytes: four TOAST chunks each.
-	// permits has them too, next to a column of a type without a binary
-	// form.
+	// permits has them too, after a column of a type without a binary
+	// form: TablesReadable reads it as text.
 	if err := c.exec("indexdamage",
 		`CREATE TABLE notes (id int PRIMARY KEY, body text NOT NULL)`,
 		`INSERT INTO notes SELECT g, (SELECT string_agg(md5(g || '-' || i), '') FROM generate_series(1, 200) i) FROM generate_series(1, 20) g`,
-		`CREATE TABLE permits (id int PRIMARY KEY, body text NOT NULL, grant_ aclitem NOT NULL)`,
-		`INSERT INTO permits SELECT id, body, 'postgres=r/postgres' FROM notes`,
+		`CREATE TABLE permits (id int PRIMARY KEY, grants aclitem[] NOT NULL, body text NOT NULL)`,
+		`INSERT INTO permits SELECT id, '{postgres=r/postgres}', body FROM notes`,
 		`VACUUM ANALYZE notes, permits`); err != nil {
 		return c, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,37 +44,85 @@ const readLargeObjects = `
 SELECT count(*), coalesce(sum(octet_length(pg_catalog.lo_get(oid))), 0)
 FROM pg_catalog.pg_largeobject_metadata`
 
-// readRows reads every row of a table in its binary form, as a client of
-// the binary protocol receives it: record_send runs each column's send
-// function, which fetches and decompresses every TOASTed and compressed
-// value. octet_length then reads only the result's header. ONLY reads this
-// table's file alone, not inheriting children too.
-const readRows = "SELECT count(*), coalesce(sum(octet_length(pg_catalog.record_send(t))), 0) FROM ONLY %s t"
+// userColumns lists the columns of the given tables in order, each with its
+// type's length (-1 for a variable-length type) and its type's binary send
+// function, schema and name ("" when the type has none). A domain's send
+// function is its base type's.
+const userColumns = `
+SELECT a.attrelid, a.attname, t.typlen::int, coalesce(pn.nspname, ''), coalesce(p.proname, '')
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_catalog.pg_proc p ON p.oid = t.typsend
+LEFT JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum`
+
+// column is one column of a user table, as userColumns lists it.
+type column struct {
+	name   string
+	typlen int
+	send   relation // the type's send function; Name "" when it has none
+}
+
+// variableLength: the column's values can be stored compressed or out of
+// line, in TOAST.
+func (c column) variableLength() bool { return c.typlen == -1 }
 
 // readRowsAsText reads every row of a table as text, for a table with a
-// column whose type has no binary form (no send function, such as
-// aclitem): casting the row to text runs each column's output function
-// instead, which reads as much but formats every value, several times
-// slower.
+// column whose type has no binary form (no send function, such as an
+// aclitem[]): casting the row to text runs each column's output function,
+// which reads as much but formats every value, several times slower.
 const readRowsAsText = "SELECT count(*), coalesce(sum(octet_length(t::text)), 0) FROM ONLY %s t"
 
-// undefinedFunction is the SQLSTATE of "no binary output function available
-// for type".
-const undefinedFunction = "42883"
+// binaryRead is the statement that reads every row of t, or "" when a
+// variable-length column's type has no binary form. It runs the send
+// function of each variable-length column, as a client of the binary
+// protocol receives the value: that fetches and decompresses every TOASTed
+// and compressed value. octet_length then reads only the result's header.
+// A fixed-length value is stored in the row itself and read with it: the
+// last column is referenced, so that every row is taken apart to its end,
+// but fixed-length values are not copied into their binary form, which
+// would read nothing more. GREATEST evaluates every argument; max keeps the
+// count of rows the only sum. ONLY reads this table's file alone, not
+// inheriting children too.
+func binaryRead(t *catalogTable) string {
+	reads := []string{"0"}
+	for i, c := range t.columns {
+		col := "t." + pgx.Identifier{c.name}.Sanitize()
+		switch {
+		case c.variableLength() && c.send.Name == "":
+			return ""
+		case c.variableLength():
+			reads = append(reads, "pg_catalog.octet_length("+c.send.String()+"("+col+"))")
+		case i == len(t.columns)-1:
+			reads = append(reads, "("+col+" IS NULL)::int")
+		}
+	}
+	return fmt.Sprintf("SELECT count(*), coalesce(max(GREATEST(%s)), 0) FROM ONLY %s t", strings.Join(reads, ", "), t.rel.String())
+}
 
-// readTable reads t end to end, each statement in a savepoint of its own,
-// and sets the rows it read.
+// statementDoesNotFit is the SQLSTATE class of errors about a statement,
+// not about the data it reads (42883, "no binary output function
+// available for type", for an array or composite of a type without one).
+const statementDoesNotFit = "42"
+
+// readTable reads t end to end, in its binary form, else as text, each
+// statement in a savepoint of its own, and sets the rows it read.
 func readTable(ctx context.Context, tx pgx.Tx, t *catalogTable) error {
 	var bytes int64
 	read := func(query string) error {
 		return inSavepoint(ctx, tx, func(tx pgx.Tx) error {
-			return tx.QueryRow(ctx, fmt.Sprintf(query, t.rel.String())).Scan(&t.count.Rows, &bytes)
+			return tx.QueryRow(ctx, query).Scan(&t.count.Rows, &bytes)
 		})
 	}
-	err := read(readRows)
+	query := binaryRead(t)
+	if query == "" {
+		return read(fmt.Sprintf(readRowsAsText, t.rel.String()))
+	}
+	err := read(query)
 	var pg *pgconn.PgError
-	if errors.As(err, &pg) && pg.Code == undefinedFunction {
-		err = read(readRowsAsText)
+	if errors.As(err, &pg) && strings.HasPrefix(pg.Code, statementDoesNotFit) {
+		err = read(fmt.Sprintf(readRowsAsText, t.rel.String()))
 	}
 	return err
 }
@@ -91,6 +140,7 @@ type catalogTable struct {
 	oid      uint32
 	rel      relation
 	unlogged bool
+	columns  []column
 	count    TableCount
 }
 
@@ -165,12 +215,32 @@ func listCatalog(ctx context.Context, tx pgx.Tx) ([]*catalogTable, map[uint32][]
 	if err != nil {
 		return nil, nil, err
 	}
+	byOID := map[uint32]*catalogTable{}
+	oids := make([]uint32, 0, len(tables))
+	for _, t := range tables {
+		byOID[t.oid] = t
+		oids = append(oids, t.oid)
+	}
+	rows, err = tx.Query(ctx, userColumns, oids)
+	if err != nil {
+		return nil, nil, err
+	}
+	var table uint32
+	var c column
+	_, err = pgx.ForEachRow(rows, []any{&table, &c.name, &c.typlen, &c.send.Schema, &c.send.Name}, func() error {
+		if t := byOID[table]; t != nil {
+			t.columns = append(t.columns, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
 	rows, err = tx.Query(ctx, plainBtreeIndexes)
 	if err != nil {
 		return nil, nil, err
 	}
 	indexes := map[uint32][]catalogIndex{}
-	var table uint32
 	var ix catalogIndex
 	_, err = pgx.ForEachRow(rows, []any{&table, &ix.rel.Schema, &ix.rel.Name, &ix.entries}, func() error {
 		indexes[table] = append(indexes[table], ix)

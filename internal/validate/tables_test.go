@@ -133,3 +133,35 @@ func TestTablesReadableOnAStandbyWithChecksums(t *testing.T) {
 		t.Errorf("TablesReadable = %+v\nwant finding %s, message %q", r, FindingDamaged, want)
 	}
 }
+
+func TestBinaryRead(t *testing.T) {
+	textsend := relation{"pg_catalog", "textsend"}
+	table := func(columns ...column) *catalogTable {
+		return &catalogTable{rel: relation{"Sales Data", `odd "name"`}, columns: columns}
+	}
+	tests := []struct {
+		name  string
+		table *catalogTable
+		want  string
+	}{
+		{"no column: the rows are counted", table(),
+			`SELECT count(*), coalesce(max(GREATEST(0)), 0) FROM ONLY "Sales Data"."odd ""name""" t`},
+		{"fixed-length columns: the last is read, so every row is taken apart",
+			table(column{name: "id", typlen: 8}, column{name: "at", typlen: 8}),
+			`SELECT count(*), coalesce(max(GREATEST(0, (t."at" IS NULL)::int)), 0) FROM ONLY "Sales Data"."odd ""name""" t`},
+		{"every variable-length column is sent, fixed-length ones are not",
+			table(column{name: "id", typlen: 8}, column{name: "Note", typlen: -1, send: textsend}, column{name: "at", typlen: 8},
+				column{name: "tags", typlen: -1, send: relation{"pg_catalog", "array_send"}}),
+			`SELECT count(*), coalesce(max(GREATEST(0, pg_catalog.octet_length("pg_catalog"."textsend"(t."Note")), ` +
+				`pg_catalog.octet_length("pg_catalog"."array_send"(t."tags")))), 0) FROM ONLY "Sales Data"."odd ""name""" t`},
+		{"a variable-length type without a binary form: none",
+			table(column{name: "id", typlen: 4}, column{name: "g", typlen: -1}), ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := binaryRead(tt.table); got != tt.want {
+				t.Errorf("binaryRead =\n%s\nwant\n%s", got, tt.want)
+			}
+		})
+	}
+}

@@ -85,6 +85,7 @@ type corpus struct {
 	ordersByTime  fixture.Relation // the btree index on orders.created_at
 	documentsOut  fixture.Relation // the TOAST relation of documents
 	inventoryDir  string           // base/<oid> of database inventory
+	items         fixture.Relation // inventory's table, read as text
 	ordersTuples  int64            // pg_class.reltuples of orders at the cut
 	ordersPages   int64            // pg_class.relpages of orders at the cut
 	truncatedRows int64            // rows in orders' first truncatedPages pages
@@ -221,8 +222,9 @@ func setUpCorpus(t *testing.T, env *fixture.Env) *corpus {
 		env.Exec(c.app, sql)
 	}
 	c.inventory = connectTo(t, env, pod, "inventory")
-	// aclitem has no binary form: TablesReadable reads items as text.
-	env.Exec(c.inventory, `CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, owner aclitem NOT NULL DEFAULT makeaclitem(10, 10, 'SELECT', false))`)
+	// aclitem has no binary form: TablesReadable reads items, with its
+	// array of them, as text.
+	env.Exec(c.inventory, `CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, owners aclitem[] NOT NULL DEFAULT ARRAY[makeaclitem(10, 10, 'SELECT', false)])`)
 	env.Exec(c.inventory, fmt.Sprintf(`INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, %d) g`, corpusItems))
 	// The catalog knows what each table holds (as autovacuum would soon
 	// make it), and every hint bit is set, so that reading a table after
@@ -234,6 +236,7 @@ func setUpCorpus(t *testing.T, env *fixture.Env) *corpus {
 	c.ordersByTime = env.LookUpRelation(c.app, "public.orders_created_at")
 	c.documentsOut = env.LookUpToast(c.app, "public.documents")
 	c.inventoryDir = env.LookUpDatabaseDir(c.app, "inventory")
+	c.items = env.LookUpRelation(c.inventory, "public.items")
 	c.ordersTuples = env.QueryInt(c.app, "SELECT reltuples::int8 FROM pg_class WHERE oid = 'public.orders'::regclass")
 	c.ordersPages = env.QueryInt(c.app, "SELECT relpages::int8 FROM pg_class WHERE oid = 'public.orders'::regclass")
 	c.truncatedRows = env.QueryInt(c.app, fmt.Sprintf("SELECT count(*) FROM orders WHERE (ctid::text::point)[0] < %d", truncatedPages))
@@ -345,6 +348,7 @@ func (c *corpus) kinds() []damageKind {
 	heapBlock := c.orders.Pages / 2
 	indexBlock := c.ordersByTime.Pages / 2
 	toastBlock := c.documentsOut.Pages / 2
+	itemsBlock := c.items.Pages / 2
 	return []damageKind{{
 		name:     "undamaged",
 		short:    "intact",
@@ -438,6 +442,23 @@ func (c *corpus) kinds() []damageKind {
 			names:    []string{"public.documents", "database app", invalidPage(c.documentsOut, toastBlock)},
 			sqlNames: []string{"documents-readable"},
 			checks:   []checkWant{{name: "TablesReadable", database: "app", reason: "DataDamaged"}, {name: "Amcheck", database: "app", reason: "DataDamaged"}},
+		},
+	}, {
+		// items has an aclitem[] column, which has no binary form:
+		// TablesReadable reads its rows as text, and so reaches the page.
+		name:     "page of a table read as text overwritten",
+		short:    "text-page",
+		snapshot: "text-page",
+		damage: func(t *testing.T, c *corpus, pgdata string) {
+			must(t, "damaging a page of items", fixture.DamagePage(pgdata, c.items, itemsBlock))
+		},
+		want: verdictWant{
+			result: drillsv1.ResultFailed, reason: "DataDamaged",
+			names: []string{"public.items", "database inventory", invalidPage(c.items, itemsBlock)},
+			checks: []checkWant{
+				{name: "TablesReadable", database: "app", passed: true}, {name: "TablesReadable", database: "inventory", reason: "DataDamaged"},
+				{name: "Amcheck", database: "inventory", reason: "DataDamaged"},
+			},
 		},
 	}, {
 		name:     "WAL segments removed",
