@@ -82,9 +82,9 @@ const readRowsAsText = "SELECT count(*), coalesce(sum(octet_length(t::text)), 0)
 // A fixed-length value is stored in the row itself and read with it: the
 // last column is referenced, so that every row is taken apart to its end,
 // but fixed-length values are not copied into their binary form, which
-// would read nothing more. GREATEST evaluates every argument; max keeps the
-// count of rows the only sum. ONLY reads this table's file alone, not
-// inheriting children too.
+// would read nothing more. GREATEST evaluates every argument, and the max
+// of the lengths cannot overflow as their sum could. ONLY reads this
+// table's file alone, not inheriting children too.
 func binaryRead(t *catalogTable) string {
 	reads := []string{"0"}
 	for i, c := range t.columns {
