@@ -14,7 +14,7 @@
 // MutatingAdmissionPolicy as a cluster's own admission would.
 //
 // The package stops components of the cluster it runs on: make test runs
-// it alone, after the other packages.
+// it on a local cluster of its own, beside the other packages.
 package faults_test
 
 import (
