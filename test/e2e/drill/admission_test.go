@@ -97,7 +97,7 @@ func TestAdmissionPolicy(t *testing.T) {
 	}
 	env := fixture.New(t, cluster)
 	p := setUpProduction(t, env)
-	kubectl(t, "apply", "--server-side", "--force-conflicts", "-k", repoPath(t, "test", "e2e", "drill", "testdata", "install"))
+	installDeploy(t, env)
 	waitPoliciesTypeChecked(t, env)
 	sa := newServiceAccountClients(t, env)
 
@@ -446,8 +446,12 @@ func secretReader(t *testing.T, p *production, sa *serviceAccountClients) {
 	if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if !allowed(getSecrets(p.ns)) {
-		t.Errorf("drillerd may not get secrets in %s after the RoleBinding", p.ns)
+	// The API server's RBAC authorizer reads bindings from its informers'
+	// cache: a new binding takes effect once that cache holds it.
+	for deadline := time.Now().Add(fixture.ShortTimeout); !allowed(getSecrets(p.ns)); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("drillerd may not get secrets in %s %v after the RoleBinding", p.ns, fixture.ShortTimeout)
+		}
 	}
 	for _, attr := range []authorizationv1.ResourceAttributes{getSecrets(""), getSecrets("drillerd-system"), {Namespace: p.ns, Verb: "list", Resource: "secrets"}} {
 		if allowed(attr) {

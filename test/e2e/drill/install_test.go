@@ -84,7 +84,7 @@ func (p *production) deployDryRun(t *testing.T) {
 // it must not.
 func (p *production) serviceAccountDrill(t *testing.T) {
 	env := p.env
-	kubectl(t, "apply", "--server-side", "--force-conflicts", "-k", repoPath(t, "test", "e2e", "drill", "testdata", "install"))
+	installDeploy(t, env)
 	tr, err := env.Client.CoreV1().ServiceAccounts("drillerd-system").CreateToken(env.Ctx, "drillerd",
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
@@ -169,6 +169,21 @@ func (p *production) serviceAccountDrill(t *testing.T) {
 		}
 		if review.Status.Allowed {
 			t.Errorf("drillerd's ServiceAccount may %s %s.%s in %q; it must not", attr.Verb, attr.Resource, attr.Group, attr.Namespace)
+		}
+	}
+}
+
+// installDeploy applies deploy/ as testdata/install does, and waits until
+// the API server's authorizer applies its ServiceAccount's bindings.
+func installDeploy(t *testing.T, env *fixture.Env) {
+	t.Helper()
+	kubectl(t, "apply", "--server-side", "--force-conflicts", "-k", repoPath(t, "test", "e2e", "drill", "testdata", "install"))
+	for _, attr := range []authorizationv1.ResourceAttributes{
+		{Verb: "watch", Group: drillsv1.GroupVersion.Group, Resource: "drillruns"},
+		{Namespace: "drillerd-system", Verb: "update", Group: "coordination.k8s.io", Resource: "leases"},
+	} {
+		if err := fixture.AwaitAllowed(env.Ctx, env.Client, serviceAccount, attr); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
