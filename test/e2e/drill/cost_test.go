@@ -116,7 +116,10 @@ func (p *production) apiCost(t *testing.T) {
 
 // claimWaitsForItsSnapshot reads in the API server's audit log that
 // drillerd asked for the run's restored claim only once the snapshot
-// controller had written the sandbox's VolumeSnapshot ready. A CSI
+// controller had written the sandbox's VolumeSnapshot ready: after the API
+// server received that status write. (Its response completes only after
+// the write reaches watchers, so a claim asked for at once can come before
+// that response does.) A CSI
 // provisioner that sees a claim of a snapshot not yet ready refuses it and
 // tries again only after its back-off, which the run's RTO would pay.
 func claimWaitsForItsSnapshot(t *testing.T, run *drillsv1.DrillRun, since time.Time) {
@@ -125,7 +128,7 @@ func claimWaitsForItsSnapshot(t *testing.T, run *drillsv1.DrillRun, since time.T
 	if sandbox == "" {
 		t.Fatalf("run %s names no sandbox namespace", run.Name)
 	}
-	var ready, claimAsked time.Time // the first status write saying readyToUse; drillerd's request for the claim
+	var ready, claimAsked time.Time // the first status write saying readyToUse, received; drillerd's request for the claim
 	readyBy := ""
 	err := fixture.AuditedResponses(cluster.AuditLog, nil, since, time.Time{}, func(ev fixture.AuditEvent) {
 		ref := ev.ObjectRef
@@ -140,7 +143,7 @@ func claimWaitsForItsSnapshot(t *testing.T, run *drillsv1.DrillRun, since time.T
 				} `json:"status"`
 			}
 			if json.Unmarshal(ev.ResponseObject, &vs) == nil && vs.Status.ReadyToUse != nil && *vs.Status.ReadyToUse {
-				ready, readyBy = ev.StageTimestamp.Time, ev.User.Username
+				ready, readyBy = ev.RequestReceivedTimestamp.Time, ev.User.Username
 			}
 		case ref.Resource == "persistentvolumeclaims" && ref.Subresource == "" && ev.Verb == "create" && slices.Contains(drillerdUsers, ev.User.Username):
 			claimAsked = ev.RequestReceivedTimestamp.Time
@@ -155,7 +158,7 @@ func claimWaitsForItsSnapshot(t *testing.T, run *drillsv1.DrillRun, since time.T
 	case claimAsked.IsZero():
 		t.Errorf("the audit log has no request of drillerd's creating a claim in %s", sandbox)
 	case claimAsked.Before(ready):
-		t.Errorf("drillerd asked for the restored claim in %s at %s, %s before %s wrote its VolumeSnapshot ready",
+		t.Errorf("drillerd asked for the restored claim in %s at %s, %s before %s asked to write its VolumeSnapshot ready",
 			sandbox, claimAsked.Format(time.StampMicro), ready.Sub(claimAsked), readyBy)
 	default:
 		t.Logf("the claim in %s was asked for %s after its VolumeSnapshot was written ready", sandbox, claimAsked.Sub(ready))
