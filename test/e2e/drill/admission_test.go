@@ -446,12 +446,8 @@ func secretReader(t *testing.T, p *production, sa *serviceAccountClients) {
 	if _, err := env.Client.RbacV1().RoleBindings(p.ns).Create(env.Ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The API server's RBAC authorizer reads bindings from its informers'
-	// cache: a new binding takes effect once that cache holds it.
-	for deadline := time.Now().Add(fixture.ShortTimeout); !allowed(getSecrets(p.ns)); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("drillerd may not get secrets in %s %v after the RoleBinding", p.ns, fixture.ShortTimeout)
-		}
+	if err := fixture.AwaitAllowed(env.Ctx, env.Client, serviceAccount, getSecrets(p.ns)); err != nil {
+		t.Fatalf("after the RoleBinding: %v", err)
 	}
 	for _, attr := range []authorizationv1.ResourceAttributes{getSecrets(""), getSecrets("drillerd-system"), {Namespace: p.ns, Verb: "list", Resource: "secrets"}} {
 		if allowed(attr) {

@@ -119,9 +119,9 @@ func (p *production) apiCost(t *testing.T) {
 // controller had written the sandbox's VolumeSnapshot ready: after the API
 // server received that status write. (Its response completes only after
 // the write reaches watchers, so a claim asked for at once can come before
-// that response does.) A CSI
-// provisioner that sees a claim of a snapshot not yet ready refuses it and
-// tries again only after its back-off, which the run's RTO would pay.
+// that response does.) A CSI provisioner that sees a claim of a snapshot
+// not yet ready refuses it and tries again only after its back-off, which
+// the run's RTO would pay.
 func claimWaitsForItsSnapshot(t *testing.T, run *drillsv1.DrillRun, since time.Time) {
 	t.Helper()
 	sandbox := run.Status.SandboxNamespace
