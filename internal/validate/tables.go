@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,38 +69,51 @@ type column struct {
 // line, in TOAST.
 func (c column) variableLength() bool { return c.typlen == -1 }
 
-// readRowsAsText reads every row of a table as text, for a table with a
-// column whose type has no binary form (no send function, such as an
-// aclitem[]): casting the row to text runs each column's output function,
-// which reads as much but formats every value, several times slower.
+// readRowsAsText counts the rows of a table and reads each as text, for a
+// table with a column whose type has no binary form (no send function, such
+// as an aclitem[]): casting the row to text runs each column's output
+// function, which reads as much but formats every value, several times
+// slower. The lengths are summed so that every cast is made.
 const readRowsAsText = "SELECT count(*), coalesce(sum(octet_length(t::text)), 0) FROM ONLY %s t"
 
-// binaryRead is the statement that reads every row of t, or "" when a
-// variable-length column's type has no binary form. It runs the send
-// function of each variable-length column, as a client of the binary
+// binaryRead is the statement that counts the rows of t and reads each, or
+// "" when a variable-length column's type has no binary form. It runs the
+// send function of each variable-length column, as a client of the binary
 // protocol receives the value: that fetches and decompresses every TOASTed
-// and compressed value. octet_length then reads only the result's header.
-// A fixed-length value is stored in the row itself and read with it: the
-// last column is referenced, so that every row is taken apart to its end,
-// but fixed-length values are not copied into their binary form, which
-// would read nothing more. GREATEST evaluates every argument, and the max
-// of the lengths cannot overflow as their sum could. ONLY reads this
-// table's file alone, not inheriting children too.
+// and compressed value. A fixed-length value is stored in the row itself
+// and read with it: the last column is referenced, so that every row is
+// taken apart to its end, but fixed-length values are not copied into their
+// binary form, which would read nothing more. The values of a row go to
+// num_nulls (one call per maxFunctionArgs), whose max is taken: the planner can fold neither away,
+// as it folds a test such as "column IS NULL" on a NOT NULL column
+// (PostgreSQL 18 and later), and with it the read. ONLY reads this table's
+// file alone, not inheriting children too.
 func binaryRead(t *catalogTable) string {
-	reads := []string{"0"}
+	var reads []string
 	for i, c := range t.columns {
 		col := "t." + pgx.Identifier{c.name}.Sanitize()
 		switch {
 		case c.variableLength() && c.send.Name == "":
 			return ""
 		case c.variableLength():
-			reads = append(reads, "pg_catalog.octet_length("+c.send.String()+"("+col+"))")
+			reads = append(reads, c.send.String()+"("+col+")")
 		case i == len(t.columns)-1:
-			reads = append(reads, "("+col+" IS NULL)::int")
+			reads = append(reads, col)
 		}
 	}
-	return fmt.Sprintf("SELECT count(*), coalesce(max(GREATEST(%s)), 0) FROM ONLY %s t", strings.Join(reads, ", "), t.rel.String())
+	if len(reads) == 0 {
+		return "SELECT count(*), 0 FROM ONLY " + t.rel.String() + " t"
+	}
+	var calls []string
+	for chunk := range slices.Chunk(reads, maxFunctionArgs) {
+		calls = append(calls, "pg_catalog.num_nulls("+strings.Join(chunk, ", ")+")")
+	}
+	return fmt.Sprintf("SELECT count(*), coalesce(max(%s), 0) FROM ONLY %s t", strings.Join(calls, " + "), t.rel.String())
 }
+
+// maxFunctionArgs is how many arguments a PostgreSQL function takes at most
+// (FUNC_MAX_ARGS); a table has up to 1,600 columns.
+const maxFunctionArgs = 100
 
 // statementDoesNotFit is the SQLSTATE class of errors about a statement,
 // not about the data it reads (42883, "no binary output function
@@ -109,10 +123,10 @@ const statementDoesNotFit = "42"
 // readTable reads t end to end, in its binary form, else as text, each
 // statement in a savepoint of its own, and sets the rows it read.
 func readTable(ctx context.Context, tx pgx.Tx, t *catalogTable) error {
-	var bytes int64
+	var read2 int64 // the second column, there to make every value be read
 	read := func(query string) error {
 		return inSavepoint(ctx, tx, func(tx pgx.Tx) error {
-			return tx.QueryRow(ctx, query).Scan(&t.count.Rows, &bytes)
+			return tx.QueryRow(ctx, query).Scan(&t.count.Rows, &read2)
 		})
 	}
 	query := binaryRead(t)
