@@ -47,22 +47,13 @@ build:
 
 TEST_CLUSTER := $(CURDIR)/.localcluster-test
 
-# FAULTS: the fault suite, which stops drillerd and cluster components: it
-# runs on a local cluster of its own, beside the other packages.
+# FAULTS: the fault suite, which stops drillerd and cluster components.
 FAULTS := ./test/e2e/faults
-FAULTS_CLUSTER := $(CURDIR)/.localcluster-faults
 
-## test: prerequisites, lint, then every unit and end-to-end test on local clusters of their own (the fault
-## suite on a second one, beside the rest; its output follows theirs)
+## test: prerequisites, lint, then every unit and end-to-end test on local clusters of their own: the fault
+## suite and the broken-backup corpus each on one of theirs, beside the rest (test/suites.sh)
 test: deps lint build
-	@$(BIN)/localcluster up --state-dir $(TEST_CLUSTER) >/dev/null
-	@$(BIN)/localcluster up --state-dir $(FAULTS_CLUSTER) >/dev/null || { $(BIN)/localcluster down --state-dir $(TEST_CLUSTER) >/dev/null; exit 1; }
-	@faults_log=$$(mktemp); \
-	  DRILLERD_LOCALCLUSTER=$(FAULTS_CLUSTER) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(FAULTS) >$$faults_log 2>&1 & faults=$$!; \
-	  DRILLERD_LOCALCLUSTER=$(TEST_CLUSTER) $(GO) test -count=1 -timeout $(TEST_TIMEOUT) $$($(GO) list ./... | grep -v '/test/e2e/faults$$'); \
-	  rc=$$?; wait $$faults; faults_rc=$$?; cat $$faults_log; rm -f $$faults_log; \
-	  $(BIN)/localcluster down --state-dir $(TEST_CLUSTER) >/dev/null; $(BIN)/localcluster down --state-dir $(FAULTS_CLUSTER) >/dev/null; \
-	  [ $$rc -eq 0 ] && [ $$faults_rc -eq 0 ]
+	@GO=$(GO) test/suites.sh $(BIN)/localcluster $(CURDIR)/.localcluster -count=1 -timeout $(TEST_TIMEOUT)
 
 ## soak: the fault suite with its longer variants (each crash instant alone), on a local cluster of its own (README: Fault tests)
 soak: deps build
