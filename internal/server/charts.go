@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"html/template"
 	"math"
 	"strings"
 	"time"
@@ -48,9 +47,9 @@ const (
 // spaced, against the target (nil: none): a line through the runs' values,
 // one dot per run in its result's colour, linking to the run's page, and a
 // dashed line at the target.
-func valueChart(class, what string, points []chartPoint, target *float64) template.HTML {
+func valueChart(class, what string, points []chartPoint, target *float64) markup {
 	if len(points) == 0 {
-		return template.HTML(fmt.Sprintf(`<p class="nodata">No run has measured the %s yet.</p>`, template.HTMLEscapeString(what)))
+		return markup(fmt.Sprintf(`<p class="nodata">No run has measured the %s yet.</p>`, escape(what)))
 	}
 	top := 0.0
 	for _, p := range points {
@@ -68,7 +67,7 @@ func valueChart(class, what string, points []chartPoint, target *float64) templa
 		return chartLeft + float64(i)*plotW/float64(len(points)-1)
 	}
 	y := func(v float64) float64 { return chartTop + plotH - v/top*plotH }
-	esc := template.HTMLEscapeString
+	esc := escape
 
 	var b strings.Builder
 	label := fmt.Sprintf("%s of the last %d runs", what, len(points))
@@ -121,7 +120,7 @@ func valueChart(class, what string, points []chartPoint, target *float64) templa
 		b.WriteString(dot)
 	}
 	b.WriteString(`</svg>`)
-	return template.HTML(b.String())
+	return markup(b.String())
 }
 
 // niceTops are the round durations, in seconds, a chart's scale may end at:
@@ -161,7 +160,7 @@ var phaseColors = map[drillsv1.Phase]string{
 
 // waterfall draws a run's phases as an inline SVG: one bar per phase, offset
 // by its start and as long as it took.
-func waterfall(s drillsv1.DrillRunStatus) template.HTML {
+func waterfall(s drillsv1.DrillRunStatus) markup {
 	if len(s.Phases) == 0 {
 		return ""
 	}
@@ -199,9 +198,9 @@ func waterfall(s drillsv1.DrillRunStatus) template.HTML {
 		if color == "" {
 			color = "#777"
 		}
-		fmt.Fprintf(&b, `<text x="0" y="%d" font-size="11">%s %s</text>`, y+bar-3, template.HTMLEscapeString(string(p.Name)), took)
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: %s</title></rect>`, x, y, w, bar, color, template.HTMLEscapeString(string(p.Name)), took)
+		fmt.Fprintf(&b, `<text x="0" y="%d" font-size="11">%s %s</text>`, y+bar-3, escape(string(p.Name)), took)
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: %s</title></rect>`, x, y, w, bar, color, escape(string(p.Name)), took)
 	}
 	b.WriteString(`</svg>`)
-	return template.HTML(b.String())
+	return markup(b.String())
 }

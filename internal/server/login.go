@@ -143,11 +143,7 @@ func (s *Server) loginPage(w http.ResponseWriter, code int, msg string) {
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="drillerd"`)
 	}
-	htmlHeaders(w)
-	w.WriteHeader(code)
-	if err := templates.ExecuteTemplate(w, "login", loginData{Error: msg, Audience: s.audiences()[0], MaxAge: sessionMaxAge.String()}); err != nil {
-		s.Log.Error(err, "while rendering the login form")
-	}
+	render(w, code, loginPage(loginData{Error: msg, Audience: s.audiences()[0], MaxAge: sessionMaxAge.String()}))
 }
 
 type loginData struct {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"io"
 	"net/http"
 	"sort"
 	"time"
@@ -45,7 +46,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		}
 		data.Drills = append(data.Drills, s.drillView(d, runs[d.Namespace+"/"+d.Name], acc, v))
 	}
-	s.render(w, http.StatusOK, "overview", data)
+	render(w, http.StatusOK, overviewPage(data))
 }
 
 // drillPage serves GET /drills/{ns}/{name}.
@@ -84,7 +85,7 @@ func (s *Server) drillPage(w http.ResponseWriter, r *http.Request) {
 	view := s.drillView(*drill, newestFirst(runs), acc, v)
 	view.Detail = true
 	data.Drills = []drillView{view}
-	s.render(w, http.StatusOK, "drill", data)
+	render(w, http.StatusOK, drillPage(data))
 }
 
 // runPage serves GET /runs/{ns}/{name}.
@@ -110,7 +111,7 @@ func (s *Server) runPage(w http.ResponseWriter, r *http.Request) {
 	data := s.pageData(v, "Drill run "+ref.Namespace+"/"+ref.Name)
 	rv := runViewOf(*run, true)
 	data.Run = &rv
-	s.render(w, http.StatusOK, "run", data)
+	render(w, http.StatusOK, runPage(data))
 }
 
 // listAll lists every drill, in name order, and every run by drill
@@ -165,18 +166,16 @@ func (s *Server) pageData(v viewer, title string) pageData {
 	return pageData{Title: title, User: v.user.Username, Now: s.now().UTC().Format(time.RFC3339), SignOut: s.Auth != nil}
 }
 
-// render writes a page of the templates.
-func (s *Server) render(w http.ResponseWriter, code int, name string, data any) {
+// render answers code with page.
+func render(w http.ResponseWriter, code int, page string) {
 	htmlHeaders(w)
 	w.WriteHeader(code)
-	if err := templates.ExecuteTemplate(w, name, data); err != nil {
-		s.Log.Error(err, "while rendering the page", "template", name)
-	}
+	_, _ = io.WriteString(w, page)
 }
 
 // errorPage answers code with msg, and a way back.
 func (s *Server) errorPage(w http.ResponseWriter, code int, msg string) {
-	s.render(w, code, "error", errorData{Code: code, Status: http.StatusText(code), Message: msg, SignOut: s.Auth != nil})
+	render(w, code, errorPage(errorData{Code: code, Status: http.StatusText(code), Message: msg, SignOut: s.Auth != nil}))
 }
 
 type errorData struct {

@@ -469,3 +469,45 @@ func TestChartScalesEndAtRoundDurations(t *testing.T) {
 		}
 	}
 }
+
+// What a run's status says is shown as text, never as markup: whoever may
+// write a DrillRun's status must not put a script on the page an SRE reads.
+func TestPagesShowWhatStatusesSayAsText(t *testing.T) {
+	const hostile = `<script>alert(1)</script>"><img src=x onerror=alert(2)>'&amp;`
+	objs := ordersHistory()
+	newest := objs[2].(*drillsv1.DrillRun)
+	if newest.Name != "orders-db-33" {
+		t.Fatalf("the newest run is %s", newest.Name)
+	}
+	newest.Status.Message = "message " + hostile
+	newest.Status.Reason = "reason " + hostile
+	newest.Status.Result = drillsv1.RunResult("result " + hostile)
+	newest.Status.Checks[0].Name, newest.Status.Checks[0].Value, newest.Status.Checks[0].Message = "check "+hostile, "value "+hostile, "why "+hostile
+	newest.Status.Checks[0].Passed = false
+	srv := newTestServer(t, objs...)
+	for _, path := range []string{"/", "/drills/shop/orders-db", "/runs/shop/orders-db-33"} {
+		t.Run(path, func(t *testing.T) {
+			rec := newRequest("GET", site+path, "").Cookie("good").serve(srv)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("%d:\n%s", rec.Code, rec.Body)
+			}
+			page := parse(t, rec.Body.String())
+			if n := len(all(page.root, "script", "")) + len(all(page.root, "img", "")); n != 0 {
+				t.Errorf("%d script or img elements on the page:\n%s", n, rec.Body)
+			}
+			got := text(page.root)
+			for _, want := range []string{"check " + hostile, "value " + hostile, "why " + hostile} {
+				if !strings.Contains(got, want) {
+					t.Errorf("the page does not show %q as text:\n%s", want, got)
+				}
+			}
+			if path == "/runs/shop/orders-db-33" {
+				for _, want := range []string{"message " + hostile, "reason " + hostile, "result " + hostile} {
+					if !strings.Contains(got, want) {
+						t.Errorf("the run page does not show %q as text:\n%s", want, got)
+					}
+				}
+			}
+		})
+	}
+}

@@ -118,9 +118,7 @@ func refuseTokensInURLs(next http.Handler) http.Handler {
 			writeError(w, http.StatusBadRequest, msg)
 			return
 		}
-		htmlHeaders(w)
-		w.WriteHeader(http.StatusBadRequest)
-		_ = templates.ExecuteTemplate(w, "refused", msg)
+		render(w, http.StatusBadRequest, refusedPage(msg))
 	})
 }
 

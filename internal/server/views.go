@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"html/template"
 	"net/url"
 	"sort"
 	"strings"
@@ -15,8 +14,7 @@ import (
 	"github.com/drillerd/drillerd/internal/rto"
 )
 
-// What the templates show, worked out here so that the templates only lay
-// it out.
+// What the pages show, worked out here so that pages.go only lays it out.
 
 type pageData struct {
 	Title     string
@@ -36,7 +34,7 @@ type drillView struct {
 	RTO, RPO              string // measured / target
 	RTOMet, RPOMet        bool
 	LastSuccess, NextRun  string
-	RTOChart, RPOChart    template.HTML
+	RTOChart, RPOChart    markup
 	RTOCaption            string
 	RPOCaption            string
 	StripLabel            string
@@ -72,7 +70,7 @@ type runView struct {
 	Started, Completed, RTO, RPO            string
 	Snapshot, Sandbox, Size                 string
 	Checks                                  []checkRow
-	Waterfall                               template.HTML
+	Waterfall                               markup
 }
 
 type checkRow struct {
