@@ -33,7 +33,9 @@ import (
 // each: one with no checks at all (the built-ins TablesReadable and
 // Amcheck), one with SQL checks plus both built-ins named explicitly.
 // Neither may pass; each must say what is wrong in the words the README
-// promises. The same two drills pass on the undamaged snapshot.
+// promises. The same two drills pass on the undamaged snapshot. It is this
+// package's longest test: make test runs it alone on a local cluster of its
+// own, beside the rest (test/suites.sh).
 
 const (
 	// corpusImage is the image every drill of the corpus runs: the major
