@@ -12,9 +12,12 @@ import (
 // the Go linker would then keep every exported method of every type, code
 // never run, a third of the binary and of its memory when idle.
 func TestNoTemplateEngineIsLinked(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	cmd := exec.Command("go", "list", "-deps", ".")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list -deps: %v", err)
+		t.Fatalf("go list -deps: %v\n%s", err, stderr.String())
 	}
 	deps := strings.Fields(string(out))
 	if !slices.Contains(deps, "sigs.k8s.io/controller-runtime/pkg/manager") {

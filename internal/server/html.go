@@ -22,13 +22,13 @@ type htmlPage struct{ b strings.Builder }
 // printf writes format with args, format being markup and every argument a
 // value: a string (or anything printed with %v or %s) is escaped for HTML
 // text and for a double-quoted attribute's value alike; a markup is written
-// as it is; an int or a bool is written as Fprintf writes it.
+// as it is; a number or a bool is written as Fprintf writes it.
 func (p *htmlPage) printf(format string, args ...any) {
 	for i, a := range args {
 		switch a := a.(type) {
 		case markup:
 			args[i] = string(a)
-		case int, bool:
+		case int, int64, float64, bool:
 		default:
 			args[i] = html.EscapeString(fmt.Sprint(a))
 		}

@@ -484,6 +484,14 @@ func TestPagesShowWhatStatusesSayAsText(t *testing.T) {
 	newest.Status.Result = drillsv1.RunResult("result " + hostile)
 	newest.Status.Checks[0].Name, newest.Status.Checks[0].Value, newest.Status.Checks[0].Message = "check "+hostile, "value "+hostile, "why "+hostile
 	newest.Status.Checks[0].Passed = false
+	// The drill's own status: its recent runs feed the strip's titles and
+	// classes and the charts' points.
+	drill := objs[3].(*drillsv1.RestoreDrill)
+	if drill.Name != "orders-db" {
+		t.Fatalf("the drill is %s", drill.Name)
+	}
+	recent := &drill.Status.RecentRuns[len(drill.Status.RecentRuns)-1]
+	recent.Reason, recent.Result = "strip "+hostile, drillsv1.RunResult("point "+hostile)
 	srv := newTestServer(t, objs...)
 	for _, path := range []string{"/", "/drills/shop/orders-db", "/runs/shop/orders-db-33"} {
 		t.Run(path, func(t *testing.T) {
@@ -499,6 +507,20 @@ func TestPagesShowWhatStatusesSayAsText(t *testing.T) {
 			for _, want := range []string{"check " + hostile, "value " + hostile, "why " + hostile} {
 				if !strings.Contains(got, want) {
 					t.Errorf("the page does not show %q as text:\n%s", want, got)
+				}
+			}
+			if path != "/runs/shop/orders-db-33" {
+				var titles []string
+				for _, n := range all(page.root, "", "cell") {
+					titles = append(titles, attr(n, "title"))
+				}
+				for _, n := range all(page.root, "circle", "point") {
+					titles = append(titles, text(n))
+				}
+				for _, want := range []string{"strip " + hostile, "point " + hostile} {
+					if !strings.Contains(strings.Join(titles, "\n"), want) {
+						t.Errorf("the strip and the charts do not show %q as text: %q", want, titles)
+					}
 				}
 			}
 			if path == "/runs/shop/orders-db-33" {

@@ -84,10 +84,11 @@ const readRowsAsText = "SELECT count(*), coalesce(sum(octet_length(t::text)), 0)
 // and read with it: the last column is referenced, so that every row is
 // taken apart to its end, but fixed-length values are not copied into their
 // binary form, which would read nothing more. The values of a row go to
-// num_nulls (one call per maxFunctionArgs), whose max is taken: the planner can fold neither away,
-// as it folds a test such as "column IS NULL" on a NOT NULL column
-// (PostgreSQL 18 and later), and with it the read. ONLY reads this table's
-// file alone, not inheriting children too.
+// num_nulls, one call per maxFunctionArgs of them, and the max of the
+// calls' sum is taken: the planner cannot fold a function called on
+// columns, whereas newer planners fold "column IS NULL" on a NOT NULL
+// column to false, and the read with it. ONLY reads this table's file
+// alone, not inheriting children too.
 func binaryRead(t *catalogTable) string {
 	var reads []string
 	for i, c := range t.columns {
