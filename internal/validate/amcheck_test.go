@@ -44,6 +44,10 @@ func TestAmcheck(t *testing.T) {
 		{db: "unlinked", value: "0 tables, 1 indexes verified", finding: FindingDamaged,
 			message: fmt.Sprintf(`table public.orders in database unlinked: could not open file "%[1]s": No such file or directory (SQLSTATE 58P01); `+
 				`index public.orders_pkey in database unlinked: could not open file "%[1]s": No such file or directory (SQLSTATE 58P01)`, damage.unlinkedFile)},
+		{db: "widedamage", value: "0 tables, 1 indexes verified", finding: FindingDamaged,
+			message: fmt.Sprintf("table public.wide in database widedamage: verify_heapam: block 0, offset 3, attribute 111: toast value %d index scan returned chunk 2 when expecting chunk 1", damage.toastWide.value),
+			contains: []string{fmt.Sprintf(`index %s (TOAST of public.wide) in database widedamage: item order invariant violated for index "%s" (SQLSTATE XX002)`,
+				damage.toastWide.index, strings.TrimPrefix(damage.toastWide.index, "pg_toast."))}},
 	}
 	results := byDatabase(t, sess.Run(t.Context(), []Check{{Name: "verify", Builtin: BuiltinAmcheck}}))
 	if len(results) != len(tests) {

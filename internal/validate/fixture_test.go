@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // damage records what setupPrimary did to the damaged databases, for the
@@ -26,6 +27,7 @@ var damage struct {
 	}
 	toast       toastDamage // notes'
 	toastAsText toastDamage // permits', a table TablesReadable reads as text
+	toastWide   toastDamage // wide's, whose TOASTed column comes after maxFunctionArgs others
 }
 
 // toastDamage is a TOAST index whose leaf has two items swapped.
@@ -60,6 +62,9 @@ func ordersTable(n int) []string {
 //   - indexdamage: orders, where two items of its primary key's leaf page
 //     swap places, and notes and permits, where two items of their TOAST
 //     tables' indexes do.
+//   - widedamage: wide, the notes after more text columns than a function
+//     takes arguments (TablesReadable sends them in a second call), where
+//     two items of its TOAST table's index swap places.
 func setupPrimary() (*cluster, error) {
 	c, err := newCluster()
 	if err != nil {
@@ -69,7 +74,7 @@ func setupPrimary() (*cluster, error) {
 		return c, err
 	}
 	var stmts []string
-	for _, db := range []string{"drill", "noext", "private", "truncated", "unlinked", "heapdamage", "indexdamage"} {
+	for _, db := range []string{"drill", "noext", "private", "truncated", "unlinked", "heapdamage", "indexdamage", "widedamage"} {
 		stmts = append(stmts, "CREATE DATABASE "+db+"")
 	}
 	stmts = append(stmts, "CREATE ROLE nopriv LOGIN", "REVOKE CONNECT ON DATABASE private FROM PUBLIC")
@@ -151,15 +156,29 @@ func setupPrimary() (*cluster, error) {
 		`VACUUM ANALYZE notes, permits`); err != nil {
 		return c, err
 	}
-	for table, td := range map[string]*toastDamage{"notes": &damage.toast, "permits": &damage.toastAsText} {
-		if err := c.query("indexdamage", `SELECT pg_relation_filepath(i.indexrelid), i.indexrelid::regclass::text, t.relname FROM pg_index i
+	var wideColumns []string
+	for i := range maxFunctionArgs + 10 {
+		wideColumns = append(wideColumns, fmt.Sprintf("c%d text", i))
+	}
+	if err := c.exec("widedamage",
+		`CREATE TABLE wide (id int PRIMARY KEY, `+strings.Join(wideColumns, ", ")+`, body text NOT NULL)`,
+		`INSERT INTO wide (id, c0, body) SELECT g, 'short', (SELECT string_agg(md5(g || '-' || i), '') FROM generate_series(1, 200) i) FROM generate_series(1, 20) g`,
+		`VACUUM ANALYZE wide`); err != nil {
+		return c, err
+	}
+	for table, td := range map[string]*toastDamage{"notes": &damage.toast, "permits": &damage.toastAsText, "wide": &damage.toastWide} {
+		db := "indexdamage"
+		if table == "wide" {
+			db = "widedamage"
+		}
+		if err := c.query(db, `SELECT pg_relation_filepath(i.indexrelid), i.indexrelid::regclass::text, t.relname FROM pg_index i
 			JOIN pg_class t ON t.oid = i.indrelid WHERE t.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = '`+table+`'::regclass)`,
 			&td.file, &td.index, &td.table); err != nil {
 			return c, err
 		}
 		// The index's leaf, block 1, lists four chunks a value in order:
 		// items 9 to 12 are the third value's.
-		if err := c.query("indexdamage", "SELECT DISTINCT chunk_id::bigint FROM pg_toast."+td.table+" ORDER BY 1 OFFSET 2 LIMIT 1", &td.value); err != nil {
+		if err := c.query(db, "SELECT DISTINCT chunk_id::bigint FROM pg_toast."+td.table+" ORDER BY 1 OFFSET 2 LIMIT 1", &td.value); err != nil {
 			return c, err
 		}
 	}
@@ -182,7 +201,7 @@ func setupPrimary() (*cluster, error) {
 	if err := swapItems(c.file(indexFile), 1, 10, 11); err != nil {
 		return c, err
 	}
-	for _, td := range []toastDamage{damage.toast, damage.toastAsText} {
+	for _, td := range []toastDamage{damage.toast, damage.toastAsText, damage.toastWide} {
 		if err := swapItems(c.file(td.file), 1, 10, 11); err != nil {
 			return c, err
 		}

@@ -124,10 +124,10 @@ const statementDoesNotFit = "42"
 // readTable reads t end to end, in its binary form, else as text, each
 // statement in a savepoint of its own, and sets the rows it read.
 func readTable(ctx context.Context, tx pgx.Tx, t *catalogTable) error {
-	var read2 int64 // the second column, there to make every value be read
+	var aggregate int64 // the statement's second column: there to make every value be read, not looked at
 	read := func(query string) error {
 		return inSavepoint(ctx, tx, func(tx pgx.Tx) error {
-			return tx.QueryRow(ctx, query).Scan(&t.count.Rows, &read2)
+			return tx.QueryRow(ctx, query).Scan(&t.count.Rows, &aggregate)
 		})
 	}
 	query := binaryRead(t)

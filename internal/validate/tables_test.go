@@ -64,6 +64,11 @@ func TestTablesReadable(t *testing.T) {
 		// A missing file is not read as an empty table: PostgreSQL cannot open it.
 		{db: "unlinked", value: "0 tables, 0 rows, 0 large objects", finding: FindingDamaged,
 			message: fmt.Sprintf(`table public.orders in database unlinked: could not open file "%s": No such file or directory (SQLSTATE 58P01)`, damage.unlinkedFile)},
+		// The damaged value is the row's 112th: TablesReadable sends it in
+		// its second call of num_nulls.
+		{db: "widedamage", value: "0 tables, 0 rows, 0 large objects", finding: FindingDamaged,
+			message: fmt.Sprintf("table public.wide in database widedamage: unexpected chunk number 2 (expected 1) for toast value %d in %s (SQLSTATE XX001)",
+				damage.toastWide.value, damage.toastWide.table)},
 	}
 	results := byDatabase(t, sess.Run(t.Context(), []Check{{Name: "tables", Builtin: BuiltinTablesReadable}}))
 	if len(results) != len(tests) {
