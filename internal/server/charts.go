@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"html"
 	"math"
 	"strings"
 	"time"
@@ -49,7 +50,7 @@ const (
 // dashed line at the target.
 func valueChart(class, what string, points []chartPoint, target *float64) markup {
 	if len(points) == 0 {
-		return markup(fmt.Sprintf(`<p class="nodata">No run has measured the %s yet.</p>`, escape(what)))
+		return markup(fmt.Sprintf(`<p class="nodata">No run has measured the %s yet.</p>`, html.EscapeString(what)))
 	}
 	top := 0.0
 	for _, p := range points {
@@ -67,7 +68,7 @@ func valueChart(class, what string, points []chartPoint, target *float64) markup
 		return chartLeft + float64(i)*plotW/float64(len(points)-1)
 	}
 	y := func(v float64) float64 { return chartTop + plotH - v/top*plotH }
-	esc := escape
+	esc := html.EscapeString
 
 	var b strings.Builder
 	label := fmt.Sprintf("%s of the last %d runs", what, len(points))
@@ -198,8 +199,8 @@ func waterfall(s drillsv1.DrillRunStatus) markup {
 		if color == "" {
 			color = "#777"
 		}
-		fmt.Fprintf(&b, `<text x="0" y="%d" font-size="11">%s %s</text>`, y+bar-3, escape(string(p.Name)), took)
-		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: %s</title></rect>`, x, y, w, bar, color, escape(string(p.Name)), took)
+		fmt.Fprintf(&b, `<text x="0" y="%d" font-size="11">%s %s</text>`, y+bar-3, html.EscapeString(string(p.Name)), took)
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s: %s</title></rect>`, x, y, w, bar, color, html.EscapeString(string(p.Name)), took)
 	}
 	b.WriteString(`</svg>`)
 	return markup(b.String())

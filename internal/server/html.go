@@ -42,13 +42,10 @@ func (p *htmlPage) write(s markup) { p.b.WriteString(string(s)) }
 // String is the page.
 func (p *htmlPage) String() string { return p.b.String() }
 
-// escape is s escaped for HTML text and for a double-quoted attribute.
-func escape(s string) string { return html.EscapeString(s) }
-
 // classIf is ` class="name"` when cond holds, else "".
 func classIf(cond bool, name string) markup {
 	if !cond {
 		return ""
 	}
-	return markup(` class="` + escape(name) + `"`)
+	return markup(` class="` + html.EscapeString(name) + `"`)
 }

@@ -46,7 +46,7 @@ func (s *Server) page(w http.ResponseWriter, r *http.Request) {
 		}
 		data.Drills = append(data.Drills, s.drillView(d, runs[d.Namespace+"/"+d.Name], acc, v))
 	}
-	render(w, http.StatusOK, overviewPage(data))
+	render(w, http.StatusOK, drillsPage(data, true))
 }
 
 // drillPage serves GET /drills/{ns}/{name}.
@@ -85,7 +85,7 @@ func (s *Server) drillPage(w http.ResponseWriter, r *http.Request) {
 	view := s.drillView(*drill, newestFirst(runs), acc, v)
 	view.Detail = true
 	data.Drills = []drillView{view}
-	render(w, http.StatusOK, drillPage(data))
+	render(w, http.StatusOK, drillsPage(data, false))
 }
 
 // runPage serves GET /runs/{ns}/{name}.

@@ -99,27 +99,22 @@ The browser keeps the token in a cookie for %s or until you sign out; tokens in 
 	return p.String()
 }
 
-// overviewPage shows every drill in brief.
-func overviewPage(d pageData) string {
+// drillsPage shows the drills of d: on the overview every drill in brief,
+// on a drill's own page that drill in full, with a way back.
+func drillsPage(d pageData, overview bool) string {
 	var p htmlPage
-	head(&p, "")
+	title := d.Title
+	if overview {
+		title = ""
+	}
+	head(&p, title)
 	who(&p, d)
-	if len(d.Drills) == 0 {
+	switch {
+	case !overview:
+		p.write(`<p><a href="/">All drills</a></p>` + "\n")
+	case len(d.Drills) == 0:
 		p.write("<p>No RestoreDrills yet.</p>\n")
 	}
-	for _, dr := range d.Drills {
-		drillSection(&p, dr)
-	}
-	foot(&p)
-	return p.String()
-}
-
-// drillPage shows one drill in full.
-func drillPage(d pageData) string {
-	var p htmlPage
-	head(&p, d.Title)
-	who(&p, d)
-	p.write(`<p><a href="/">All drills</a></p>` + "\n")
 	for _, dr := range d.Drills {
 		drillSection(&p, dr)
 	}
