@@ -28,6 +28,7 @@ var damage struct {
 	toast       toastDamage // notes'
 	toastAsText toastDamage // permits', a table TablesReadable reads as text
 	toastWide   toastDamage // wide's, whose TOASTed column comes after maxFunctionArgs others
+	toastBytes  toastDamage // attachments', a bytea column's
 }
 
 // toastDamage is a TOAST index whose leaf has two items swapped.
@@ -61,9 +62,14 @@ func ordersTable(n int) []string {
 //     gets an xmin from the future;
 //   - indexdamage: orders, where two items of its primary key's leaf page
 //     swap places, and notes and permits, where two items of their TOAST
-//     tables' indexes do.
+//     tables' indexes do;
+//   - byteadamage: attachments, notes as bytea, where two items of its
+//     TOAST table's index swap places;
+//   - legacy: a SQL_ASCII database whose letters hold bytes that are not
+//     UTF8 (Latin-1's é), in the row and out of line in TOAST; its
+//     sessions' client_encoding is UTF8 unless they set their own;
 //   - widedamage: wide, the notes after more text columns than a function
-//     takes arguments (TablesReadable sends them in a second call), where
+//     takes arguments (TablesReadable reads them in a second call), where
 //     two items of its TOAST table's index swap places.
 func setupPrimary() (*cluster, error) {
 	c, err := newCluster()
@@ -74,9 +80,11 @@ func setupPrimary() (*cluster, error) {
 		return c, err
 	}
 	var stmts []string
-	for _, db := range []string{"drill", "noext", "private", "truncated", "unlinked", "heapdamage", "indexdamage", "widedamage"} {
+	for _, db := range []string{"drill", "noext", "private", "truncated", "unlinked", "heapdamage", "indexdamage", "byteadamage", "widedamage"} {
 		stmts = append(stmts, "CREATE DATABASE "+db+"")
 	}
+	stmts = append(stmts, "CREATE DATABASE legacy ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+		"ALTER DATABASE legacy SET client_encoding = 'UTF8'")
 	stmts = append(stmts, "CREATE ROLE nopriv LOGIN", "REVOKE CONNECT ON DATABASE private FROM PUBLIC")
 	if err := c.exec("postgres", stmts...); err != nil {
 		return c, err
@@ -102,9 +110,12 @@ func setupPrimary() (*cluster, error) {
 		`CREATE SCHEMA "Sales Data"`,
 		`CREATE TYPE mood AS ENUM ('calm', 'busy')`,
 		// A single aclitem is stored in the row: it needs no binary form.
-		`CREATE TABLE "Sales Data"."odd ""name""" (x int, m mood, doc json, tags jsonb, amounts numeric[], at timestamptz, span tstzrange, acl aclitem)`,
+		// scan's 3,200 random bytes are stored out of line in TOAST.
+		`CREATE TABLE "Sales Data"."odd ""name""" (x int, m mood, doc json, tags jsonb, amounts numeric[], at timestamptz, span tstzrange, acl aclitem, label varchar(20), scan bytea)`,
 		`INSERT INTO "Sales Data"."odd ""name""" VALUES
-		 (1, 'calm', '{"a": 1}', '["x"]', '{1.5, 2}', '2026-11-20 10:00:00+00', '[2026-11-20, 2026-11-21)', 'postgres=r/postgres'), (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`,
+		 (1, 'calm', '{"a": 1}', '["x"]', '{1.5, 2}', '2026-11-20 10:00:00+00', '[2026-11-20, 2026-11-21)', 'postgres=r/postgres', 'première',
+		  (SELECT decode(string_agg(md5(i::text), ''), 'hex') FROM generate_series(1, 200) i)),
+		 (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`,
 		`SELECT lo_from_bytea(0, convert_to('a large object', 'UTF8'))`,
 		`VACUUM ANALYZE`,
 		`GRANT SELECT ON orders TO nopriv`,
@@ -156,6 +167,18 @@ func setupPrimary() (*cluster, error) {
 		`VACUUM ANALYZE notes, permits`); err != nil {
 		return c, err
 	}
+	if err := c.exec("byteadamage",
+		`CREATE TABLE attachments (id int PRIMARY KEY, body bytea NOT NULL)`,
+		`INSERT INTO attachments SELECT g, (SELECT convert_to(string_agg(md5(g || '-' || i), ''), 'UTF8') FROM generate_series(1, 200) i) FROM generate_series(1, 20) g`,
+		`VACUUM ANALYZE attachments`); err != nil {
+		return c, err
+	}
+	if err := c.exec("legacy",
+		`CREATE TABLE letters (id int PRIMARY KEY, body text NOT NULL)`,
+		`INSERT INTO letters VALUES (1, E'caf\xe9'), (2, (SELECT string_agg(md5(i::text) || E'\xe9', '') FROM generate_series(1, 200) i))`,
+		`VACUUM ANALYZE letters`); err != nil {
+		return c, err
+	}
 	var wideColumns []string
 	for i := range maxFunctionArgs + 10 {
 		wideColumns = append(wideColumns, fmt.Sprintf("c%d text", i))
@@ -166,10 +189,10 @@ func setupPrimary() (*cluster, error) {
 		`VACUUM ANALYZE wide`); err != nil {
 		return c, err
 	}
-	for table, td := range map[string]*toastDamage{"notes": &damage.toast, "permits": &damage.toastAsText, "wide": &damage.toastWide} {
-		db := "indexdamage"
-		if table == "wide" {
-			db = "widedamage"
+	for table, td := range map[string]*toastDamage{"notes": &damage.toast, "permits": &damage.toastAsText, "attachments": &damage.toastBytes, "wide": &damage.toastWide} {
+		db := map[string]string{"attachments": "byteadamage", "wide": "widedamage"}[table]
+		if db == "" {
+			db = "indexdamage"
 		}
 		if err := c.query(db, `SELECT pg_relation_filepath(i.indexrelid), i.indexrelid::regclass::text, t.relname FROM pg_index i
 			JOIN pg_class t ON t.oid = i.indrelid WHERE t.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = '`+table+`'::regclass)`,
@@ -201,7 +224,7 @@ func setupPrimary() (*cluster, error) {
 	if err := swapItems(c.file(indexFile), 1, 10, 11); err != nil {
 		return c, err
 	}
-	for _, td := range []toastDamage{damage.toast, damage.toastAsText, damage.toastWide} {
+	for _, td := range []toastDamage{damage.toast, damage.toastAsText, damage.toastBytes, damage.toastWide} {
 		if err := swapItems(c.file(td.file), 1, 10, 11); err != nil {
 			return c, err
 		}

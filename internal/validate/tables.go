@@ -77,12 +77,12 @@ func (c column) variableLength() bool { return c.typlen == -1 }
 const readRowsAsText = "SELECT count(*), coalesce(sum(octet_length(t::text)), 0) FROM ONLY %s t"
 
 // binaryRead is the statement that counts the rows of t and reads each, or
-// "" when a variable-length column's type has no binary form. It runs the
-// send function of each variable-length column, as a client of the binary
-// protocol receives the value: that fetches and decompresses every TOASTed
-// and compressed value. A fixed-length value is stored in the row itself
-// and read with it: the last column is referenced, so that every row is
-// taken apart to its end, but fixed-length values are not copied into their
+// "" when a variable-length column's type has no binary form. Every
+// variable-length value is read whole, as a client of the binary protocol
+// receives it (valueRead): that fetches and decompresses every TOASTed and
+// compressed value. A fixed-length value is stored in the row itself and
+// read with it: the last column is referenced, so that every row is taken
+// apart to its end, but fixed-length values are not copied into their
 // binary form, which would read nothing more. The values of a row go to
 // num_nulls, one call per maxFunctionArgs of them, and the max of the
 // calls' sum is taken: the planner cannot fold a function called on
@@ -97,7 +97,7 @@ func binaryRead(t *catalogTable) string {
 		case c.variableLength() && c.send.Name == "":
 			return ""
 		case c.variableLength():
-			reads = append(reads, c.send.String()+"("+col+")")
+			reads = append(reads, valueRead(c, col))
 		case i == len(t.columns)-1:
 			reads = append(reads, col)
 		}
@@ -111,6 +111,34 @@ func binaryRead(t *catalogTable) string {
 	}
 	return fmt.Sprintf("SELECT count(*), coalesce(max(%s), 0) FROM ONLY %s t", strings.Join(calls, " + "), t.rel.String())
 }
+
+// valueRead is the expression that reads col, a variable-length column c,
+// whole: c's send function, as a client of the binary protocol receives the
+// value, but for text, varchar and bytea, whose send functions copy the
+// value once it is detoasted (text's converting it when the session's
+// client_encoding is not the database's). Those values are detoasted whole
+// by the position of an empty string in them, which PostgreSQL answers (1)
+// without a copy, without a look at the bytes and whatever the column's
+// collation: the copy costs as much as reading a short value from its page.
+// The fetch and decompression of a value, and their errors, are the same;
+// bytes that a conversion would refuse are production's own, as stored.
+func valueRead(c column, col string) string {
+	switch c.send {
+	case byteaSend:
+		return "pg_catalog.position(" + col + ", ''::pg_catalog.bytea)"
+	case textSend, varcharSend:
+		return "pg_catalog.strpos(" + col + ", '')"
+	default:
+		return c.send.String() + "(" + col + ")"
+	}
+}
+
+// The send functions of bytea, text and varchar (and of domains over them).
+var (
+	byteaSend   = relation{"pg_catalog", "byteasend"}
+	textSend    = relation{"pg_catalog", "textsend"}
+	varcharSend = relation{"pg_catalog", "varcharsend"}
+)
 
 // maxFunctionArgs is how many arguments a PostgreSQL function takes at most
 // (FUNC_MAX_ARGS); a table has up to 1,600 columns.

@@ -51,6 +51,13 @@ func TestTablesReadable(t *testing.T) {
 			message: fmt.Sprintf("table public.notes in database indexdamage: unexpected chunk number 2 (expected 1) for toast value %d in %s (SQLSTATE XX001); "+
 				"table public.permits in database indexdamage: unexpected chunk number 2 (expected 1) for toast value %d in %s (SQLSTATE XX001)",
 				damage.toast.value, damage.toast.table, damage.toastAsText.value, damage.toastAsText.table)},
+		// A bytea value likewise.
+		{db: "byteadamage", value: "0 tables, 0 rows, 0 large objects", finding: FindingDamaged,
+			message: fmt.Sprintf("table public.attachments in database byteadamage: unexpected chunk number 2 (expected 1) for toast value %d in %s (SQLSTATE XX001)",
+				damage.toastBytes.value, damage.toastBytes.table)},
+		// Bytes that are not UTF8 are read as production stores them, not
+		// converted to the session's client_encoding (UTF8 there).
+		{db: "legacy", value: "1 tables, 2 rows, 0 large objects", tables: 1},
 		{db: "noext", value: "0 tables, 0 rows, 0 large objects"},
 		{db: "postgres", value: "0 tables, 0 rows, 0 large objects"},
 		{db: "private", value: "0 tables, 0 rows, 0 large objects"},
@@ -64,7 +71,7 @@ func TestTablesReadable(t *testing.T) {
 		// A missing file is not read as an empty table: PostgreSQL cannot open it.
 		{db: "unlinked", value: "0 tables, 0 rows, 0 large objects", finding: FindingDamaged,
 			message: fmt.Sprintf(`table public.orders in database unlinked: could not open file "%s": No such file or directory (SQLSTATE 58P01)`, damage.unlinkedFile)},
-		// The damaged value is the row's 112th: TablesReadable sends it in
+		// The damaged value is the row's 112th: TablesReadable reads it in
 		// its second call of num_nulls.
 		{db: "widedamage", value: "0 tables, 0 rows, 0 large objects", finding: FindingDamaged,
 			message: fmt.Sprintf("table public.wide in database widedamage: unexpected chunk number 2 (expected 1) for toast value %d in %s (SQLSTATE XX001)",
@@ -140,10 +147,10 @@ func TestTablesReadableOnAStandbyWithChecksums(t *testing.T) {
 }
 
 func TestBinaryRead(t *testing.T) {
-	textsend := relation{"pg_catalog", "textsend"}
 	table := func(columns ...column) *catalogTable {
 		return &catalogTable{rel: relation{"Sales Data", `odd "name"`}, columns: columns}
 	}
+	arraySend := relation{"pg_catalog", "array_send"}
 	tests := []struct {
 		name  string
 		table *catalogTable
@@ -154,11 +161,13 @@ func TestBinaryRead(t *testing.T) {
 		{"fixed-length columns: the last is read, so every row is taken apart",
 			table(column{name: "id", typlen: 8}, column{name: "at", typlen: 8}),
 			`SELECT count(*), coalesce(max(pg_catalog.num_nulls(t."at")), 0) FROM ONLY "Sales Data"."odd ""name""" t`},
-		{"every variable-length column is sent, fixed-length ones are not",
-			table(column{name: "id", typlen: 8}, column{name: "Note", typlen: -1, send: textsend}, column{name: "at", typlen: 8},
-				column{name: "tags", typlen: -1, send: relation{"pg_catalog", "array_send"}}),
-			`SELECT count(*), coalesce(max(pg_catalog.num_nulls("pg_catalog"."textsend"(t."Note"), ` +
-				`"pg_catalog"."array_send"(t."tags"))), 0) FROM ONLY "Sales Data"."odd ""name""" t`},
+		{"every variable-length column is read, fixed-length ones are not; values only copied by their send function are detoasted in place",
+			table(column{name: "id", typlen: 8}, column{name: "Note", typlen: -1, send: textSend}, column{name: "at", typlen: 8},
+				column{name: "tags", typlen: -1, send: arraySend}, column{name: "code", typlen: -1, send: varcharSend},
+				column{name: "blob", typlen: -1, send: byteaSend}),
+			`SELECT count(*), coalesce(max(pg_catalog.num_nulls(pg_catalog.strpos(t."Note", ''), ` +
+				`"pg_catalog"."array_send"(t."tags"), pg_catalog.strpos(t."code", ''), pg_catalog.position(t."blob", ''::pg_catalog.bytea))), 0) ` +
+				`FROM ONLY "Sales Data"."odd ""name""" t`},
 		{"a variable-length type without a binary form: none",
 			table(column{name: "id", typlen: 4}, column{name: "g", typlen: -1}), ""},
 	}
