@@ -53,6 +53,9 @@ const (
 	corpusDocuments = 200
 	// corpusItems is how many rows the second database's table has.
 	corpusItems = 5000
+	// corpusScans is how many bytea values of 9,600 bytes the second
+	// database holds in TOAST.
+	corpusScans = 100
 	// truncatedPages is what a truncated heap keeps.
 	truncatedPages = 3
 	// reinitClockSkew is freshness.clockSkew of the drills of the
@@ -88,6 +91,7 @@ type corpus struct {
 	documentsOut  fixture.Relation // the TOAST relation of documents
 	inventoryDir  string           // base/<oid> of database inventory
 	items         fixture.Relation // inventory's table, read as text
+	scansOut      fixture.Relation // the TOAST relation of inventory's scans, bytea
 	ordersTuples  int64            // pg_class.reltuples of orders at the cut
 	ordersPages   int64            // pg_class.relpages of orders at the cut
 	truncatedRows int64            // rows in orders' first truncatedPages pages
@@ -191,7 +195,8 @@ func TestBrokenBackupCorpus(t *testing.T) {
 // setUpCorpus starts the production database with data checksums and
 // fills it: orders (20000 rows, a primary key and an index on created_at),
 // documents (values stored out of line in TOAST), and a second database
-// with a table TablesReadable reads as text.
+// with a table TablesReadable reads as text and a table of bytea values
+// stored in TOAST.
 func setUpCorpus(t *testing.T, env *fixture.Env) *corpus {
 	cl := drillClient(t, env)
 	ns := env.Namespace("corpus")
@@ -228,6 +233,11 @@ func setUpCorpus(t *testing.T, env *fixture.Env) *corpus {
 	// array of them, as text.
 	env.Exec(c.inventory, `CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, owners aclitem[] NOT NULL DEFAULT ARRAY[makeaclitem(10, 10, 'SELECT', false)])`)
 	env.Exec(c.inventory, fmt.Sprintf(`INSERT INTO items (name) SELECT 'item ' || g FROM generate_series(1, %d) g`, corpusItems))
+	// Stored out of line and uncompressed: 5 TOAST chunks a row.
+	env.Exec(c.inventory, `CREATE TABLE scans (id serial PRIMARY KEY, image bytea NOT NULL)`)
+	env.Exec(c.inventory, `ALTER TABLE scans ALTER image SET STORAGE EXTERNAL`)
+	env.Exec(c.inventory, fmt.Sprintf(`INSERT INTO scans (image)
+	 SELECT (SELECT decode(string_agg(md5(g || ':' || h), ''), 'hex') FROM generate_series(1, 600) h) FROM generate_series(1, %d) g`, corpusScans))
 	// The catalog knows what each table holds (as autovacuum would soon
 	// make it), and every hint bit is set, so that reading a table after
 	// the checkpoint writes no WAL that would repair the damage on replay.
@@ -239,6 +249,7 @@ func setUpCorpus(t *testing.T, env *fixture.Env) *corpus {
 	c.documentsOut = env.LookUpToast(c.app, "public.documents")
 	c.inventoryDir = env.LookUpDatabaseDir(c.app, "inventory")
 	c.items = env.LookUpRelation(c.inventory, "public.items")
+	c.scansOut = env.LookUpToast(c.inventory, "public.scans")
 	c.ordersTuples = env.QueryInt(c.app, "SELECT reltuples::int8 FROM pg_class WHERE oid = 'public.orders'::regclass")
 	c.ordersPages = env.QueryInt(c.app, "SELECT relpages::int8 FROM pg_class WHERE oid = 'public.orders'::regclass")
 	c.truncatedRows = env.QueryInt(c.app, fmt.Sprintf("SELECT count(*) FROM orders WHERE (ctid::text::point)[0] < %d", truncatedPages))
@@ -351,6 +362,7 @@ func (c *corpus) kinds() []damageKind {
 	indexBlock := c.ordersByTime.Pages / 2
 	toastBlock := c.documentsOut.Pages / 2
 	itemsBlock := c.items.Pages / 2
+	scansBlock := c.scansOut.Pages / 2
 	return []damageKind{{
 		name:     "undamaged",
 		short:    "intact",
@@ -370,8 +382,9 @@ func (c *corpus) kinds() []damageKind {
 				for _, tr := range run.Status.Tables {
 					read[tr.Database+"/"+tr.Table] = tr.Rows
 				}
-				if read["app/public.orders"] != corpusOrders || read["app/public.documents"] != corpusDocuments || read["inventory/public.items"] != corpusItems {
-					t.Errorf("status.tables %+v: want every row of orders, documents and items read", run.Status.Tables)
+				if read["app/public.orders"] != corpusOrders || read["app/public.documents"] != corpusDocuments || read["inventory/public.items"] != corpusItems ||
+					read["inventory/public.scans"] != corpusScans {
+					t.Errorf("status.tables %+v: want every row of orders, documents, items and scans read", run.Status.Tables)
 				}
 			},
 		},
@@ -444,6 +457,21 @@ func (c *corpus) kinds() []damageKind {
 			names:    []string{"public.documents", "database app", invalidPage(c.documentsOut, toastBlock)},
 			sqlNames: []string{"documents-readable"},
 			checks:   []checkWant{{name: "TablesReadable", database: "app", reason: "DataDamaged"}, {name: "Amcheck", database: "app", reason: "DataDamaged"}},
+		},
+	}, {
+		name:     "TOAST relation of bytea values damaged",
+		short:    "bytea-toast-page",
+		snapshot: "bytea-toast-page",
+		damage: func(t *testing.T, c *corpus, pgdata string) {
+			must(t, "damaging a page of scans' TOAST", fixture.DamagePage(pgdata, c.scansOut, scansBlock))
+		},
+		want: verdictWant{
+			result: drillsv1.ResultFailed, reason: "DataDamaged",
+			names: []string{"public.scans", "database inventory", invalidPage(c.scansOut, scansBlock)},
+			checks: []checkWant{
+				{name: "TablesReadable", database: "app", passed: true}, {name: "TablesReadable", database: "inventory", reason: "DataDamaged"},
+				{name: "Amcheck", database: "inventory", reason: "DataDamaged"},
+			},
 		},
 	}, {
 		// items has an aclitem[] column, which has no binary form:
