@@ -5,6 +5,7 @@ package validate
 // corrupt pages on purpose and assert the exact complaint.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"os"
@@ -29,6 +30,7 @@ var damage struct {
 	toastAsText toastDamage // permits', a table TablesReadable reads as text
 	toastWide   toastDamage // wide's, whose TOASTed column comes after maxFunctionArgs others
 	toastBytes  toastDamage // attachments', a bytea column's
+	memosFile   string      // memos' heap, whose one value is compressed in the row and garbled
 }
 
 // toastDamage is a TOAST index whose leaf has two items swapped.
@@ -65,6 +67,8 @@ func ordersTable(n int) []string {
 //     tables' indexes do;
 //   - byteadamage: attachments, notes as bytea, where two items of its
 //     TOAST table's index swap places;
+//   - compressdamage: memos, one value compressed (pglz) in its row, whose
+//     compressed bytes are garbled after the first eight;
 //   - legacy: a SQL_ASCII database whose letters hold bytes that are not
 //     UTF8 (Latin-1's é), in the row and out of line in TOAST; its
 //     sessions' client_encoding is UTF8 unless they set their own;
@@ -80,7 +84,7 @@ func setupPrimary() (*cluster, error) {
 		return c, err
 	}
 	var stmts []string
-	for _, db := range []string{"drill", "noext", "private", "truncated", "unlinked", "heapdamage", "indexdamage", "byteadamage", "widedamage"} {
+	for _, db := range []string{"drill", "noext", "private", "truncated", "unlinked", "heapdamage", "indexdamage", "byteadamage", "compressdamage", "widedamage"} {
 		stmts = append(stmts, "CREATE DATABASE "+db+"")
 	}
 	stmts = append(stmts, "CREATE DATABASE legacy ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
@@ -110,12 +114,14 @@ func setupPrimary() (*cluster, error) {
 		`CREATE SCHEMA "Sales Data"`,
 		`CREATE TYPE mood AS ENUM ('calm', 'busy')`,
 		// A single aclitem is stored in the row: it needs no binary form.
-		// scan's 3,200 random bytes are stored out of line in TOAST.
-		`CREATE TABLE "Sales Data"."odd ""name""" (x int, m mood, doc json, tags jsonb, amounts numeric[], at timestamptz, span tstzrange, acl aclitem, label varchar(20), scan bytea)`,
+		// scan's 3,200 random bytes are stored out of line in TOAST, memo's
+		// 4,800 compressed in the row.
+		`CREATE TABLE "Sales Data"."odd ""name""" (x int, m mood, doc json, tags jsonb, amounts numeric[], at timestamptz, span tstzrange, acl aclitem,
+		 label varchar(20), scan bytea, memo text COMPRESSION pglz)`,
 		`INSERT INTO "Sales Data"."odd ""name""" VALUES
 		 (1, 'calm', '{"a": 1}', '["x"]', '{1.5, 2}', '2026-11-20 10:00:00+00', '[2026-11-20, 2026-11-21)', 'postgres=r/postgres', 'première',
-		  (SELECT decode(string_agg(md5(i::text), ''), 'hex') FROM generate_series(1, 200) i)),
-		 (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`,
+		  (SELECT decode(string_agg(md5(i::text), ''), 'hex') FROM generate_series(1, 200) i), repeat('`+memoWords+`', 300)),
+		 (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`,
 		`SELECT lo_from_bytea(0, convert_to('a large object', 'UTF8'))`,
 		`VACUUM ANALYZE`,
 		`GRANT SELECT ON orders TO nopriv`,
@@ -179,6 +185,15 @@ func setupPrimary() (*cluster, error) {
 		`VACUUM ANALYZE letters`); err != nil {
 		return c, err
 	}
+	if err := c.exec("compressdamage",
+		`CREATE TABLE memos (id int PRIMARY KEY, body text COMPRESSION pglz NOT NULL)`,
+		`INSERT INTO memos VALUES (1, repeat('`+memoWords+`', 300))`,
+		`VACUUM ANALYZE memos`); err != nil {
+		return c, err
+	}
+	if err := c.query("compressdamage", "SELECT pg_relation_filepath('memos')", &damage.memosFile); err != nil {
+		return c, err
+	}
 	var wideColumns []string
 	for i := range maxFunctionArgs + 10 {
 		wideColumns = append(wideColumns, fmt.Sprintf("c%d text", i))
@@ -220,6 +235,9 @@ func setupPrimary() (*cluster, error) {
 		return c, err
 	}
 	damage.heap.block, damage.heap.offset = 0, offset
+	if err := garbleCompressed(c.file(damage.memosFile), 0, []byte(memoWords[:8])); err != nil {
+		return c, err
+	}
 	// Block 0 is the metapage; 100 keys fit the root, a leaf, in block 1.
 	if err := swapItems(c.file(indexFile), 1, 10, 11); err != nil {
 		return c, err
@@ -230,6 +248,28 @@ func setupPrimary() (*cluster, error) {
 		}
 	}
 	return c, c.start()
+}
+
+// memoWords, repeated, make memos' value: pglz stores its first eight bytes
+// as literals, then refers back to them.
+const memoWords = "memo of a drill "
+
+// garbleCompressed overwrites the 16 bytes after the first occurrence of
+// literals in a page: in a pglz stream they are control bytes and back
+// references, which then point before the start of the output, and
+// PostgreSQL refuses to decompress the value ("compressed pglz data is
+// corrupt"). The page and the value's header are otherwise untouched.
+func garbleCompressed(path string, block int64, literals []byte) error {
+	return editPage(path, block, func(page []byte) error {
+		at := bytes.Index(page, literals)
+		if at < 0 || bytes.Contains(page[at+1:], literals) {
+			return fmt.Errorf("%s block %d: %q is not in it once", path, block, literals)
+		}
+		for i := at + len(literals); i < at+len(literals)+16; i++ {
+			page[i] = 0xff
+		}
+		return nil
+	})
 }
 
 // pageSize is PostgreSQL's default block size.

@@ -59,7 +59,7 @@ func TestNewSessionReachesTheOtherDatabases(t *testing.T) {
 	for _, r := range sess.Run(t.Context(), []Check{{Name: "tables", Builtin: BuiltinTablesReadable}}) {
 		databases = append(databases, r.Database)
 	}
-	if got := strings.Join(databases, " "); got != "byteadamage drill heapdamage indexdamage legacy noext postgres private truncated unlinked widedamage" {
+	if got := strings.Join(databases, " "); got != "byteadamage compressdamage drill heapdamage indexdamage legacy noext postgres private truncated unlinked widedamage" {
 		t.Errorf("TablesReadable ran in %s", got)
 	}
 }

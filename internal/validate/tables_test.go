@@ -31,6 +31,11 @@ func TestTablesReadable(t *testing.T) {
 	if err := sess.conn.QueryRow(t.Context(), "SELECT count(*) FROM "+toastTable).Scan(&toasted); err != nil || toasted == 0 {
 		t.Fatalf("the fixture's notes are not TOASTed out of line: %d chunks in %s (%v)", toasted, toastTable, err)
 	}
+	var method string
+	var size int
+	if err := sess.conn.QueryRow(t.Context(), `SELECT pg_column_compression(memo), pg_column_size(memo) FROM "Sales Data"."odd ""name""" WHERE x = 1`).Scan(&method, &size); err != nil || method != "pglz" || size > 200 {
+		t.Fatalf("the fixture's memo is not compressed in its row: %q, %d bytes (%v)", method, size, err)
+	}
 	tr := damage.truncated
 
 	tests := []struct {
@@ -55,6 +60,9 @@ func TestTablesReadable(t *testing.T) {
 		{db: "byteadamage", value: "0 tables, 0 rows, 0 large objects", finding: FindingDamaged,
 			message: fmt.Sprintf("table public.attachments in database byteadamage: unexpected chunk number 2 (expected 1) for toast value %d in %s (SQLSTATE XX001)",
 				damage.toastBytes.value, damage.toastBytes.table)},
+		// A value compressed in its row is decompressed: Amcheck does not.
+		{db: "compressdamage", value: "0 tables, 0 rows, 0 large objects", finding: FindingDamaged,
+			message: "table public.memos in database compressdamage: compressed pglz data is corrupt (SQLSTATE XX001)"},
 		// Bytes that are not UTF8 are read as production stores them, not
 		// converted to the session's client_encoding (UTF8 there).
 		{db: "legacy", value: "1 tables, 2 rows, 0 large objects", tables: 1},
