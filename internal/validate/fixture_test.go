@@ -30,7 +30,6 @@ var damage struct {
 	toastAsText toastDamage // permits', a table TablesReadable reads as text
 	toastWide   toastDamage // wide's, whose TOASTed column comes after maxFunctionArgs others
 	toastBytes  toastDamage // attachments', a bytea column's
-	memosFile   string      // memos' heap, whose one value is compressed in the row and garbled
 }
 
 // toastDamage is a TOAST index whose leaf has two items swapped.
@@ -191,7 +190,8 @@ func setupPrimary() (*cluster, error) {
 		`VACUUM ANALYZE memos`); err != nil {
 		return c, err
 	}
-	if err := c.query("compressdamage", "SELECT pg_relation_filepath('memos')", &damage.memosFile); err != nil {
+	var memosFile string
+	if err := c.query("compressdamage", "SELECT pg_relation_filepath('memos')", &memosFile); err != nil {
 		return c, err
 	}
 	var wideColumns []string
@@ -204,11 +204,15 @@ func setupPrimary() (*cluster, error) {
 		`VACUUM ANALYZE wide`); err != nil {
 		return c, err
 	}
-	for table, td := range map[string]*toastDamage{"notes": &damage.toast, "permits": &damage.toastAsText, "attachments": &damage.toastBytes, "wide": &damage.toastWide} {
-		db := map[string]string{"attachments": "byteadamage", "wide": "widedamage"}[table]
-		if db == "" {
-			db = "indexdamage"
-		}
+	toasted := []struct {
+		db, table string
+		td        *toastDamage
+	}{
+		{"indexdamage", "notes", &damage.toast}, {"indexdamage", "permits", &damage.toastAsText},
+		{"byteadamage", "attachments", &damage.toastBytes}, {"widedamage", "wide", &damage.toastWide},
+	}
+	for _, tt := range toasted {
+		db, table, td := tt.db, tt.table, tt.td
 		if err := c.query(db, `SELECT pg_relation_filepath(i.indexrelid), i.indexrelid::regclass::text, t.relname FROM pg_index i
 			JOIN pg_class t ON t.oid = i.indrelid WHERE t.oid = (SELECT reltoastrelid FROM pg_class WHERE oid = '`+table+`'::regclass)`,
 			&td.file, &td.index, &td.table); err != nil {
@@ -235,15 +239,15 @@ func setupPrimary() (*cluster, error) {
 		return c, err
 	}
 	damage.heap.block, damage.heap.offset = 0, offset
-	if err := garbleCompressed(c.file(damage.memosFile), 0, []byte(memoWords[:8])); err != nil {
+	if err := garbleCompressed(c.file(memosFile), 0, []byte(memoWords[:8])); err != nil {
 		return c, err
 	}
 	// Block 0 is the metapage; 100 keys fit the root, a leaf, in block 1.
 	if err := swapItems(c.file(indexFile), 1, 10, 11); err != nil {
 		return c, err
 	}
-	for _, td := range []toastDamage{damage.toast, damage.toastAsText, damage.toastBytes, damage.toastWide} {
-		if err := swapItems(c.file(td.file), 1, 10, 11); err != nil {
+	for _, tt := range toasted {
+		if err := swapItems(c.file(tt.td.file), 1, 10, 11); err != nil {
 			return c, err
 		}
 	}
